@@ -1,0 +1,159 @@
+"""Zarr stores of projected maps, written atomically.
+
+A store is an xarray Dataset with one variable ``maps`` of dims (sightline, field, y, x), float32, in
+physical units per field (the ``units`` coordinate along ``field``), coordinates in Mpc, the sightline
+plan's columns as per-sightline coordinates, and provenance in the attributes.
+
+Atomicity: a store is written under a temporary sibling name and renamed onto its final path only once
+complete, so an interrupted job never leaves a store that looks complete. Map variables use NaN as the
+fill value, so a chunk that was never written reads back as NaN, never as real-looking zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+#: Attribute marking a store that was completely written.
+COMPLETE_ATTR = "massmaps_complete"
+
+
+def config_hash(config: Mapping) -> str:
+    """Short, stable hash of a JSON-able configuration."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _encoding(ds: xr.Dataset, chunk_sightlines: int) -> dict:
+    import zarr.codecs
+
+    blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+    enc = {}
+    if "maps" in ds:
+        s, f, y, x = ds["maps"].shape
+        enc["maps"] = {
+            "chunks": (max(1, min(chunk_sightlines, s)), f, y, x),
+            "compressors": [blosc],
+            "fill_value": np.float32(np.nan),
+        }
+    return enc
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def clear_stale(path: str | os.PathLike) -> None:
+    """Remove temporary stores that a killed writer of ``path`` left behind."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_store(ds: xr.Dataset, path: str | os.PathLike, *, chunk_sightlines: int = 16) -> Path:
+    """Write ``ds`` to the zarr store ``path`` atomically (temporary name, then rename).
+
+    An existing store at ``path`` is replaced. The dataset is marked complete in its attributes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(path)
+    tmp = _tmp_path(path)
+    ds = ds.copy()
+    ds.attrs[COMPLETE_ATTR] = True
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        ds.to_zarr(tmp, mode="w-", consolidated=False, encoding=_encoding(ds, chunk_sightlines), zarr_format=3)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> xr.Dataset:
+    """Open a store lazily (dask chunks as stored unless ``chunks`` says otherwise); refuse one that was
+    not completely written."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: zarr store not found")
+    with warnings.catch_warnings():
+        # Snakemake's directory() outputs hold a .snakemake_timestamp file zarr does not know.
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
+        ds = xr.open_zarr(path, consolidated=False, chunks={} if chunks is None else chunks)
+    if not ds.attrs.get(COMPLETE_ATTR, False):
+        raise ValueError(f"{path}: store is incomplete (attribute {COMPLETE_ATTR!r} missing): rerun the job that writes it")
+    return ds
+
+
+def maps_dataset(
+    maps: np.ndarray,
+    *,
+    fields: Sequence[str],
+    units: Sequence[str],
+    long_names: Sequence[str],
+    pixel_Mpc: float,
+    sightline_coords: Mapping[str, np.ndarray],
+    attrs: Mapping,
+) -> xr.Dataset:
+    """Wrap an array (sightline, field, y, x) of maps with coordinates and metadata."""
+    n, nf, ny, nx = maps.shape
+    centres = (np.arange(nx) + 0.5 - nx / 2) * pixel_Mpc
+    coords = {
+        # object arrays are stored as variable-length UTF-8 strings (zarr 3's stable string type)
+        "field": ("field", np.array(list(fields), dtype=object)),
+        "units": ("field", np.array(list(units), dtype=object)),
+        "long_name": ("field", np.array(list(long_names), dtype=object)),
+        "y": ("y", centres[:ny], {"units": "Mpc", "long_name": "projected offset from the host DM centre"}),
+        "x": ("x", centres[:nx], {"units": "Mpc", "long_name": "projected offset from the host DM centre"}),
+    }
+    for name, values in sightline_coords.items():
+        coords[name] = ("sightline", np.asarray(values))
+    ds = xr.Dataset(
+        {
+            "maps": (
+                ("sightline", "field", "y", "x"),
+                np.asarray(maps, dtype=np.float32),
+                {"long_name": "projected maps; units per field in the 'units' coordinate"},
+            )
+        },
+        coords=coords,
+        attrs=dict(attrs),
+    )
+    if "M200m_Msun" in ds.coords:
+        ds["M200m_Msun"].attrs["units"] = "Msun"
+    return ds
+
+
+def assemble(shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, *, chunk_sightlines: int = 16) -> xr.Dataset:
+    """Concatenate complete shard stores along ``sightline`` (sorted by sightline_id) into one store."""
+    parts = [open_store(p) for p in shard_paths]
+    if not parts:
+        raise ValueError("assemble: no shard stores given")
+    ref = {k: v for k, v in parts[0].attrs.items() if k not in ("shard",)}
+    for p, part in zip(shard_paths, parts):
+        for key in ("config_hash", "massmaps_version", "pixel_Mpc", "npix"):
+            if part.attrs.get(key) != ref.get(key):
+                raise ValueError(
+                    f"{p}: attribute {key!r} = {part.attrs.get(key)!r} differs from the first shard's {ref.get(key)!r}; "
+                    "rerun the projection jobs with one configuration"
+                )
+    ds = xr.concat(parts, dim="sightline", join="exact", combine_attrs="drop_conflicts")
+    ds = ds.sortby("sightline_id").load()
+    if np.isnan(ds["maps"].values).any():
+        raise ValueError(f"{path}: NaN in the assembled maps (a shard was not completely written)")
+    ids = ds["sightline_id"].values
+    if np.unique(ids).size != ids.size:
+        raise ValueError(f"{path}: duplicate sightline_id across shards")
+    ds.attrs = {k: v for k, v in ref.items() if k != COMPLETE_ATTR}
+    ds.attrs["n_shards"] = len(parts)
+    write_store(ds, path, chunk_sightlines=chunk_sightlines)
+    return ds

@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from massmaps import catalog
+from massmaps.cosmology import PAPER
+
+PAPER_BOX = 500.0 / PAPER.h  # (500 Mpc/h)^3 in physical Mpc
+
+
+def test_expected_count_matches_tinker08_spec():
+    # PHYSICS.md section 1: tinker08 gives 6176 halos above 1e14 Msun in (500 Mpc/h)^3, within 1% of 6233.
+    n = catalog.expected_count(PAPER_BOX**3, 1e14, 5e16)
+    assert n == pytest.approx(6176, rel=0.005)
+    assert abs(n / 6233 - 1) < 0.01
+
+
+def test_paper_scale_count_within_three_sigma():
+    halos = catalog.draw_catalog(box_Mpc=PAPER_BOX, n_halos=None, seed=7)
+    expected = catalog.expected_count(PAPER_BOX**3, 1e14, 5e16)
+    assert abs(len(halos) - expected) < 3 * np.sqrt(expected)
+    # the masses follow the mass function: counts per 0.1 dex against the expectation (chi^2 per bin)
+    centres, exp_bins = catalog.expected_counts_per_bin(PAPER_BOX**3, 15.0, n_total=len(halos))
+    counts = np.bincount(np.floor((halos["log10_M200m"] - 14.0) / 0.1 + 1e-9).astype(int), minlength=11)[: centres.size]
+    chi2 = np.sum((counts - exp_bins) ** 2 / exp_bins)
+    assert chi2 < 3 * centres.size
+
+
+def test_fixed_count_and_columns():
+    halos = catalog.draw_catalog(box_Mpc=200.0, n_halos=50, seed=1)
+    assert len(halos) == 50
+    assert list(halos.columns) == catalog.COLUMNS
+    assert halos["halo_id"].is_unique
+    assert (halos["M200m_Msun"] >= 1e14).all()
+    assert np.all(np.diff(halos["M200m_Msun"]) <= 0)
+    assert np.allclose(halos["log10_M200m"], np.log10(halos["M200m_Msun"]))
+    # R200m for 1e14 Msun is 1.430 Mpc (PHYSICS.md section 0)
+    from massmaps.cosmology import R200m
+
+    assert R200m(1e14) == pytest.approx(1.430, abs=0.001)
+
+
+def test_halo_properties_distributions():
+    halos = catalog.draw_catalog(box_Mpc=PAPER_BOX, n_halos=3000, seed=3)
+    s, q = halos["axis_ratio_s"].to_numpy(), halos["axis_ratio_q"].to_numpy()
+    assert np.all((0.25 <= s) & (s <= q) & (q <= 1.0))
+    # JS02 mean a/c about 0.49 at 1e14 Msun (PHYSICS.md section 2)
+    assert np.mean(s[halos["M200m_Msun"] < 1.5e14]) == pytest.approx(0.49, abs=0.02)
+    quat = halos[["rot_qx", "rot_qy", "rot_qz", "rot_qw"]].to_numpy()
+    assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)
+    c = halos["c200m"].to_numpy()
+    assert np.all((2 <= c) & (c <= 20))
+    # median concentration near diemer19's 7.9 at 1e14 Msun, scatter 0.15 dex
+    low = halos["M200m_Msun"] < 1.2e14
+    assert np.median(c[low]) == pytest.approx(7.9, rel=0.05)
+    assert np.std(np.log10(c[low])) == pytest.approx(0.15, abs=0.02)
+    assert halos["seed"].is_unique
+
+
+def test_same_seed_same_catalog_different_seed_differs():
+    a = catalog.draw_catalog(box_Mpc=300.0, seed=11)
+    b = catalog.draw_catalog(box_Mpc=300.0, seed=11)
+    c = catalog.draw_catalog(box_Mpc=300.0, seed=12)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_read_user_catalog_fills_missing_columns(tmp_path):
+    path = tmp_path / "halos.csv"
+    pd.DataFrame({"halo_id": [10, 11, 12], "M200m_Msun": [3e14, 1e15, 2e14], "c200m": [5.0, 4.0, 6.0]}).to_csv(path, index=False)
+    halos = catalog.read_catalog(path, seed=1)
+    assert list(halos.columns) == catalog.COLUMNS
+    assert halos["halo_id"].tolist() == [11, 10, 12]  # sorted by decreasing mass
+    assert halos["c200m"].tolist() == [4.0, 5.0, 6.0]  # given values kept
+    parquet = tmp_path / "halos.parquet"
+    halos.to_parquet(parquet)
+    pd.testing.assert_frame_equal(catalog.read_catalog(parquet, seed=1), halos)
+
+
+@pytest.mark.parametrize(
+    "frame, column, words",
+    [
+        ({"M200m_Msun": [1e14, -2e14]}, "M200m_Msun", "finite and positive"),
+        ({"M200m_Msun": [1e14, np.nan]}, "M200m_Msun", "finite and positive"),
+        ({"mass": [1e14]}, "M200m_Msun", "missing column"),
+        ({"M200m_Msun": [1e14, 2e14], "halo_id": [1, 1]}, "halo_id", "unique"),
+        ({"M200m_Msun": [1e14], "axis_ratio_s": [1.5]}, "axis_ratio_s", "at most 1"),
+    ],
+)
+def test_bad_user_catalog_names_file_and_field(tmp_path, frame, column, words):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame(frame).to_csv(path, index=False)
+    with pytest.raises(ValueError) as err:
+        catalog.read_catalog(path)
+    msg = str(err.value)
+    assert str(path) in msg and column in msg and words in msg
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        catalog.read_catalog(tmp_path / "nope.csv")
+    bad = tmp_path / "halos.txt"
+    bad.write_text("M200m_Msun\n1e14\n")
+    with pytest.raises(ValueError, match=r"halos.txt.*expected .csv or .parquet"):
+        catalog.read_catalog(bad)

@@ -1,0 +1,62 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from massmaps import catalog, sightlines
+
+
+@pytest.fixture(scope="module")
+def paper_catalog():
+    return catalog.draw_catalog(box_Mpc=500 / 0.7, n_halos=6233, seed=5)
+
+
+def test_paper_plan_is_flat_and_capped(paper_catalog):
+    plan = sightlines.plan_sightlines(paper_catalog, target_per_bin=3000, max_per_cluster=69, n_shards=64, seed=5)
+    # PHYSICS.md section 8: about 34,692 images with a cap of 69 (the paper: 34,714)
+    assert abs(len(plan) - 34714) < 0.01 * 34714
+    edges, counts = sightlines.bin_counts(plan["log10_M200m"].to_numpy())
+    _, halos_per_bin = sightlines.bin_counts(paper_catalog["log10_M200m"].to_numpy())
+    assert counts.max() <= 3000
+    for n_img, n_halo in zip(counts, halos_per_bin):
+        assert n_img == min(3000, n_halo * 69)  # flat where possible, capped otherwise
+    per_cluster = plan.groupby("halo_id").size()
+    assert per_cluster.max() <= 69
+    # no duplicate view of a cluster
+    assert not plan.duplicated(["halo_id", "rotation", "axis"]).any()
+    # cardinal views keep the identity rotation, extra rotations are unit quaternions
+    q = plan[["view_qx", "view_qy", "view_qz", "view_qw"]].to_numpy()
+    assert np.allclose(np.linalg.norm(q, axis=1), 1)
+    assert np.allclose(q[plan["rotation"] == 0], [0, 0, 0, 1])
+    # every halo's sightlines are in one shard, shards balanced
+    assert (plan.groupby("halo_id")["shard"].nunique() == 1).all()
+    sizes = plan.groupby("shard").size()
+    assert sizes.size == 64 and sizes.max() < 1.3 * sizes.mean()
+    assert (plan["sightline_id"] == np.arange(len(plan))).all()
+
+
+def test_subsampled_bins_use_cardinal_views_only(paper_catalog):
+    plan = sightlines.plan_sightlines(paper_catalog, target_per_bin=3000, max_per_cluster=69, n_shards=8, seed=5)
+    low = plan[plan["log10_M200m"] < 14.2]
+    assert (low["rotation"] == 0).all()
+
+
+def test_plan_deterministic(paper_catalog):
+    a = sightlines.plan_sightlines(paper_catalog, target_per_bin=100, max_per_cluster=10, n_shards=4, seed=1)
+    b = sightlines.plan_sightlines(paper_catalog, target_per_bin=100, max_per_cluster=10, n_shards=4, seed=1)
+    c = sightlines.plan_sightlines(paper_catalog, target_per_bin=100, max_per_cluster=10, n_shards=4, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_view_rotation_matrix_is_rotation():
+    row = {"view_qx": 0.1, "view_qy": -0.3, "view_qz": 0.5, "view_qw": 0.8}
+    n = np.sqrt(sum(v * v for v in row.values()))
+    row = {k: v / n for k, v in row.items()}
+    R = sightlines.view_rotation_matrix(row)
+    assert np.allclose(R @ R.T, np.eye(3)) and np.isclose(np.linalg.det(R), 1)
+
+
+def test_bad_arguments():
+    cat = catalog.draw_catalog(box_Mpc=200.0, n_halos=5, seed=1)
+    with pytest.raises(ValueError, match="n_shards"):
+        sightlines.plan_sightlines(cat, target_per_bin=10, max_per_cluster=3, n_shards=0)

@@ -1,0 +1,16 @@
+rule assemble_dataset:
+    input:
+        shards=get_shard_stores,
+    output:
+        store=directory(f"{RESULTS}/dataset/maps.zarr"),
+    log:
+        f"{RESULTS}/logs/assemble_dataset.log",
+    params:
+        chunk_sightlines=config["dataset"]["chunk_sightlines"],
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/assemble_dataset.py"

@@ -1,0 +1,17 @@
+rule sightline_plan:
+    input:
+        catalog=rules.halo_catalog.output.catalog,
+    output:
+        plan=f"{RESULTS}/sightlines/plan.parquet",
+    log:
+        f"{RESULTS}/logs/sightline_plan.log",
+    params:
+        sightlines=config["sightlines"],
+        seed=config["seed"],
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/sightline_plan.py"

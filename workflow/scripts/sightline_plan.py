@@ -1,0 +1,29 @@
+"""Rule sightline_plan: a flat distribution of images in log mass."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
+
+import pandas as pd  # noqa: E402
+
+from massmaps import logs, sightlines  # noqa: E402
+from massmaps.catalog import write_parquet_atomic  # noqa: E402
+
+log = logs.setup(snakemake.log[0])  # noqa: F821
+cfg = snakemake.params.sightlines  # noqa: F821
+halos = pd.read_parquet(snakemake.input.catalog)  # noqa: F821
+plan = sightlines.plan_sightlines(
+    halos,
+    target_per_bin=cfg["target_per_bin"],
+    max_per_cluster=cfg["max_per_cluster"],
+    n_shards=cfg["n_shards"],
+    seed=snakemake.params.seed,  # noqa: F821
+    bin_dex=cfg["bin_dex"],
+    log10_min=cfg["log10_min"],
+)
+edges, counts = sightlines.bin_counts(plan["log10_M200m"].to_numpy(), bin_dex=cfg["bin_dex"], log10_min=cfg["log10_min"])
+log.info("%d sightlines of %d halos in %d shards", len(plan), plan["halo_id"].nunique(), cfg["n_shards"])
+for e, c in zip(edges, counts):
+    log.info("  log10 M200m in [%.2f, %.2f): %d images", e, e + cfg["bin_dex"], c)
+write_parquet_atomic(plan, snakemake.output.plan)  # noqa: F821
