@@ -49,15 +49,15 @@ def project_shard(
     rows = plan[plan["shard"] == shard].sort_values("sightline_id")
     if rows.empty:
         raise ValueError(f"shard {shard} has no sightlines (the plan has shards {sorted(plan['shard'].unique())})")
-    halos = catalog.set_index("halo_id")
+    # records keep each column's type (a Series row would turn the int64 seed into a float64)
+    halos = {int(r["halo_id"]): r for r in catalog.to_dict("records")}
     maps = np.full((len(rows), len(fields), npix, npix), np.nan, dtype=np.float32)
     timings = []
     i = 0
     groups = list(rows.groupby("halo_id", sort=False))
     for halo_id, views in tqdm(groups, desc=f"shard {shard}", unit="halo", disable=not progress):
         t0 = time.perf_counter()
-        halo = dict(halos.loc[halo_id])
-        halo["halo_id"] = int(halo_id)
+        halo = halos[int(halo_id)]
         cluster = make_cluster(halo, cfg)
         t1 = time.perf_counter()
         for _, view in views.iterrows():

@@ -68,6 +68,8 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, chunk_sightlines: in
     clear_stale(path)
     tmp = _tmp_path(path)
     ds = ds.copy()
+    for var in ds.variables.values():  # chunking is decided here, not inherited from a source store
+        var.encoding = {}
     ds.attrs[COMPLETE_ATTR] = True
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
@@ -89,6 +91,8 @@ def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> 
         warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
         ds = xr.open_zarr(path, consolidated=False, chunks={} if chunks is None else chunks)
+    # per-sightline metadata is small: hold it in memory, keep only the maps lazy
+    ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if k not in ds.dims})
     if not ds.attrs.get(COMPLETE_ATTR, False):
         raise ValueError(f"{path}: store is incomplete (attribute {COMPLETE_ATTR!r} missing): rerun the job that writes it")
     return ds
