@@ -1,0 +1,234 @@
+"""Global per-field min-max normalisation to [0, 1] (paper section 3.1).
+
+Each field (gas, dm, tsz, xray) is mapped with ONE pair of bounds taken over the whole training
+split, so that relative intensities between clusters of different mass survive (the paper's choice).
+An optional monotonic stretch is applied before the min-max step:
+
+- ``"none"``: y = x (the paper);
+- ``"log"``: y = log10(max(x, floor) + offset); values below ``floor`` are clipped (the only
+  non-invertible case), ``floor + offset`` must be positive;
+- ``"asinh"``: y = asinh(x / scale), linear below ``scale`` and logarithmic above.
+
+The bounds are fitted over an iterable of chunks (a few hundred sightlines at a time), so the full
+data set never has to be in memory. Values outside the training range (validation and test maps)
+map outside [0, 1]; nothing is clipped. Arithmetic is in float64, results are float32, and
+``invert(apply(x)) == x`` to float32 precision. ``to_dict``/``from_dict`` give a JSON-able record
+stored beside the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+FIELDS = ("gas", "dm", "tsz", "xray")
+STRETCHES = ("none", "log", "asinh")
+FORMAT = "massmaps-normaliser"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FieldScaling:
+    """Stretch parameters and fitted bounds (in stretched units) of one field."""
+
+    stretch: str = "none"
+    floor: float = 0.0  # "log" only
+    offset: float = 0.0  # "log" only
+    scale: float = 1.0  # "asinh" only
+    vmin: float | None = None
+    vmax: float | None = None
+
+    def __post_init__(self):
+        if self.stretch not in STRETCHES:
+            raise ValueError(f"unknown stretch {self.stretch!r}; valid: {STRETCHES}")
+        if self.stretch == "log" and not (self.floor + self.offset > 0):
+            raise ValueError(
+                f"log stretch needs floor + offset > 0, got floor={self.floor}, offset={self.offset}"
+            )
+        if self.stretch == "asinh" and not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"asinh stretch needs scale > 0, got {self.scale}")
+        if (self.vmin is None) != (self.vmax is None):
+            raise ValueError("vmin and vmax must both be set or both be None")
+        if self.vmin is not None and not (np.isfinite(self.vmin) and self.vmax > self.vmin):
+            raise ValueError(f"need finite vmin < vmax, got {self.vmin}, {self.vmax}")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The stretch, float64 in and out."""
+        if self.stretch == "log":
+            return np.log10(np.maximum(x, self.floor) + self.offset)
+        if self.stretch == "asinh":
+            return np.arcsinh(x / self.scale)
+        return x
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        if self.stretch == "log":
+            return np.power(10.0, y) - self.offset
+        if self.stretch == "asinh":
+            return np.sinh(y) * self.scale
+        return y
+
+
+class Normaliser:
+    """Per-field global min-max scaling with an optional stretch.
+
+    Parameters
+    ----------
+    fields : names of the fields, in the order of the field axis of the chunks given to ``fit``.
+    stretch : one stretch name for all fields, or a mapping field -> name or
+        field -> {"stretch": name, "floor": ..., "offset": ..., "scale": ...}; fields not in the
+        mapping get "none".
+    """
+
+    def __init__(self, fields: Sequence[str] = FIELDS, stretch="none"):
+        fields = tuple(fields)
+        if len(set(fields)) != len(fields) or not fields:
+            raise ValueError(f"fields must be distinct and non-empty, got {fields}")
+        if isinstance(stretch, str):
+            stretch = {f: stretch for f in fields}
+        unknown = set(stretch) - set(fields)
+        if unknown:
+            raise ValueError(f"stretch given for unknown fields {sorted(unknown)}; fields: {fields}")
+        self.fields = fields
+        self.scalings: dict[str, FieldScaling] = {}
+        for f in fields:
+            spec = stretch.get(f, "none")
+            spec = {"stretch": spec} if isinstance(spec, str) else dict(spec)
+            bad = set(spec) - {"stretch", "floor", "offset", "scale"}
+            if bad:
+                raise ValueError(f"unknown stretch parameters {sorted(bad)} for field {f!r}")
+            self.scalings[f] = FieldScaling(**spec)
+
+    # ----------------------------------------------------------------------------------- fitting
+    @property
+    def is_fitted(self) -> bool:
+        return all(s.vmin is not None for s in self.scalings.values())
+
+    def fit(self, chunks: Iterable, *, field_axis: int = 1) -> "Normaliser":
+        """Fit the bounds over an iterable of arrays, each with all ``fields`` along ``field_axis``.
+
+        Only one chunk is in memory at a time. NaN or infinite values raise ValueError (in a zarr
+        store NaN marks a region that was never written).
+        """
+        lo = np.full(len(self.fields), np.inf)
+        hi = np.full(len(self.fields), -np.inf)
+        n_chunks = 0
+        for chunk in chunks:
+            chunk = np.moveaxis(np.asarray(chunk), field_axis, 0)
+            if chunk.shape[0] != len(self.fields):
+                raise ValueError(
+                    f"chunk has {chunk.shape[0]} entries on axis {field_axis}, "
+                    f"expected {len(self.fields)} fields {self.fields}"
+                )
+            for k, f in enumerate(self.fields):
+                y = self.scalings[f].forward(chunk[k].astype(np.float64))
+                if not np.all(np.isfinite(y)):
+                    raise ValueError(f"field {f!r}: non-finite values in the data (after stretch)")
+                if y.size:
+                    lo[k] = min(lo[k], y.min())
+                    hi[k] = max(hi[k], y.max())
+            n_chunks += 1
+        if n_chunks == 0 or not np.all(np.isfinite(lo)):
+            raise ValueError("fit() received no data")
+        for k, f in enumerate(self.fields):
+            if not hi[k] > lo[k]:
+                raise ValueError(f"field {f!r} is constant ({lo[k]}): cannot min-max normalise it")
+            self.scalings[f] = replace(self.scalings[f], vmin=float(lo[k]), vmax=float(hi[k]))
+        return self
+
+    def fit_dataarray(self, maps, sightlines, *, chunk_size: int = 256, field_dim: str = "field"):
+        """Fit over ``maps`` (an xarray DataArray, lazily backed) restricted to ``sightlines``.
+
+        ``maps`` has dims (sightline, field, y, x) or any order containing ``field_dim``; chunks of
+        ``chunk_size`` sightlines are read one at a time.
+        """
+        sightlines = np.asarray(sightlines)
+        sub = maps.sel({field_dim: list(self.fields)}).transpose("sightline", field_dim, ...)
+
+        def chunks():
+            for start in range(0, len(sightlines), chunk_size):
+                yield sub.isel(sightline=sightlines[start : start + chunk_size]).values
+
+        return self.fit(chunks(), field_axis=1)
+
+    # ------------------------------------------------------------------------------ application
+    def _prepare(self, x, fields, field_axis):
+        if not self.is_fitted:
+            raise RuntimeError("Normaliser is not fitted: call fit() or from_dict() first")
+        fields = self.fields if fields is None else tuple(fields)
+        unknown = [f for f in fields if f not in self.scalings]
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}; known: {self.fields}")
+        x = np.moveaxis(np.asarray(x), field_axis, 0)
+        if x.shape[0] != len(fields):
+            raise ValueError(f"array has {x.shape[0]} fields on axis {field_axis}, expected {fields}")
+        return x, fields
+
+    def apply(self, x, fields: Sequence[str] | None = None, *, field_axis: int = -3) -> np.ndarray:
+        """Physical units -> normalised float32 (training range -> [0, 1]).
+
+        ``fields`` names the entries along ``field_axis`` (default: all fields, in order); the
+        default axis -3 fits both (F, H, W) maps and (B, F, H, W) batches.
+        """
+        x, fields = self._prepare(x, fields, field_axis)
+        out = np.empty(x.shape, dtype=np.float32)
+        for k, f in enumerate(fields):
+            s = self.scalings[f]
+            out[k] = (s.forward(x[k].astype(np.float64)) - s.vmin) / (s.vmax - s.vmin)
+        return np.moveaxis(out, 0, field_axis)
+
+    def invert(self, u, fields: Sequence[str] | None = None, *, field_axis: int = -3) -> np.ndarray:
+        """Normalised -> physical units, float32."""
+        u, fields = self._prepare(u, fields, field_axis)
+        out = np.empty(u.shape, dtype=np.float32)
+        for k, f in enumerate(fields):
+            s = self.scalings[f]
+            out[k] = s.inverse(u[k].astype(np.float64) * (s.vmax - s.vmin) + s.vmin)
+        return np.moveaxis(out, 0, field_axis)
+
+    # ---------------------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "method": "global_minmax",
+            "fields": {
+                f: {
+                    "stretch": s.stretch,
+                    "floor": s.floor,
+                    "offset": s.offset,
+                    "scale": s.scale,
+                    "min": s.vmin,
+                    "max": s.vmax,
+                }
+                for f, s in self.scalings.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Normaliser":
+        if d.get("format") != FORMAT or d.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"not a {FORMAT} v{FORMAT_VERSION} record: format={d.get('format')!r}, "
+                f"version={d.get('version')!r}"
+            )
+        fields = tuple(d["fields"])
+        norm = cls(fields)
+        for f, spec in d["fields"].items():
+            norm.scalings[f] = FieldScaling(
+                stretch=spec["stretch"],
+                floor=float(spec["floor"]),
+                offset=float(spec["offset"]),
+                scale=float(spec["scale"]),
+                vmin=None if spec["min"] is None else float(spec["min"]),
+                vmax=None if spec["max"] is None else float(spec["max"]),
+            )
+        return norm
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{f}: {s.stretch} [{s.vmin:.4g}, {s.vmax:.4g}]" if s.vmin is not None else f"{f}: {s.stretch}"
+            for f, s in self.scalings.items()
+        ]
+        return f"Normaliser({'; '.join(parts)})"

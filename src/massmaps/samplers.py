@@ -1,0 +1,293 @@
+"""Posterior samplers over a denoiser D(x; sigma, y), in the style of k-diffusion.
+
+Schedules are functions returning a decreasing float64 tensor of noise levels with a trailing zero;
+solvers share one signature ``(denoiser, x, sigmas, *, cond, generator, callback=None,
+disable=True)``, so any schedule goes with any solver. ``x`` is the starting noise, already scaled
+to ``sigmas[0]``; ``cond`` is handed to the denoiser untouched; ``generator`` (a torch.Generator, or
+one per batch row) is the only source of randomness; ``callback`` receives a dict with ``x``, ``i``,
+``sigma``, ``sigma_hat`` and ``denoised`` after every step; ``disable`` turns the progress bar off.
+The state is accumulated in float64; the denoiser evaluates the network in float32.
+
+Number of network evaluations (NFE) for N noise levels (``len(sigmas) == N + 1``):
+Euler-Maruyama N (N - 1 SDE steps plus the final denoising), Heun and the stochastic EDM sampler
+2N - 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+GeneratorLike = torch.Generator | Sequence[torch.Generator]
+
+
+# ------------------------------------------------------------------------------------ schedules
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """EDM's schedule (Karras et al. 2022, Eq. 5): n levels from sigma_max to sigma_min, then 0."""
+    _check_schedule_args(n, sigma_min, sigma_max)
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    inv_rho_min, inv_rho_max = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (inv_rho_max + ramp * (inv_rho_min - inv_rho_max)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def ve_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """Geometric schedule (uniform steps in t of the VE SDE, Song et al. 2021), then 0."""
+    _check_schedule_args(n, sigma_min, sigma_max)
+    sigmas = torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64))
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _check_schedule_args(n, sigma_min, sigma_max):
+    if int(n) != n or n < 2:
+        raise ValueError(f"need at least 2 noise levels, got n={n!r}")
+    if not (0 < sigma_min < sigma_max < math.inf):
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+
+
+# -------------------------------------------------------------------------------------- helpers
+def randn_like(x: torch.Tensor, generator: GeneratorLike) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``; with one generator per row, row b uses generator[b]."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if len(generator) != x.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+    return torch.stack(
+        [torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator]
+    )
+
+
+def _report(callback, x, i, sigma, sigma_hat, denoised):
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+
+
+# -------------------------------------------------------------------------------------- solvers
+@torch.no_grad()
+def sample_euler_maruyama(denoiser, x, sigmas, *, cond, generator, callback=None, disable=True):
+    """Euler-Maruyama on the reverse VE SDE (Song et al. 2021, the paper's sampler), then Tweedie.
+
+    With sigma(t) = sigma_min (sigma_max/sigma_min)^t, g(t)^2 dt = 2 sigma^2 d(ln sigma), so an
+    Euler-Maruyama step from sigma_i to sigma_{i+1} (drift and diffusion at sigma_i) is
+    x += 2 ln(sigma_i/sigma_{i+1}) sigma_i^2 score + sigma_i sqrt(2 ln(sigma_i/sigma_{i+1})) z,
+    with sigma_i^2 score = D(x; sigma_i) - x. On the geometric schedule ``ve_sigmas`` this is the
+    uniform-t discretisation of score_models' ``sample()``. The last step, to sigma = 0, is the
+    denoising step x = D(x; sigma_min), which score_models omits.
+    """
+    x = x.to(torch.float64)
+    for i in tqdm(range(len(sigmas) - 1), disable=disable, desc="euler-maruyama"):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        denoised = denoiser(x, sigma, cond=cond)
+        if sigma_next == 0:
+            # Final step: Tweedie denoising, E[x_0 | x_sigma].
+            x = denoised
+        else:
+            # Drift: g^2 dt * score, with dt the step in t (in ln sigma).
+            two_dlog = 2.0 * math.log(sigma / sigma_next)
+            x = x + two_dlog * (denoised - x)
+            # Diffusion: g sqrt(dt) z from the passed generator.
+            x = x + sigma * math.sqrt(two_dlog) * randn_like(x, generator)
+        _report(callback, x, i, sigma, sigma, denoised)
+    return x
+
+
+@torch.no_grad()
+def sample_heun(denoiser, x, sigmas, *, cond, generator=None, callback=None, disable=True):
+    """Heun's 2nd-order method on the probability-flow ODE, Algorithm 1 of Karras et al. (2022).
+
+    Deterministic (``generator`` is unused); Euler on the last step to sigma = 0. NFE = 2N - 1.
+    """
+    x = x.to(torch.float64)
+    for i in tqdm(range(len(sigmas) - 1), disable=disable, desc="heun"):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        # Euler step: dx/dsigma = (x - D(x; sigma)) / sigma.
+        denoised = denoiser(x, sigma, cond=cond)
+        d = (x - denoised) / sigma
+        x_next = x + (sigma_next - sigma) * d
+        # Apply 2nd order correction (not on the last step, where sigma_next = 0).
+        if sigma_next != 0:
+            d_next = (x_next - denoiser(x_next, sigma_next, cond=cond)) / sigma_next
+            x_next = x + (sigma_next - sigma) * 0.5 * (d + d_next)
+        x = x_next
+        _report(callback, x, i, sigma, sigma, denoised)
+    return x
+
+
+@torch.no_grad()
+def sample_edm_stochastic(
+    denoiser,
+    x,
+    sigmas,
+    *,
+    cond,
+    generator,
+    callback=None,
+    disable=True,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+):
+    """Stochastic sampler, Algorithm 2 of Karras et al. (2022); ``s_churn = 0`` is ``sample_heun``.
+
+    Churn is applied where s_tmin <= sigma_i <= s_tmax; it raises sigma_i by the factor
+    1 + min(s_churn / N, sqrt(2) - 1), which may step above the network's sigma_max: set s_tmax
+    accordingly (``draw_posterior_samples`` does).
+    """
+    x = x.to(torch.float64)
+    n_steps = len(sigmas) - 1
+    for i in tqdm(range(n_steps), disable=disable, desc="edm-stochastic"):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        # Increase noise temporarily: sigma_hat = (1 + gamma) sigma.
+        gamma = min(s_churn / n_steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:
+            eps = randn_like(x, generator) * s_noise
+            x = x + math.sqrt(sigma_hat**2 - sigma**2) * eps
+        # Euler step from sigma_hat to sigma_next.
+        denoised = denoiser(x, sigma_hat, cond=cond)
+        d = (x - denoised) / sigma_hat
+        x_next = x + (sigma_next - sigma_hat) * d
+        # Apply 2nd order correction (not on the last step).
+        if sigma_next != 0:
+            d_next = (x_next - denoiser(x_next, sigma_next, cond=cond)) / sigma_next
+            x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next)
+        x = x_next
+        _report(callback, x, i, sigma, sigma_hat, denoised)
+    return x
+
+
+# -------------------------------------------------------------------------------------- registry
+# name -> (solver, schedule, default number of noise levels N)
+SAMPLERS: dict[str, tuple[Callable, Callable, int]] = {
+    "euler_maruyama": (sample_euler_maruyama, ve_sigmas, 1000),
+    "heun": (sample_heun, karras_sigmas, 18),  # 35 NFE, EDM's CIFAR-10 setting
+    "edm_stochastic": (sample_edm_stochastic, karras_sigmas, 40),
+}
+
+
+def get_sampler(name: str) -> tuple[Callable, Callable, int]:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; valid: {sorted(SAMPLERS)}") from None
+
+
+def nfe(sampler: str, steps: int) -> int:
+    """Network evaluations per sample of ``sampler`` with ``steps`` noise levels."""
+    get_sampler(sampler)
+    return steps if sampler == "euler_maruyama" else 2 * steps - 1
+
+
+def sample_seed(seed: int, sightline: int, sample: int) -> int:
+    """Seed of sample ``sample`` of sightline ``sightline``: independent of batching."""
+    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(sightline), int(sample)))
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def _as_denoiser(model, device):
+    from .score import Denoiser, TrainedModel, load_model
+
+    if isinstance(model, Denoiser):
+        return model
+    if isinstance(model, TrainedModel):
+        return model.denoiser
+    if hasattr(model, "sde") and hasattr(model, "model"):  # a score_models ScoreModel
+        return Denoiser(model)
+    return load_model(model, device=device).denoiser
+
+
+def draw_posterior_samples(
+    model,
+    inputs,
+    n_samples: int,
+    *,
+    sampler: str = "heun",
+    steps: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    sightline_ids: Sequence[int] | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float = 7.0,
+    sampler_kwargs: dict | None = None,
+    device: str = "auto",
+    disable: bool = True,
+) -> np.ndarray:
+    """Posterior samples of the normalised targets for each conditioning input.
+
+    Parameters
+    ----------
+    model : a model directory (loaded onto ``device``), a loaded ``TrainedModel``, a ``ScoreModel``
+        or a ``Denoiser`` (these are used on the device they are on).
+    inputs : (B, C_in, H, W) float32 normalised conditioning maps (tSZ, X-ray).
+    n_samples : samples per input.
+    sampler : "heun" (default), "edm_stochastic" or "euler_maruyama" (the paper's).
+    steps : number of noise levels N (default per sampler, see ``SAMPLERS``).
+    batch_size : (sightline, sample) pairs per network call.
+    seed, sightline_ids : sample k of sightline ``sightline_ids[b]`` (default b) starts from
+        ``sample_seed(seed, sightline_ids[b], k)``, so results do not depend on batch_size or on how
+        sightlines are grouped into calls.
+    sigma_min, sigma_max : schedule range (default: the model's).
+    sampler_kwargs : extra solver keywords (e.g. s_churn for "edm_stochastic").
+
+    Returns
+    -------
+    float32 array (B, n_samples, C_out, H, W), normalised units.
+    """
+    solver, schedule, default_steps = get_sampler(sampler)
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError(f"n_samples and batch_size must be positive, got {n_samples}, {batch_size}")
+    denoiser = _as_denoiser(model, device)
+    inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must be (B, C, H, W), got shape {tuple(inputs.shape)}")
+    n_in = inputs.shape[0]
+    ids = list(range(n_in)) if sightline_ids is None else [int(s) for s in sightline_ids]
+    if len(ids) != n_in:
+        raise ValueError(f"{len(ids)} sightline_ids for {n_in} inputs")
+
+    steps = default_steps if steps is None else int(steps)
+    smin = denoiser.sigma_min if sigma_min is None else float(sigma_min)
+    smax = denoiser.sigma_max if sigma_max is None else float(sigma_max)
+    sigmas = schedule(steps, smin, smax, rho=rho) if schedule is karras_sigmas else schedule(steps, smin, smax)
+    kwargs = dict(sampler_kwargs or {})
+    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
+        # Keep the churned sigma_hat inside the range the network was trained on.
+        gamma = min(kwargs.get("s_churn", 0.0) / steps, math.sqrt(2) - 1)
+        kwargs["s_tmax"] = denoiser.sigma_max / (1 + gamma)
+
+    channels = int(denoiser.net.hyperparameters["channels"]) if hasattr(denoiser.net, "hyperparameters") else None
+    pairs = [(b, k) for b in range(n_in) for k in range(n_samples)]
+    out = None
+    was_training = denoiser.net.training
+    denoiser.net.eval()
+    try:
+        for start in tqdm(range(0, len(pairs), batch_size), disable=disable, desc="posterior batches"):
+            out = _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, pairs[start : start + batch_size],
+                                ids, seed, channels, n_in, n_samples, out)
+    finally:
+        denoiser.net.train(was_training)
+    return out
+
+
+def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out):
+    """Sample the (sightline, sample) pairs of ``chunk`` in one batch; write them into ``out``."""
+    dev = denoiser.device
+    rows = torch.tensor([b for b, _ in chunk])
+    cond = inputs[rows].to(dev)
+    generators = [torch.Generator(device=dev).manual_seed(sample_seed(seed, ids[b], k)) for b, k in chunk]
+    shape = (len(chunk), channels or cond.shape[1], *inputs.shape[2:])
+    x = torch.empty(shape, dtype=torch.float64, device=dev)
+    x = randn_like(x, generators) * float(sigmas[0])  # prior N(0, sigma_max^2), as score_models
+    x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
+    x = x.to(torch.float32).cpu().numpy()
+    if out is None:
+        out = np.empty((n_in, n_samples, *x.shape[1:]), dtype=np.float32)
+    for j, (b, k) in enumerate(chunk):
+        out[b, k] = x[j]
+    return out

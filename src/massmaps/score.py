@@ -1,0 +1,281 @@
+"""The one module between score_models (0.5.11) and the workflow.
+
+It owns what score_models leaves to its caller or gets wrong (``/work/shared/SAMPLING.md``):
+
+- building the conditional NCSN++ of the paper (section 3.2: 2 target channels gas/dm conditioned by
+  concatenation on 2 input channels tSZ/X-ray, 2 residual blocks per resolution) with every keyword
+  checked against ``NCSNpp.__init__`` (NCSNpp swallows misspelled keywords in ``**kwargs``);
+- the VE SDE with sigma_min = 1e-3 and sigma_max = 1 passed as keywords, so that they are part of
+  ``model_hparams.json``;
+- the device (``"auto"`` means CUDA when ``torch.cuda.is_available()``; never read from environment
+  variables or from score_models' global ``DEVICE``);
+- the sigma-to-t adapter and the denoiser ``D(x; sigma, y)`` that the samplers use;
+- saving and loading a trained model (weights, hyper-parameters, normalisation) in one directory,
+  written atomically.
+
+Convention (read from score_models' ``dsm.py`` and ``score_model.py``): the VE SDE has
+sigma(t) = sigma_min (sigma_max / sigma_min)^t, the loss is ||z + f(t, x + sigma z, y)||^2, so the
+network output is f = -E[z | x_t] = sigma * score and ``ScoreModel.score = f / sigma``. Tweedie's
+formula E[x_0 | x_t] = x_t + sigma^2 score then gives D(x; sigma, y) = x + sigma f(t(sigma), x, y).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from score_models import NCSNpp, ScoreModel
+
+from .normalise import Normaliser
+
+SIGMA_MIN = 1e-3  # paper section 3.2
+SIGMA_MAX = 1.0  # "the largest intensity of our images"
+
+# The paper's model; the remaining NCSNpp keywords keep score_models' defaults unless configured.
+PAPER_NCSNPP = {
+    "channels": 2,  # gas, dm
+    "condition": ["input"],
+    "condition_input_channels": 2,  # tsz, xray
+    "num_res_blocks": 2,
+    "dimensions": 2,
+}
+
+HPARAMS_FILE = "model_hparams.json"  # score_models' name: ScoreModel(checkpoints_directory=...) loads it
+WEIGHTS_FILE = "checkpoint_001.pt"  # score_models' pattern "checkpoint*.pt"
+NORMALISATION_FILE = "normalisation.json"
+META_FILE = "massmaps_model.json"
+MODEL_FORMAT = "massmaps-score-model"
+MODEL_FORMAT_VERSION = 1
+
+# Keys score_models adds to the hyper-parameters next to the network's own.
+_SDE_KEYS = {"sde", "sigma_min", "sigma_max", "T", "epsilon", "model_architecture"}
+
+
+# ------------------------------------------------------------------------------------ building
+def ncsnpp_keywords() -> tuple[str, ...]:
+    """The keyword names NCSNpp.__init__ really takes (not its catch-all ``**kwargs``)."""
+    params = inspect.signature(NCSNpp.__init__).parameters.values()
+    return tuple(
+        p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    )
+
+
+def check_ncsnpp_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Raise ValueError naming every keyword NCSNpp would silently ignore."""
+    valid = ncsnpp_keywords()
+    bad = sorted(set(kwargs) - set(valid))
+    if bad:
+        raise ValueError(f"unknown NCSNpp keyword(s) {bad}; valid keywords: {sorted(valid)}")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda if torch.cuda.is_available() else cpu; anything else is passed to torch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def build_score_model(
+    network: Mapping[str, Any] | None = None,
+    *,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
+    device: str | torch.device = "auto",
+) -> ScoreModel:
+    """The conditional NCSN++ with the VE SDE, on ``device``.
+
+    ``network`` holds NCSNpp keywords (e.g. nf, ch_mult, attention, fir); they override
+    ``PAPER_NCSNPP`` and are checked against NCSNpp's signature.
+    """
+    kwargs = dict(PAPER_NCSNPP)
+    kwargs.update(network or {})
+    check_ncsnpp_kwargs(kwargs)
+    if "ch_mult" in kwargs:
+        kwargs["ch_mult"] = tuple(int(c) for c in kwargs["ch_mult"])
+    if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    dev = resolve_device(device)
+    net = NCSNpp(**kwargs)
+    return ScoreModel(model=net, sde="ve", sigma_min=float(sigma_min), sigma_max=float(sigma_max), device=dev)
+
+
+def network_kwargs(hyperparameters: Mapping[str, Any]) -> dict:
+    """The NCSNpp part of a ScoreModel's hyper-parameters (as saved in model_hparams.json)."""
+    valid = set(ncsnpp_keywords())
+    return {k: v for k, v in hyperparameters.items() if k in valid}
+
+
+def image_multiple(model: ScoreModel) -> int:
+    """Map sides must be multiples of this (one halving per extra level of ch_mult)."""
+    return 2 ** (len(model.model.hyperparameters["ch_mult"]) - 1)
+
+
+# ---------------------------------------------------------------------------- sigma <-> t, D(x)
+def sigma_to_t(sigma, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX):
+    """t(sigma) = ln(sigma / sigma_min) / ln(sigma_max / sigma_min), the inverse of VESDE.sigma."""
+    if isinstance(sigma, torch.Tensor):
+        return torch.log(sigma / sigma_min) / math.log(sigma_max / sigma_min)
+    return math.log(sigma / sigma_min) / math.log(sigma_max / sigma_min)
+
+
+def t_to_sigma(t, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX):
+    """sigma(t) = sigma_min (sigma_max / sigma_min)^t, as score_models' VESDE (T = 1)."""
+    if isinstance(t, torch.Tensor):
+        return sigma_min * torch.exp(t * math.log(sigma_max / sigma_min))
+    return sigma_min * math.exp(t * math.log(sigma_max / sigma_min))
+
+
+class Denoiser:
+    """D(x; sigma, y) = x + sigma * f(t(sigma), x, y) over a score_models VE ScoreModel.
+
+    ``x`` may be float64 (the samplers accumulate in float64): the network is evaluated in its own
+    dtype (float32) and the result is returned in the dtype of ``x``. ``sigma`` is a float, a
+    0-d tensor or one value per batch row. Noise levels outside [sigma_min, sigma_max] are
+    evaluated at t outside [0, 1], where the network was never trained: keep schedules inside.
+    """
+
+    def __init__(self, score_model: ScoreModel):
+        sde = score_model.sde
+        if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
+            raise ValueError(f"Denoiser needs a VE SDE with T = 1, got {type(sde).__name__}")
+        self.score_model = score_model
+        self.net = score_model.model
+        self.sigma_min = float(sde.sigma_min)
+        self.sigma_max = float(sde.sigma_max)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def network_output(self, x: torch.Tensor, sigma, cond) -> torch.Tensor:
+        """f(t(sigma), x, y) in float32: the raw network output (= sigma * score)."""
+        B = x.shape[0]
+        net_dtype = next(self.net.parameters()).dtype
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(B)
+        t = sigma_to_t(sigma, self.sigma_min, self.sigma_max).to(net_dtype)
+        conds = [cond] if isinstance(cond, torch.Tensor) else list(cond or [])
+        conds = [c.to(device=x.device, dtype=net_dtype) for c in conds]
+        return self.net(t, x.to(net_dtype), *conds)
+
+    def __call__(self, x: torch.Tensor, sigma, *, cond) -> torch.Tensor:
+        sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        sig = sig.expand(x.shape[0]).reshape(-1, *[1] * (x.ndim - 1))
+        return x + sig * self.network_output(x, sigma, cond).to(x.dtype)
+
+
+# ------------------------------------------------------------------------------- save and load
+@dataclass
+class TrainedModel:
+    """A loaded model directory."""
+
+    score_model: ScoreModel
+    normaliser: Normaliser | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def denoiser(self) -> Denoiser:
+        return Denoiser(self.score_model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.score_model.model.parameters()).device
+
+
+def to_jsonable(obj):
+    """Tuples to lists, devices to strings: what json.dumps and the checkpoint comparison need."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.device):
+        return str(obj)
+    return obj
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished ``tmp`` directory onto ``final`` (same filesystem)."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def save_model(
+    model_dir: str | os.PathLike,
+    score_model: ScoreModel,
+    *,
+    normaliser: Normaliser | Mapping | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write weights, hyper-parameters and normalisation into ``model_dir`` atomically.
+
+    ``state_dict`` (default: the network's current weights, e.g. EMA weights) is saved in
+    score_models' layout, so ``ScoreModel(checkpoints_directory=model_dir)`` loads the directory
+    too. The directory is assembled under a temporary name beside it and renamed at the end.
+    """
+    final = Path(model_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        weights = state_dict if state_dict is not None else score_model.model.state_dict()
+        torch.save({k: v.detach().cpu() for k, v in weights.items()}, tmp / WEIGHTS_FILE)
+        (tmp / HPARAMS_FILE).write_text(json.dumps(to_jsonable(score_model.hyperparameters), indent=2))
+        if normaliser is not None:
+            norm = normaliser.to_dict() if isinstance(normaliser, Normaliser) else dict(normaliser)
+            (tmp / NORMALISATION_FILE).write_text(json.dumps(norm, indent=2))
+        meta = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_FORMAT_VERSION,
+            "weights": WEIGHTS_FILE,
+            "sigma_min": float(score_model.sde.sigma_min),
+            "sigma_max": float(score_model.sde.sigma_max),
+            **to_jsonable(dict(metadata or {})),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_model(model_dir: str | os.PathLike, *, device: str | torch.device = "auto") -> TrainedModel:
+    """Load a directory written by :func:`save_model` onto ``device``, in eval mode."""
+    model_dir = Path(model_dir)
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{model_dir} is not a massmaps model directory (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != MODEL_FORMAT or meta.get("version") != MODEL_FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r} v{meta.get('version')!r}")
+    hparams = json.loads((model_dir / HPARAMS_FILE).read_text())
+    if hparams.get("sde") != "ve":
+        raise ValueError(f"{model_dir}: expected a VE SDE model, got sde={hparams.get('sde')!r}")
+    dev = resolve_device(device)
+    model = build_score_model(
+        network_kwargs(hparams), sigma_min=hparams["sigma_min"], sigma_max=hparams["sigma_max"], device=dev
+    )
+    weights = torch.load(model_dir / meta.get("weights", WEIGHTS_FILE), map_location=dev, weights_only=True)
+    model.model.load_state_dict(weights)
+    model.model.eval()
+    norm_path = model_dir / NORMALISATION_FILE
+    normaliser = Normaliser.from_dict(json.loads(norm_path.read_text())) if norm_path.is_file() else None
+    return TrainedModel(score_model=model, normaliser=normaliser, metadata=meta)

@@ -1,0 +1,603 @@
+"""Training loop for the conditional score model, with checkpoints that survive preemption.
+
+Why not ``ScoreModel.fit()`` (score_models 0.5.11, see ``/work/shared/SAMPLING.md``): it never moves
+a batch to the model's device (only ``t``), defaults to ``batch_size=1`` and ``shuffle=False``, has no
+validation loss, counts epochs rather than optimiser steps, names checkpoints by loss and deletes the
+oldest, saves the EMA weights as "the model" next to an optimiser state that belongs to the raw
+weights (so a resume restarts from EMA weights with a mismatched Adam state), stores no step and no
+random state, writes files non-atomically into one directory, knows no lock, no time budget and no
+signals, and leaves EMA weights in memory after training. So this module keeps score_models' network,
+SDE and loss (``ScoreModel.loss_fn``, i.e. ``score_models.dsm.denoising_score_matching``, unchanged:
+summed over pixels, divided by the batch size) and owns the loop:
+
+- an infinite stream of per-epoch permutations drawn from the seed; batch k always holds the same
+  sightlines, so a resumed run sees the data an uninterrupted run would have seen;
+- batches moved to the device; Adam, optional gradient clipping, EMA of the weights (torch_ema);
+- validation loss with the EMA weights every ``val_every`` steps, at a fixed random state;
+- a checkpoint every ``checkpoint_every`` steps in ``checkpoint_dir`` (never inside the declared
+  output, which Snakemake deletes on failure), written to a temporary file and ``os.replace``d:
+  raw weights, EMA, optimiser, step, torch RNG states, loss history and configuration;
+- resume from that checkpoint (raw weights, not EMA); on CPU a resumed run is bit-identical to an
+  uninterrupted one;
+- a lock file (pid, host, job id, heartbeat) refusing a second live writer;
+- a time budget and SIGTERM/SIGUSR1: checkpoint, then raise :class:`TrainingInterrupted`, a
+  ``SystemExit`` with code 75 (EX_TEMPFAIL), so Snakemake's ``retries`` resubmit and the next
+  attempt resumes;
+- the final model (EMA weights + hyper-parameters + normalisation) written to ``model_dir`` only at
+  the end, atomically (``score.save_model``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch_ema import ExponentialMovingAverage
+from tqdm.auto import tqdm
+
+from . import score as score_mod
+from .normalise import Normaliser
+
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL: checkpoint written, run again to resume
+CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = "lock.json"
+CHECKPOINT_FORMAT = 1
+TRAIN_LOG_FILE = "training.json"
+
+# Laptop-sized network. The paper gives only num_res_blocks = 2; for the rest it used score_models'
+# defaults (nf=128, ch_mult=(2, 2, 2, 2), attention, FIR), which PAPER_NETWORK = {} keeps.
+LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
+PAPER_NETWORK: dict = {}
+
+
+class TrainingInterrupted(SystemExit):
+    """Training stopped early after writing a checkpoint; exits the process with code 75."""
+
+    def __init__(self, reason: str, step: int):
+        super().__init__(EXIT_RESUMABLE)
+        self.reason = reason
+        self.step = step
+
+    def __str__(self) -> str:
+        return f"training interrupted at step {self.step} ({self.reason}); checkpoint written, exit {self.code}"
+
+
+class LockHeldError(RuntimeError):
+    """Another live process holds the checkpoint directory."""
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class TrainConfig:
+    """Training options. ``network`` holds NCSNpp keywords (checked in ``score.build_score_model``)."""
+
+    steps: int = 10_000
+    batch_size: int = 16
+    lr: float = 1e-4  # score_models' default
+    ema_decay: float = 0.999
+    grad_clip: float = 0.0  # max gradient norm; 0 = off (norm of the pixel-summed loss)
+    checkpoint_every: int = 1000
+    val_every: int = 1000
+    val_batches: int | None = None  # cap on validation batches per evaluation; None = all
+    log_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    time_budget_s: float | None = None  # wall time of this attempt; None = no limit
+    num_workers: int = 0
+    network: dict = field(default_factory=lambda: dict(LAPTOP_NETWORK))
+    sigma_min: float = score_mod.SIGMA_MIN
+    sigma_max: float = score_mod.SIGMA_MAX
+    lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "checkpoint_every", "val_every", "log_every"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, np.integer)) and v > 0):
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
+        if not (isinstance(self.num_workers, (int, np.integer)) and self.num_workers >= 0):
+            raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers!r}")
+        if self.val_batches is not None and self.val_batches < 1:
+            raise ValueError(f"TrainConfig.val_batches must be None or >= 1, got {self.val_batches!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        if not (0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.grad_clip < 0:
+            raise ValueError(f"TrainConfig.grad_clip must be >= 0, got {self.grad_clip!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainConfig.time_budget_s must be positive or None, got {self.time_budget_s!r}")
+        score_mod.check_ncsnpp_kwargs(self.network)
+        self.network = dict(self.network)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a config mapping, rejecting unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown TrainConfig key(s) {bad}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return score_mod.to_jsonable(dataclasses.asdict(self))
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    step: int
+    resumed_from: int | None
+    train_loss: float | None  # mean DSM loss over the last logging interval
+    val_loss: float | None  # last validation loss (EMA weights)
+    history: dict
+    wall_s: float  # this attempt
+    images_per_s: float  # this attempt
+
+
+# ------------------------------------------------------------------------------------ dataset
+class ZarrMapsDataset(Dataset):
+    """Sightlines of the assembled zarr store as normalised (target, condition) tensor pairs.
+
+    The store is opened lazily in each process (DataLoader workers included) and read one sightline
+    at a time; nothing is loaded whole. Item i is sightline ``indices[i]`` (positional index along
+    the ``sightline`` dimension) as ``(x_target (len(targets), H, W), cond (len(inputs), H, W))``.
+    """
+
+    def __init__(
+        self,
+        store_path: str | os.PathLike,
+        indices: Sequence[int],
+        normaliser: Normaliser,
+        inputs: Sequence[str] = ("tsz", "xray"),
+        targets: Sequence[str] = ("gas", "dm"),
+        variable: str = "maps",
+    ):
+        self.store_path = str(store_path)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.normaliser = normaliser
+        self.inputs = tuple(inputs)
+        self.targets = tuple(targets)
+        self.variable = variable
+        self._maps = None
+        self._pid = None
+        maps = self._open()
+        names = [str(f) for f in maps["field"].values]
+        missing = [f for f in self.targets + self.inputs if f not in names]
+        if missing:
+            raise ValueError(f"{self.store_path}: fields {missing} not in the store's fields {names}")
+        if maps.dims[:2] != ("sightline", "field"):
+            raise ValueError(f"{self.store_path}: expected dims (sightline, field, y, x), got {maps.dims}")
+        self._field_pos = [names.index(f) for f in self.targets + self.inputs]
+        n = maps.sizes["sightline"]
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
+            raise ValueError(f"indices out of range for {n} sightlines")
+        self.map_shape = tuple(maps.shape[2:])
+
+    def _open(self):
+        if self._maps is None or self._pid != os.getpid():
+            import warnings
+
+            import xarray as xr
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+                ds = xr.open_zarr(self.store_path, consolidated=False, chunks=None)
+            self._maps = ds[self.variable]
+            self._pid = os.getpid()
+        return self._maps
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_maps"] = None
+        state["_pid"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        maps = self._open()
+        block = np.asarray(maps.isel(sightline=int(self.indices[i]), field=self._field_pos).values)
+        nt = len(self.targets)
+        x = self.normaliser.apply(block[:nt], self.targets)
+        cond = self.normaliser.apply(block[nt:], self.inputs)
+        return torch.from_numpy(x), torch.from_numpy(cond)
+
+
+class _StreamSampler(Sampler):
+    """Infinite stream of per-epoch random permutations of range(n), starting at position ``start``.
+
+    Epoch e is ``permutation(n)`` from ``default_rng([seed, e])``; the stream does not depend on where
+    it was started, so batch k of a resumed run equals batch k of an uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int, start: int = 0):
+        if n < 1:
+            raise ValueError("the training dataset is empty")
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            for idx in perm[offset:]:
+                yield int(idx)
+            epoch, offset = epoch + 1, 0
+
+
+# --------------------------------------------------------------------------------------- lock
+class _DirLock:
+    """Lock file in the checkpoint directory: {token, pid, host, job_id}, mtime = heartbeat."""
+
+    def __init__(self, directory: Path, stale_after_s: float, log: Callable):
+        self.path = directory / LOCK_FILE
+        self.stale_after_s = stale_after_s
+        self.log = log
+        self.token = uuid.uuid4().hex
+        self.info = {
+            "token": self.token,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "job_id": os.environ.get("SLURM_JOB_ID"),  # informational only
+            "started": time.time(),
+        }
+        self._last_beat = 0.0
+
+    def _is_stale(self, holder: dict, age_s: float) -> bool:
+        if holder.get("host") == socket.gethostname():
+            pid = holder.get("pid")
+            if pid == os.getpid():
+                return True  # an earlier, finished train() call in this process
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, TypeError, ValueError):
+                return False
+            return False
+        return age_s > self.stale_after_s
+
+    def acquire(self) -> None:
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = json.loads(self.path.read_text())
+                    age = time.time() - self.path.stat().st_mtime
+                except (OSError, ValueError):
+                    holder, age = {}, float("inf")  # unreadable or vanished: treat as stale
+                if not self._is_stale(holder, age):
+                    raise LockHeldError(
+                        f"{self.path} is held by pid {holder.get('pid')} on {holder.get('host')} "
+                        f"(job {holder.get('job_id')}, heartbeat {age:.0f} s ago); refusing to train "
+                        "into the same checkpoint directory"
+                    ) from None
+                self.log(f"removing stale lock {holder}")
+                try:  # rename first: only one of several contenders wins the stale lock
+                    os.replace(self.path, self.path.with_name(f".{LOCK_FILE}.stale-{self.token}"))
+                    os.remove(self.path.with_name(f".{LOCK_FILE}.stale-{self.token}"))
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.info, f)
+            self._last_beat = time.time()
+            return
+        raise LockHeldError(f"could not take {self.path}")
+
+    def verify(self) -> None:
+        """Raise if the lock is no longer ours (someone judged it stale and took it)."""
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            holder = {}
+        if holder.get("token") != self.token:
+            raise LockHeldError(f"lost {self.path} to {holder}; not writing checkpoints")
+
+    def heartbeat(self, every_s: float = 30.0) -> None:
+        now = time.time()
+        if now - self._last_beat >= every_s:
+            os.utime(self.path)
+            self._last_beat = now
+
+    def release(self) -> None:
+        try:
+            if json.loads(self.path.read_text()).get("token") == self.token:
+                os.remove(self.path)
+        except (OSError, ValueError):
+            pass
+
+
+# -------------------------------------------------------------------------------- checkpoints
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict | None:
+    """The latest training checkpoint in ``checkpoint_dir`` (loaded on the CPU), or None."""
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ------------------------------------------------------------------------------------- training
+@torch.no_grad()
+def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
+    """Mean DSM loss of the EMA weights over the validation set, at a fixed random state."""
+    if loader is None:
+        return None
+    devices = [device] if device.type == "cuda" else []
+    total, n = 0.0, 0
+    model.model.eval()
+    with ema.average_parameters(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed + 1)
+        for k, (x, cond) in enumerate(loader):
+            if config.val_batches is not None and k >= config.val_batches:
+                break
+            x, cond = x.to(device), cond.to(device)
+            total += float(model.loss_fn(x, cond)) * x.shape[0]
+            n += x.shape[0]
+    model.model.train()
+    return total / n if n else None
+
+
+def train(
+    model_dir: str | os.PathLike,
+    train_dataset: Dataset,
+    val_dataset: Dataset | None,
+    *,
+    config: TrainConfig,
+    checkpoint_dir: str | os.PathLike,
+    normaliser: Normaliser | Mapping | None = None,
+    log: Callable[[str], Any] = print,
+) -> TrainResult:
+    """Train (or resume training of) the conditional score model; write it to ``model_dir``.
+
+    Items of the datasets are ``(x_target, cond)`` float32 tensors, normalised. ``normaliser``
+    (default: ``train_dataset.normaliser`` if present) is stored with the model. Raises
+    :class:`TrainingInterrupted` (exit code 75) after checkpointing when the time budget runs out
+    or on SIGTERM/SIGUSR1, and :class:`LockHeldError` if another live process trains into
+    ``checkpoint_dir``.
+    """
+    t_start = time.monotonic()
+    model_dir, checkpoint_dir = Path(model_dir), Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    device = score_mod.resolve_device(config.device)
+    if normaliser is None:
+        normaliser = getattr(train_dataset, "normaliser", None)
+
+    lock = _DirLock(checkpoint_dir, config.lock_stale_s, log)
+    lock.acquire()
+    stop = {"reason": None}
+    old_handlers = {}
+
+    def _on_signal(signum, frame):
+        stop["reason"] = signal.Signals(signum).name
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+    try:
+        return _train_locked(
+            model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
+            device, lock, stop, t_start,
+        )
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        lock.release()
+
+
+def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
+                  device, lock, stop, t_start) -> TrainResult:
+    # ---- model, optimiser, EMA (built from the seed; overwritten on resume)
+    torch.manual_seed(config.seed)
+    model = score_mod.build_score_model(
+        config.network, sigma_min=config.sigma_min, sigma_max=config.sigma_max, device=device
+    )
+    x0, c0 = train_dataset[0]
+    mult = score_mod.image_multiple(model)
+    if x0.shape[-1] % mult or x0.shape[-2] % mult:
+        raise ValueError(f"map size {tuple(x0.shape[-2:])} is not a multiple of {mult} (ch_mult levels)")
+    if x0.shape[0] != model.model.channels or c0.shape[0] != model.model.condition_input_channels:
+        raise ValueError(
+            f"dataset gives {x0.shape[0]} target / {c0.shape[0]} input channels, the network expects "
+            f"{model.model.channels} / {model.model.condition_input_channels}"
+        )
+    optimizer = torch.optim.Adam(model.model.parameters(), lr=config.lr)
+    ema = ExponentialMovingAverage(model.model.parameters(), decay=config.ema_decay)
+    hparams = score_mod.to_jsonable(model.hyperparameters)
+    step, resumed_from = 0, None
+    history = {"loss": [], "val": []}
+    rng_state = None
+
+    ckpt = load_checkpoint(checkpoint_dir)
+    if ckpt is not None:
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_dir / CHECKPOINT_FILE}: unknown checkpoint format")
+        if ckpt["hparams"] != hparams:
+            raise ValueError(
+                f"{checkpoint_dir / CHECKPOINT_FILE} was written for another model "
+                f"({ckpt['hparams']} != {hparams}); delete it to start afresh"
+            )
+        for key in ("batch_size", "seed"):
+            if ckpt["config"][key] != getattr(config, key):
+                log(f"warning: {key} changed from {ckpt['config'][key]} to {getattr(config, key)} since the checkpoint")
+        model.model.load_state_dict(ckpt["model"])  # raw weights, not EMA
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # a changed lr in the config applies from here on
+            group["lr"] = config.lr
+        step = resumed_from = int(ckpt["step"])
+        history = ckpt["history"]
+        rng_state = ckpt["rng"]
+        log(f"resuming from {checkpoint_dir / CHECKPOINT_FILE} at step {step}")
+    ema.to(device)
+
+    # ---- data: the batch stream starts where the checkpoint left it
+    pin = device.type == "cuda"
+    loader_gen = torch.Generator().manual_seed(config.seed)  # keeps worker seeding off the global RNG
+    train_loader = DataLoader(
+        train_dataset,
+        batch_size=config.batch_size,
+        sampler=_StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size),
+        num_workers=config.num_workers,
+        pin_memory=pin,
+        persistent_workers=config.num_workers > 0,
+        generator=loader_gen,
+    )
+    val_loader = None
+    if val_dataset is not None and len(val_dataset) > 0:
+        val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False,
+                                num_workers=config.num_workers, pin_memory=pin,
+                                persistent_workers=config.num_workers > 0)
+    batches = iter(train_loader)
+    # The DSM loss draws t and z from torch's global RNG: restore it after creating the iterator.
+    if rng_state is not None:
+        _set_rng_state(rng_state, device)
+    else:
+        torch.manual_seed(config.seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(config.seed)
+
+    def save_checkpoint():
+        lock.verify()
+        t0 = time.monotonic()
+        _atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "step": step,
+                "model": model.model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(device),
+                "config": config.to_dict(),
+                "hparams": hparams,
+                "history": history,
+            },
+            checkpoint_dir / CHECKPOINT_FILE,
+        )
+        os.utime(lock.path)
+        return time.monotonic() - t0
+
+    # ---- loop
+    model.model.train()
+    t_loop = time.monotonic()
+    steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
+    running, running_n = 0.0, 0
+    val_loss = history["val"][-1][1] if history["val"] else None
+    pbar = tqdm(total=config.steps, initial=step, disable=not config.progress, desc="train", smoothing=0.1,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # few lines in a log file
+    while step < config.steps:
+        t_step = time.monotonic()
+        x, cond = next(batches)
+        x, cond = x.to(device, non_blocking=pin), cond.to(device, non_blocking=pin)
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss_fn(x, cond)  # score_models' DSM loss, unchanged
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}; last checkpoint kept")
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.model.parameters(), max_norm=config.grad_clip)
+        optimizer.step()
+        ema.update()
+        step += 1
+        steps_this_run += 1
+        running += loss.item()
+        running_n += 1
+        pbar.update(1)
+        step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t_step) if steps_this_run > 1 else time.monotonic() - t_step
+
+        if step % config.log_every == 0 or step == config.steps:
+            history["loss"].append([step, running / running_n])
+            pbar.set_postfix(loss=f"{running / running_n:.4g}")
+            log(f"step {step}: loss {running / running_n:.5g} (per pixel {running / running_n / x[0].numel():.4g})")
+            running, running_n = 0.0, 0
+        if step % config.val_every == 0 or step == config.steps:
+            val_loss = _validation_loss(model, ema, val_loader, config, device)
+            if val_loss is not None:
+                history["val"].append([step, val_loss])
+                log(f"step {step}: validation loss (EMA) {val_loss:.5g}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            ckpt_time = save_checkpoint()
+        lock.heartbeat()
+
+        # ---- stop early: signal, or not enough budget left for one more step and a checkpoint
+        reason = stop["reason"]
+        if reason is None and config.time_budget_s is not None and step < config.steps:
+            elapsed = time.monotonic() - t_start
+            if elapsed + 2 * step_time + 2 * ckpt_time + 1.0 > config.time_budget_s:
+                reason = f"time budget of {config.time_budget_s:.0f} s"
+        if reason is not None and step < config.steps:
+            save_checkpoint()
+            pbar.close()
+            log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
+            raise TrainingInterrupted(reason, step)
+    pbar.close()
+    wall = time.monotonic() - t_loop
+    images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
+
+    # ---- final model: EMA weights, written only now
+    lock.verify()
+    with ema.average_parameters():
+        ema_weights = {k: v.detach().clone() for k, v in model.model.state_dict().items()}
+    train_loss = history["loss"][-1][1] if history["loss"] else None
+    summary = {
+        "training": {
+            "steps": step,
+            "resumed_from": resumed_from,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "weights": "ema",
+            "config": config.to_dict(),
+            "images_per_s_last_attempt": images_per_s,
+        }
+    }
+    score_mod.save_model(model_dir, model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
+    (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": history}, indent=2))
+    log(f"wrote {model_dir} after {step} steps ({images_per_s:.1f} images/s this attempt)")
+    return TrainResult(
+        model_dir=model_dir,
+        step=step,
+        resumed_from=resumed_from,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        history=history,
+        wall_s=time.monotonic() - t_start,
+        images_per_s=images_per_s,
+    )

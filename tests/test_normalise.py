@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+
+from massmaps.normalise import Normaliser
+
+FIELDS = ("gas", "dm", "tsz", "xray")
+
+
+def _maps(n=40, size=16, seed=0):
+    """Positive, heavy-tailed fields in roughly the physical ranges of the real maps."""
+    rng = np.random.default_rng(seed)
+    scales = np.array([50.0, 300.0, 20.0, 1e-12])[None, :, None, None]
+    return (rng.lognormal(0.0, 1.5, (n, 4, size, size)) * scales).astype(np.float32)
+
+
+def _chunks(x, size=7):
+    for i in range(0, len(x), size):
+        yield x[i : i + size]
+
+
+@pytest.mark.parametrize(
+    "stretch",
+    [
+        "none",
+        {"xray": {"stretch": "log", "offset": 1e-16}, "tsz": {"stretch": "asinh", "scale": 5.0}},
+        {f: {"stretch": "log", "floor": 1e-30, "offset": 0.0} for f in FIELDS},
+    ],
+)
+def test_round_trip_to_float32_precision(stretch):
+    x = _maps()
+    norm = Normaliser(FIELDS, stretch).fit(_chunks(x))
+    u = norm.apply(x)
+    assert u.dtype == np.float32 and u.shape == x.shape
+    # The training set spans exactly [0, 1] per field.
+    np.testing.assert_allclose(u.min(axis=(0, 2, 3)), 0.0, atol=1e-7)
+    np.testing.assert_allclose(u.max(axis=(0, 2, 3)), 1.0, atol=1e-6)
+    back = norm.invert(u)
+    eps = np.finfo(np.float32).eps
+    for k, f in enumerate(FIELDS):
+        s = norm.scalings[f]
+        if s.stretch == "none":  # absolute error ~ eps * range, relative ~ eps
+            atol = 4 * eps * (s.vmax - s.vmin)
+            np.testing.assert_allclose(back[:, k], x[:, k], rtol=4 * eps, atol=atol)
+        else:  # relative error ~ ln(10) eps * stretched range (log) or eps * range (asinh)
+            rtol = 4 * eps * (1 + np.log(10) * (s.vmax - s.vmin))
+            np.testing.assert_allclose(back[:, k], x[:, k], rtol=rtol, atol=s.scale * rtol)
+
+
+def test_fit_over_chunks_equals_fit_in_one_go_and_is_global():
+    x = _maps()
+    a = Normaliser(FIELDS).fit(_chunks(x, 3))
+    b = Normaliser(FIELDS).fit([x])
+    assert a.to_dict() == b.to_dict()
+    for k, f in enumerate(FIELDS):
+        assert a.scalings[f].vmin == float(x[:, k].min())
+        assert a.scalings[f].vmax == float(x[:, k].max())
+    # Held-out maps are not clipped.
+    u = a.apply(x * 2)
+    assert u.max() > 1.5
+
+
+def test_subset_of_fields_and_single_map():
+    x = _maps()
+    norm = Normaliser(FIELDS, {"xray": {"stretch": "log", "offset": 1e-16}}).fit([x])
+    full = norm.apply(x)
+    part = norm.apply(x[:, 2:], fields=("tsz", "xray"))
+    np.testing.assert_array_equal(part, full[:, 2:])
+    one = norm.apply(x[5, :2], fields=("gas", "dm"))  # (F, H, W)
+    np.testing.assert_array_equal(one, full[5, :2])
+    with pytest.raises(ValueError, match="fields"):
+        norm.apply(x[:, :3], fields=("tsz", "xray"))
+
+
+def test_dict_round_trip_through_json():
+    x = _maps()
+    norm = Normaliser(FIELDS, {"tsz": {"stretch": "asinh", "scale": 3.0}}).fit([x])
+    restored = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))
+    assert restored.to_dict() == norm.to_dict()
+    np.testing.assert_array_equal(restored.apply(x), norm.apply(x))
+
+
+def test_fit_from_lazy_dataarray():
+    xr = pytest.importorskip("xarray")
+    x = _maps()
+    da = xr.DataArray(x, dims=("sightline", "field", "y", "x"), coords={"field": list(FIELDS)})
+    train = np.arange(0, 40, 2)
+    norm = Normaliser(("tsz", "xray")).fit_dataarray(da, train, chunk_size=6)
+    ref = Normaliser(("tsz", "xray")).fit([x[train, 2:]])
+    assert norm.to_dict() == ref.to_dict()
+
+
+def test_errors():
+    x = _maps()
+    with pytest.raises(ValueError, match="floor \\+ offset"):
+        Normaliser(FIELDS, "log")
+    with pytest.raises(ValueError, match="unknown stretch"):
+        Normaliser(FIELDS, "sqrt")
+    with pytest.raises(ValueError, match="unknown fields"):
+        Normaliser(FIELDS, {"sz": "asinh"})
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Normaliser(FIELDS).apply(x)
+    bad = x.copy()
+    bad[0, 1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        Normaliser(FIELDS).fit([bad])
+    const = x.copy()
+    const[:, 0] = 1.0
+    with pytest.raises(ValueError, match="constant"):
+        Normaliser(FIELDS).fit([const])
+    with pytest.raises(ValueError, match="no data"):
+        Normaliser(FIELDS).fit([])

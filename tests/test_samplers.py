@@ -1,0 +1,222 @@
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+from score_models import ScoreModel
+
+from massmaps import samplers as sp
+from massmaps import score
+
+torch.set_num_threads(1)
+
+SMIN, SMAX = 1e-3, 1.0
+S = torch.tensor([0.03, 0.1], dtype=torch.float64).view(1, 2, 1, 1)  # per-channel data std
+
+
+def toy_mean(cond):
+    """Conditional mean of the toy: each target pixel follows its conditioning pixel."""
+    return 0.1 + 0.6 * cond.double()
+
+
+def exact_denoiser(std):
+    """E[x_0 | x_sigma, y] for x_0 ~ N(toy_mean(y), std^2) per pixel."""
+
+    def denoise(x, sigma, *, cond):
+        sig = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)
+        mu = toy_mean(cond)
+        return mu + std**2 / (std**2 + sig**2) * (x - mu)
+
+    return denoise
+
+
+def marginal_start(cond, std, sigma, seed):
+    """A draw from the exact marginal at noise level sigma: isolates the solver's error."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(cond.shape, generator=g, dtype=torch.float64)
+    return toy_mean(cond) + torch.sqrt(std**2 + sigma**2) * z
+
+
+def z_stats(x, cond, std):
+    z = (x - toy_mean(cond)) / std
+    return z.mean(dim=(0, 2, 3)).numpy(), z.std(dim=(0, 2, 3)).numpy()
+
+
+@pytest.fixture(scope="module")
+def cond():
+    return torch.rand(512, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------------------------ schedules
+def test_schedules():
+    k = sp.karras_sigmas(10, SMIN, SMAX, rho=7)
+    v = sp.ve_sigmas(10, SMIN, SMAX)
+    for s in (k, v):
+        assert s.dtype == torch.float64 and len(s) == 11 and s[-1] == 0
+        assert s[0].item() == pytest.approx(SMAX) and s[-2].item() == pytest.approx(SMIN)
+        assert torch.all(s[1:] < s[:-1])
+    ratios = v[1:-1] / v[:-2]
+    torch.testing.assert_close(ratios, torch.full_like(ratios, SMIN ** (1 / 9)))
+    # rho = 7: sigma^(1/7) is linear in the step index.
+    r = k[:-1] ** (1 / 7)
+    torch.testing.assert_close(r[1:] - r[:-1], torch.full((9,), (r[-1] - r[0]).item() / 9, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        sp.karras_sigmas(1, SMIN, SMAX)
+    with pytest.raises(ValueError):
+        sp.ve_sigmas(10, SMAX, SMIN)
+
+
+def test_solvers_share_one_signature():
+    params = [list(inspect.signature(f).parameters)[:7] for f, _, _ in sp.SAMPLERS.values()]
+    assert all(p == ["denoiser", "x", "sigmas", "cond", "generator", "callback", "disable"] for p in params)
+    with pytest.raises(ValueError, match="valid"):
+        sp.get_sampler("ddim")
+
+
+@pytest.mark.parametrize("name,steps", [("heun", 6), ("edm_stochastic", 6), ("euler_maruyama", 6)])
+def test_nfe_and_callback(cond, name, steps):
+    solver, schedule, _ = sp.SAMPLERS[name]
+    calls, seen = [], []
+    den = exact_denoiser(S)
+
+    def counting(x, sigma, *, cond):
+        calls.append(sigma)
+        return den(x, sigma, cond=cond)
+
+    c = cond[:4]
+    sp_kwargs = {"s_churn": 10.0} if name == "edm_stochastic" else {}
+    solver(counting, torch.randn(4, 2, 8, 8), schedule(steps, SMIN, SMAX), cond=c,
+           generator=torch.Generator().manual_seed(0), callback=seen.append, **sp_kwargs)
+    assert len(calls) == sp.nfe(name, steps) == (steps if name == "euler_maruyama" else 2 * steps - 1)
+    assert [s["i"] for s in seen] == list(range(steps))
+    assert seen[-1]["x"].dtype == torch.float64
+
+
+# ------------------------------------------------------------- Gaussian toy with an exact denoiser
+def test_heun_recovers_mean_and_variance(cond):
+    x = marginal_start(cond, S, SMAX, seed=1)
+    out = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(20, SMIN, SMAX), cond=cond, generator=None)
+    mean, std = z_stats(out, cond, S)  # 39 NFE
+    np.testing.assert_allclose(mean, 0.0, atol=0.02)
+    np.testing.assert_allclose(std, 1.0, atol=0.03)
+
+
+def test_heun_is_second_order(cond):
+    errs = []
+    for n in (10, 20):
+        x = marginal_start(cond, S, SMAX, seed=1)
+        out = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(n, SMIN, SMAX), cond=cond, generator=None)
+        ref = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(400, SMIN, SMAX), cond=cond, generator=None)
+        errs.append((out - ref).abs().max().item())
+    assert errs[0] / errs[1] > 3.0, errs  # ~4 for a 2nd-order method, 2 for Euler
+
+
+def test_euler_maruyama_recovers_mean_and_variance(cond):
+    x = marginal_start(cond, S, SMAX, seed=1)
+    g = torch.Generator().manual_seed(2)
+    out = sp.sample_euler_maruyama(exact_denoiser(S), x, sp.ve_sigmas(300, SMIN, SMAX), cond=cond, generator=g)
+    mean, std = z_stats(out, cond, S)
+    np.testing.assert_allclose(mean, 0.0, atol=0.025)
+    np.testing.assert_allclose(std, 1.0, atol=0.015)
+
+
+def test_edm_stochastic_recovers_mean_and_variance(cond):
+    x = marginal_start(cond, S, SMAX, seed=1)
+    g = torch.Generator().manual_seed(2)
+    out = sp.sample_edm_stochastic(exact_denoiser(S), x, sp.karras_sigmas(30, SMIN, SMAX), cond=cond,
+                                   generator=g, s_churn=20.0)
+    mean, std = z_stats(out, cond, S)
+    np.testing.assert_allclose(mean, 0.0, atol=0.025)
+    np.testing.assert_allclose(std, 1.0, atol=0.04)
+
+
+def test_prior_mismatch_biases_deterministic_sampler_only(cond):
+    """sigma_max = 1 with a N(0, 1) prior: the ODE keeps a bias mu/sqrt(s^2+1) (in units of s);
+    the SDE contracts it to about mu s (SAMPLING.md: stochastic samplers hide it)."""
+    g = torch.Generator().manual_seed(1)
+    x = SMAX * torch.randn(cond.shape, generator=g, dtype=torch.float64)
+    ode = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(20, SMIN, SMAX), cond=cond, generator=None)
+    sde = sp.sample_euler_maruyama(exact_denoiser(S), x, sp.ve_sigmas(300, SMIN, SMAX), cond=cond,
+                                   generator=torch.Generator().manual_seed(2))
+    mu = toy_mean(cond).mean(dim=(0, 2, 3)).numpy()
+    s = S.flatten().numpy()
+    np.testing.assert_allclose(z_stats(ode, cond, S)[0], -mu / np.sqrt(s**2 + SMAX**2), atol=0.03)
+    np.testing.assert_allclose(z_stats(sde, cond, S)[0], -mu * s, atol=0.02)
+
+
+def test_faint_pixels_below_sigma_min(cond):
+    """Pixels whose posterior width s is below sigma_min: the last Euler step (a Tweedie denoise
+    from sigma_min) shrinks them to s^2/sqrt(s^2+sigma_min^2); a schedule reaching far below s
+    recovers s. Documents SAMPLING.md's calibration point."""
+    faint = torch.full((1, 2, 1, 1), 2e-4, dtype=torch.float64)
+    c = cond[:256]
+    x = marginal_start(c, faint, SMAX, seed=3)
+    short = sp.sample_heun(exact_denoiser(faint), x, sp.karras_sigmas(20, SMIN, SMAX), cond=c, generator=None)
+    deep = sp.sample_heun(exact_denoiser(faint), x, sp.karras_sigmas(40, 1e-5, SMAX), cond=c, generator=None)
+    s = 2e-4
+    np.testing.assert_allclose(z_stats(short, c, faint)[1], s / math.hypot(s, SMIN), rtol=0.05)
+    np.testing.assert_allclose(z_stats(deep, c, faint)[1], 1.0, atol=0.05)
+
+
+# -------------------------------------------------------------------------- seeds and batching
+class ExactNet(torch.nn.Module):
+    """The toy's exact network output f = sigma * score, wrapped as a score_models network."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.hyperparameters = {"channels": 2}
+
+    def forward(self, t, x, cond):
+        sigma = score.t_to_sigma(t.double(), SMIN, SMAX).view(-1, 1, 1, 1)
+        mu = toy_mean(cond)
+        return (sigma * (mu - x) / (S**2 + sigma**2)).float()
+
+
+@pytest.fixture(scope="module")
+def toy_score_model():
+    return ScoreModel(model=ExactNet(), sde="ve", sigma_min=SMIN, sigma_max=SMAX, device="cpu")
+
+
+@pytest.mark.parametrize("sampler", ["heun", "euler_maruyama", "edm_stochastic"])
+def test_same_seed_same_samples_any_batch_size(toy_score_model, sampler):
+    inputs = np.random.default_rng(0).random((5, 2, 4, 4), dtype=np.float32)
+    kw = dict(sampler=sampler, steps=8, seed=3)
+    if sampler == "edm_stochastic":
+        kw["sampler_kwargs"] = {"s_churn": 10.0}
+    a = sp.draw_posterior_samples(toy_score_model, inputs, 3, batch_size=4, **kw)
+    torch.manual_seed(123)  # the global RNG plays no part
+    b = sp.draw_posterior_samples(toy_score_model, inputs, 3, batch_size=4, **kw)
+    c = sp.draw_posterior_samples(toy_score_model, inputs, 3, batch_size=1, **kw)
+    d = sp.draw_posterior_samples(toy_score_model, inputs, 3, batch_size=64, **kw)
+    e = sp.draw_posterior_samples(toy_score_model, inputs[2:4], 3, batch_size=5, sightline_ids=[2, 3], **kw)
+    f = sp.draw_posterior_samples(toy_score_model, inputs, 3, batch_size=4, **{**kw, "seed": 4})
+    assert a.shape == (5, 3, 2, 4, 4) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, c, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a, d, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a[2:4], e, rtol=0, atol=1e-6)
+    assert np.abs(a - f).max() > 1e-3
+    assert np.abs(a[:, 0] - a[:, 1]).max() > 1e-3  # samples of one sightline differ
+
+
+def test_posterior_samples_follow_inputs(toy_score_model):
+    inputs = np.stack([np.full((2, 4, 4), 0.1), np.full((2, 4, 4), 0.9)]).astype(np.float32)
+    out = sp.draw_posterior_samples(toy_score_model, inputs, 64, sampler="euler_maruyama", steps=200,
+                                    batch_size=128, seed=0)
+    means = out.mean(axis=(1, 3, 4))  # (2 inputs, 2 channels)
+    expected = 0.1 + 0.6 * inputs[:, :, 0, 0]
+    s = S.flatten().numpy()
+    noise = 4 * s / np.sqrt(64 * 16)  # 4 standard errors of a mean over 64 samples x 16 pixels
+    prior_bias = expected * s**2  # N(0, 1) prior instead of N(mu, 1 + s^2), see above
+    assert np.all(np.abs(means - expected) < noise + prior_bias), (means, expected)
+
+
+def test_network_samples_independent_of_batch_size():
+    torch.manual_seed(0)
+    model = score.build_score_model({"nf": 8, "ch_mult": (1, 2), "attention": False, "fir": False}, device="cpu")
+    inputs = np.random.default_rng(1).random((3, 2, 8, 8), dtype=np.float32)
+    a = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=6, seed=9)
+    b = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=1, seed=9)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)

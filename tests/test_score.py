@@ -1,0 +1,141 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from score_models import ScoreModel
+
+from massmaps import score
+from massmaps.normalise import Normaliser
+
+torch.set_num_threads(1)
+
+TINY = {"nf": 8, "ch_mult": (1, 2), "attention": False, "fir": False}
+
+
+# ------------------------------------------------------------------- Gaussian toy with exact score
+S = torch.tensor([0.03, 0.1]).view(1, 2, 1, 1)  # per-channel data std
+
+
+def toy_mean(cond):
+    return 0.1 + 0.6 * cond
+
+
+class ExactNet(torch.nn.Module):
+    """f(t, x, y) = sigma(t) * score of p_sigma(x | y) for x_0 ~ N(0.1 + 0.6 y, S^2) per pixel."""
+
+    def __init__(self, sign=1.0, scale=1.0):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.sign, self.scale = sign, scale
+
+    def forward(self, t, x, cond):
+        sigma = score.t_to_sigma(t).view(-1, 1, 1, 1)
+        exact_score = (toy_mean(cond) - x) / (S**2 + sigma**2)
+        return self.sign * self.scale * sigma * exact_score
+
+
+def toy_model(**kw):
+    return ScoreModel(model=ExactNet(**kw), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+
+
+def test_network_output_is_sigma_times_score_under_score_models_loss():
+    """score_models' DSM loss is minimised by f = +sigma * score (not -, not rescaled)."""
+    x0_cond = torch.rand(512, 2, 4, 4)
+    x0 = toy_mean(x0_cond) + S * torch.randn(512, 2, 4, 4)
+    losses = {}
+    for name, kw in {"exact": {}, "neg": {"sign": -1.0}, "small": {"scale": 0.9}, "big": {"scale": 1.1}}.items():
+        torch.manual_seed(0)  # common random numbers (t and z) for every candidate
+        losses[name] = float(toy_model(**kw).loss_fn(x0, x0_cond))
+    assert losses["exact"] < min(losses["neg"], losses["small"], losses["big"]), losses
+
+
+def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
+    model = toy_model()
+    den = score.Denoiser(model)
+    cond = torch.rand(6, 2, 5, 5)
+    x = torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    for sigma in (1e-3, 0.02, 0.3, 1.0):
+        mu = toy_mean(cond).double()
+        s2 = S.double() ** 2
+        expected = mu + s2 / (s2 + sigma**2) * (x - mu)
+        got = den(x, sigma, cond=cond)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # score_models' own score agrees with the analytic score: s = f / sigma(t).
+    t = torch.full((6,), 0.4)
+    sigma = model.sde.sigma(t).view(-1, 1, 1, 1)
+    xf = x.float()
+    torch.testing.assert_close(model.score(t, xf, cond), (toy_mean(cond) - xf) / (S**2 + sigma**2))
+    # Per-row sigmas.
+    sig = torch.tensor([0.01, 0.1, 1.0, 0.01, 0.1, 1.0], dtype=torch.float64)
+    rows = torch.cat([den(x[i : i + 1], float(sig[i]), cond=cond[i : i + 1]) for i in range(6)])
+    torch.testing.assert_close(den(x, sig, cond=cond), rows)
+
+
+def test_sigma_t_round_trip_and_agreement_with_vesde():
+    model = toy_model()
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    sig = score.t_to_sigma(t)
+    torch.testing.assert_close(score.sigma_to_t(sig), t)
+    torch.testing.assert_close(model.sde.sigma(t), sig)
+    assert score.sigma_to_t(1e-3) == pytest.approx(0.0, abs=1e-15)
+    assert score.sigma_to_t(1.0) == pytest.approx(1.0)
+    assert score.t_to_sigma(score.sigma_to_t(0.0123, 1e-2, 50.0), 1e-2, 50.0) == pytest.approx(0.0123)
+    assert score.sigma_to_t(math.sqrt(1e-3)) == pytest.approx(0.5)
+
+
+def test_misspelled_network_keyword_is_rejected():
+    with pytest.raises(ValueError, match=r"'ch_mul'.*ch_mult"):
+        score.build_score_model({"nf": 8, "ch_mul": (1, 2)}, device="cpu")
+    with pytest.raises(ValueError, match="attn"):
+        score.check_ncsnpp_kwargs({"attn": True})
+    score.check_ncsnpp_kwargs(TINY)
+
+
+def test_build_paper_conditional_model_and_hparams():
+    model = score.build_score_model(TINY, device="cpu")
+    hp = model.hyperparameters
+    assert hp["sde"] == "ve" and hp["sigma_min"] == 1e-3 and hp["sigma_max"] == 1.0
+    assert hp["channels"] == 2 and hp["condition"] == ["input"] and hp["condition_input_channels"] == 2
+    assert hp["num_res_blocks"] == 2 and hp["nf"] == 8 and tuple(hp["ch_mult"]) == (1, 2)
+    out = model.model(torch.rand(3), torch.rand(3, 2, 8, 8), torch.rand(3, 2, 8, 8))
+    assert out.shape == (3, 2, 8, 8)
+    assert score.image_multiple(model) == 2
+
+
+def test_device_selection():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert score.resolve_device("auto").type == expected
+    assert score.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            score.resolve_device("cuda")
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = score.build_score_model(TINY, sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    with torch.no_grad():
+        for p in model.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # make the output-layer weights non-trivial
+    norm = Normaliser(("gas", "dm", "tsz", "xray")).fit([np.random.default_rng(0).random((3, 4, 8, 8))])
+    target = tmp_path / "models" / "m1"
+    score.save_model(target, model, normaliser=norm, metadata={"note": "test"})
+    score.save_model(target, model, normaliser=norm, metadata={"note": "overwrite"})  # replaces
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["m1"]  # no temporary left
+    loaded = score.load_model(target, device="cpu")
+    assert loaded.metadata["note"] == "overwrite"
+    assert loaded.normaliser.to_dict() == norm.to_dict()
+    assert json.loads((target / "model_hparams.json").read_text())["sigma_min"] == 1e-3
+    x, c = torch.rand(2, 2, 8, 8), torch.rand(2, 2, 8, 8)
+    d0 = score.Denoiser(model)(x.double(), 0.1, cond=c)
+    d1 = loaded.denoiser(x.double(), 0.1, cond=c)
+    torch.testing.assert_close(d0, d1, rtol=0, atol=0)
+    # The directory is in score_models' layout as well.
+    sm = ScoreModel(checkpoints_directory=str(target), device="cpu")
+    t = torch.full((2,), 0.5)
+    torch.testing.assert_close(sm.model(t, x, c), model.model(t, x, c))
+    with pytest.raises(FileNotFoundError):
+        score.load_model(tmp_path / "missing")

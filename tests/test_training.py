@@ -1,0 +1,266 @@
+"""Training loop: config checks, zarr dataset, lock, time budget, SIGTERM + resume, a tiny real train.
+
+Run as a script (``python tests/test_training.py WORKER_JSON``) it is the training subprocess of the
+kill-and-resume test.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from massmaps import samplers, score, training
+from massmaps.normalise import Normaliser
+from massmaps.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
+
+torch.set_num_threads(1)
+
+TINY_NET = {"nf": 8, "ch_mult": (1, 2), "attention": False, "fir": False}
+
+
+def synthetic(n, size, seed):
+    """Conditional toy maps: a blob of amplitude a at a random centre; inputs (a g, a^2 g^2),
+    targets gas = a g + noise, dm = 0.7 a g_wide + noise, all within [0, 1]."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.1, 0.9, n)
+    centres = (size - 1) / 2 + rng.uniform(-size / 5, size / 5, (n, 2))
+    blob, wide = _blobs(size, centres)
+    A = a[:, None, None]
+    gas = A * blob + 0.02 * rng.standard_normal(blob.shape)
+    dm = 0.7 * A * wide + 0.02 * rng.standard_normal(blob.shape)
+    x = np.stack([gas, dm], 1).astype(np.float32)
+    c = np.stack([A * blob, A**2 * blob**2], 1).astype(np.float32)
+    return torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(c))
+
+
+def _blobs(size, centres):
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    centres = np.asarray(centres, dtype=float)
+    r2 = (yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2
+    return np.exp(-r2 / (2 * (size / 8) ** 2)), np.exp(-r2 / (2 * (size / 5) ** 2))
+
+
+def small_config(**kw):
+    base = dict(steps=200, batch_size=8, lr=2e-3, ema_decay=0.99, checkpoint_every=10, val_every=50,
+                log_every=50, seed=5, device="cpu", network=dict(TINY_NET), progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(*args):
+    pass
+
+
+# ------------------------------------------------------------------------------------- config
+def test_config_rejects_typos_and_bad_values():
+    with pytest.raises(ValueError, match="batchsize"):
+        TrainConfig.from_dict({"batchsize": 8})
+    with pytest.raises(ValueError, match="ch_mul"):
+        TrainConfig(network={"ch_mul": (1, 2)})
+    for bad in ({"steps": 0}, {"lr": -1.0}, {"ema_decay": 1.0}, {"batch_size": 2.5}, {"time_budget_s": 0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    cfg = TrainConfig.from_dict({"steps": 3, "network": TINY_NET})
+    assert json.loads(json.dumps(cfg.to_dict()))["network"]["ch_mult"] == [1, 2]
+
+
+# -------------------------------------------------------------------------------- zarr dataset
+@pytest.fixture(scope="module")
+def zarr_store(tmp_path_factory):
+    xr = pytest.importorskip("xarray")
+    rng = np.random.default_rng(0)
+    n, size = 12, 8
+    maps = rng.lognormal(0, 1, (n, 4, size, size)).astype(np.float32)
+    maps[:, 3] *= 1e-12  # X-ray-like scale
+    ds = xr.Dataset(
+        {"maps": (("sightline", "field", "y", "x"), maps)},
+        coords={"field": ["gas", "dm", "tsz", "xray"], "halo_id": ("sightline", np.arange(n) // 2)},
+    )
+    path = tmp_path_factory.mktemp("store") / "maps.zarr"
+    with warnings.catch_warnings():  # zarr 3 on the string field coordinate
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        ds.to_zarr(path, consolidated=False, encoding={"maps": {"chunks": (1, 4, size, size)}})
+    (path / ".snakemake_timestamp").write_text("")  # as Snakemake's directory() leaves it
+    return path, maps
+
+
+def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
+    path, maps = zarr_store
+    train_idx = np.arange(0, 12, 2)
+    norm = Normaliser(stretch={"xray": {"stretch": "log", "offset": 1e-15}}).fit([maps[train_idx]])
+    ds = ZarrMapsDataset(path, train_idx, norm)
+    assert len(ds) == 6 and ds.map_shape == (8, 8)
+    x, c = ds[2]
+    assert x.dtype == torch.float32 and x.shape == (2, 8, 8) and c.shape == (2, 8, 8)
+    np.testing.assert_array_equal(x.numpy(), norm.apply(maps[4, :2], ("gas", "dm")))
+    np.testing.assert_array_equal(c.numpy(), norm.apply(maps[4, 2:], ("tsz", "xray")))
+    # Pickles without the open store (DataLoader workers reopen it).
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._maps is None
+    np.testing.assert_array_equal(clone[2][0].numpy(), x.numpy())
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
+    xs = torch.cat([b[0] for b in loader])
+    np.testing.assert_array_equal(xs.numpy(), norm.apply(maps[train_idx, :2], ("gas", "dm")))
+    with pytest.raises(ValueError, match="not in the store"):
+        ZarrMapsDataset(path, train_idx, norm, inputs=("tsz", "lensing"))
+    with pytest.raises(ValueError, match="out of range"):
+        ZarrMapsDataset(path, [0, 12], norm)
+
+
+def test_train_from_zarr_then_sample(zarr_store, tmp_path):
+    path, maps = zarr_store
+    norm = Normaliser().fit([maps[:8]])
+    train_ds = ZarrMapsDataset(path, np.arange(8), norm)
+    val_ds = ZarrMapsDataset(path, np.arange(8, 12), norm)
+    cfg = small_config(steps=4, batch_size=4, checkpoint_every=2, val_every=2, num_workers=1)
+    result = training.train(tmp_path / "model", train_ds, val_ds, config=cfg, checkpoint_dir=tmp_path / "ckpt",
+                            log=quiet)
+    assert result.step == 4 and result.resumed_from is None and np.isfinite(result.val_loss)
+    assert not (tmp_path / "ckpt" / training.LOCK_FILE).exists()  # released
+    loaded = score.load_model(tmp_path / "model", device="cpu")
+    assert loaded.normaliser.to_dict() == norm.to_dict()
+    assert loaded.metadata["training"]["steps"] == 4
+    inputs = np.stack([val_ds[i][1].numpy() for i in range(2)])
+    samples = samplers.draw_posterior_samples(tmp_path / "model", inputs, 2, steps=3, device="cpu")
+    phys = loaded.normaliser.invert(samples, ("gas", "dm"))
+    assert phys.shape == (2, 2, 2, 8, 8) and np.all(np.isfinite(phys))
+
+
+# ---------------------------------------------------------------------------------------- lock
+def _write_lock(ckpt_dir, pid, host):
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = ckpt_dir / training.LOCK_FILE
+    path.write_text(json.dumps({"token": "other", "pid": pid, "host": host, "job_id": "1"}))
+    return path
+
+
+def test_lock_refuses_a_second_live_writer_and_takes_stale_locks(tmp_path):
+    data = synthetic(16, 8, 0)
+    cfg = small_config(steps=2, checkpoint_every=1)
+    ckpt = tmp_path / "ckpt"
+    # A live process on this host holds the directory.
+    _write_lock(ckpt, os.getppid(), socket.gethostname())
+    with pytest.raises(training.LockHeldError, match="held by"):
+        training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    assert not (ckpt / training.CHECKPOINT_FILE).exists()
+    # Another host with a recent heartbeat: refused; with an old heartbeat: stale.
+    lock = _write_lock(ckpt, 1, "some-other-node")
+    with pytest.raises(training.LockHeldError):
+        training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    # A dead process on this host: stale.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(ckpt, dead.pid, socket.gethostname())
+    result = training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    assert result.resumed_from == 2 and result.step == 2
+
+
+# --------------------------------------------------------------------------- budget and resume
+def test_time_budget_checkpoints_and_exits_75(tmp_path):
+    cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=2.0)
+    with pytest.raises(TrainingInterrupted) as info:
+        training.train(tmp_path / "model", synthetic(32, 8, 0), None, config=cfg,
+                       checkpoint_dir=tmp_path / "ckpt", log=quiet)
+    assert info.value.code == training.EXIT_RESUMABLE == 75
+    ckpt = training.load_checkpoint(tmp_path / "ckpt")
+    assert 0 < ckpt["step"] == info.value.step < 100_000
+    assert not (tmp_path / "model").exists()  # the declared output is written only at the end
+
+
+def _final_weights(model_dir):
+    return torch.load(Path(model_dir) / score.WEIGHTS_FILE, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reference")
+    result = training.train(d / "model", synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
+                            checkpoint_dir=d / "ckpt", log=quiet)
+    return result, d
+
+
+def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
+    ref, ref_dir = uninterrupted
+    ckpt_dir, model_dir = tmp_path / "ckpt", tmp_path / "model"
+    job = {"model_dir": str(model_dir), "checkpoint_dir": str(ckpt_dir)}
+    proc = subprocess.Popen([sys.executable, __file__, json.dumps(job)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (ckpt_dir / training.CHECKPOINT_FILE).exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 75, out
+    assert "SIGTERM" in out
+    killed_at = training.load_checkpoint(ckpt_dir)["step"]
+    assert 10 <= killed_at < 200
+    assert not model_dir.exists()
+
+    result = training.train(model_dir, synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
+                            checkpoint_dir=ckpt_dir, log=quiet)
+    assert result.resumed_from == killed_at
+    assert result.step == ref.step == 200
+    # Bit-identical to the uninterrupted run: data order, noise, Adam and EMA state all resumed.
+    a, b = _final_weights(model_dir), _final_weights(ref_dir / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert result.val_loss == ref.val_loss
+    # The checkpoint holds the raw weights; the model directory holds the EMA weights.
+    ckpt = training.load_checkpoint(ckpt_dir)
+    raw = ckpt["model"]
+    assert ckpt["step"] == 200
+    assert any(not torch.equal(raw[k], a[k]) for k in a if raw[k].is_floating_point())
+    names = [n for n, _ in score.build_score_model(TINY_NET, device="cpu").model.named_parameters()]
+    shadow = dict(zip(names, ckpt["ema"]["shadow_params"], strict=True))
+    assert all(torch.equal(shadow[k], a[k]) for k in names)
+
+
+# ------------------------------------------------------------------------- tiny real training
+def test_tiny_training_samples_follow_their_conditioning(tmp_path):
+    size = 16
+    cfg = small_config(steps=300, batch_size=16, checkpoint_every=300, val_every=300, seed=0)
+    training.train(tmp_path / "model", synthetic(512, size, 1), synthetic(64, size, 2), config=cfg,
+                   checkpoint_dir=tmp_path / "ckpt", log=quiet)
+    centres = [(7.5, 7.5), (7.5, 7.5), (4.5, 10.5)]
+    amplitude = np.array([0.2, 0.8, 0.6])
+    blob, _ = _blobs(size, centres)
+    A = amplitude[:, None, None]
+    inputs = np.stack([A * blob, A**2 * blob**2], 1).astype(np.float32)
+    s = samplers.draw_posterior_samples(tmp_path / "model", inputs, 8, steps=10, batch_size=24, seed=0,
+                                        device="cpu")
+    mean = s.mean(axis=1)  # (3 inputs, 2 channels, H, W)
+    centre = mean[:, :, 7:9, 7:9].mean(axis=(2, 3))
+    # The brighter input gives brighter gas and dm (true differences 0.6 and 0.42).
+    assert centre[1, 0] - centre[0, 0] > 0.25, centre
+    assert centre[1, 1] - centre[0, 1] > 0.15, centre
+    # The sample mean follows the input's position.
+    for k in range(3):
+        peak = np.unravel_index(np.argmax(mean[k, 0]), (size, size))
+        assert np.hypot(peak[0] - centres[k][0], peak[1] - centres[k][1]) <= 2.5, (k, peak)
+    # And the samples are not all the same.
+    assert s.std(axis=1).mean() > 1e-3
+
+
+def _worker(job):
+    """The training subprocess of the kill-and-resume test."""
+    torch.set_num_threads(1)
+    training.train(job["model_dir"], synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
+                   checkpoint_dir=job["checkpoint_dir"], log=print)
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]))
