@@ -22,6 +22,9 @@ include: "workflow/rules/catalog.smk"
 include: "workflow/rules/sightlines.smk"
 include: "workflow/rules/project.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -19,6 +19,10 @@ sightlines: {target_per_bin: 2, max_per_cluster: 6, n_shards: 2}
 projection: {npix: 16, pixel_Mpc: 0.8}
 dataset: {chunk_sightlines: 4}
 figures: {formats: [png]}
+split: {fractions: [0.6, 0.2, 0.2]}
+training: {steps: 30, batch_size: 8, checkpoint_every: 10, val_every: 15, log_every: 10,
+           network: {nf: 8, ch_mult: [1, 2], attention: false, fir: false}}
+sampling: {eval_range_only: false, n_samples: 3, steps: 3, batch_size: 8}
 """
 
 
@@ -67,10 +71,38 @@ def test_outputs_exist_and_dataset_is_complete(runs):
         assert (res / "logs" / "project_shard" / f"{shard}.log").stat().st_size > 0
 
 
+def test_split_train_sample_evaluate(runs):
+    import json
+
+    import pandas as pd
+
+    res = runs[0] / "results" / "tiny"
+    splits = pd.read_parquet(res / "split" / "splits.parquet")
+    assert (splits.groupby("halo_id")["split"].nunique() == 1).all()
+    assert set(splits["split"]) == {"train", "val", "test"}
+    model = res / "model"
+    assert (model / "model_hparams.json").exists()
+    samples = store.open_store(res / "samples" / "test.zarr")
+    test = splits[splits["split"] == "test"]
+    assert samples["sightline_id"].values.tolist() == test["sightline_id"].tolist()
+    assert samples["samples"].shape[1:3] == (3, 2)
+    s = samples["samples"].values
+    assert np.isfinite(s).all()
+    np.testing.assert_allclose(samples["mean"].values, s.mean(axis=1), rtol=1e-5, atol=1e-6)
+    assert list(samples["units"].values) == ["1", "1"]
+    summary = json.loads((res / "metrics" / "posterior_summary.json").read_text())
+    assert set(summary) >= {"gas", "dm", "n_sightlines"}
+    assert summary["n_sightlines"] == len(test)
+    # checkpoints live outside the declared model output
+    assert list((res / "checkpoints").glob("*/checkpoint.pt"))
+
+
 def test_same_config_same_bytes(runs):
     a, b = (d / "results" / "tiny" for d in runs)
     assert digest(a / "dataset" / "maps.zarr") == digest(b / "dataset" / "maps.zarr")
-    for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "figures/fig1_mass_function.png"]:
+    assert digest(a / "samples" / "test.zarr") == digest(b / "samples" / "test.zarr")
+    for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "figures/fig1_mass_function.png",
+                 "split/splits.parquet", "metrics/posterior_summary.json"]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 

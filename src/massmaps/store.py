@@ -33,17 +33,18 @@ def config_hash(config: Mapping) -> str:
 
 
 def _encoding(ds: xr.Dataset, chunk_sightlines: int) -> dict:
+    """Map-like variables (sightline first, 3+ dims): chunked by sightline, zstd, NaN fill value."""
     import zarr.codecs
 
     blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
     enc = {}
-    if "maps" in ds:
-        s, f, y, x = ds["maps"].shape
-        enc["maps"] = {
-            "chunks": (max(1, min(chunk_sightlines, s)), f, y, x),
-            "compressors": [blosc],
-            "fill_value": np.float32(np.nan),
-        }
+    for name, var in ds.data_vars.items():
+        if var.ndim >= 3 and var.dims[0] == "sightline" and np.issubdtype(var.dtype, np.floating):
+            enc[name] = {
+                "chunks": (max(1, min(chunk_sightlines, var.shape[0])), *var.shape[1:]),
+                "compressors": [blosc],
+                "fill_value": var.dtype.type(np.nan),
+            }
     return enc
 
 

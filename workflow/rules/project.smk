@@ -9,7 +9,7 @@ rule project_shard:
     params:
         mock=config["particles"]["mock"],
         projection=config["projection"],
-        config=config,
+        data_hash=DATA_HASH,
     conda:
         "../../envs/massmaps.yaml"
     threads: 2

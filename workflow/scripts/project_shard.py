@@ -23,7 +23,7 @@ ds = project_shard(
     pixel_Mpc=proj["pixel_Mpc"],
     backend=proj["backend"],
     fields=proj["fields"],
-    attrs={"config_hash": store.config_hash(snakemake.params.config)},  # noqa: F821
+    attrs={"config_hash": snakemake.params.data_hash},  # noqa: F821
 )
 store.write_store(ds, snakemake.output.store)  # noqa: F821
 log.info("wrote %s: %d sightlines", snakemake.output.store, ds.sizes["sightline"])  # noqa: F821

@@ -1,0 +1,186 @@
+"""Store-level drivers: split the dataset, train on it, and draw posterior samples into a store.
+
+These glue :mod:`massmaps.split`, :mod:`massmaps.normalise`, :mod:`massmaps.training` and
+:mod:`massmaps.samplers` to the assembled zarr dataset; the workflow's rules call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import __version__, samplers, score, split, store
+from .normalise import Normaliser
+from .training import TrainConfig, ZarrMapsDataset, train
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("tsz", "xray")
+TARGETS = ("gas", "dm")
+
+
+def split_table(
+    ds: xr.Dataset,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    bin_dex: float = 0.1,
+    seed: int = 0,
+    eval_range_Msun: Sequence[float] = split.EVAL_MASS_RANGE_MSUN,
+) -> pd.DataFrame:
+    """One row per sightline of the dataset: its position, ids, mass, split and evaluation flag."""
+    table = pd.DataFrame(
+        {
+            "index": np.arange(ds.sizes["sightline"], dtype=np.int64),
+            "sightline_id": ds["sightline_id"].values.astype(np.int64),
+            "halo_id": ds["halo_id"].values.astype(np.int64),
+            "M200m_Msun": ds["M200m_Msun"].values,
+            "log10_M200m": ds["log10_M200m"].values,
+        }
+    )
+    table["split"] = split.assign_splits(
+        table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(), fractions=tuple(fractions), bin_width=bin_dex, seed=seed
+    )
+    table["in_eval_range"] = split.eval_mask(table["M200m_Msun"].to_numpy(), *eval_range_Msun)
+    return table
+
+
+def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256) -> Normaliser:
+    """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
+    fields = [str(f) for f in ds["field"].values]
+    return Normaliser(fields=fields, stretch=stretch).fit_dataarray(ds["maps"], np.sort(train_index), chunk_size=chunk_size)
+
+
+def train_from_store(
+    store_path: str | os.PathLike,
+    splits: pd.DataFrame,
+    model_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    training: Mapping,
+    stretch="none",
+    progress: bool = True,
+):
+    """Fit the normalisation on the training split, then train (or resume) the score model."""
+    ds = store.open_store(store_path)
+    train_idx = splits.loc[splits["split"] == "train", "index"].to_numpy()
+    val_idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
+    if train_idx.size == 0:
+        raise ValueError(f"{store_path}: the training split is empty; use more sightlines or other split fractions")
+    normaliser = fit_normaliser(ds, train_idx, stretch)
+    log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
+    config = TrainConfig.from_dict({**dict(training), "progress": progress})
+    train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
+    val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
+    return train(model_dir, train_ds, val_ds, config=config, checkpoint_dir=checkpoint_dir, normaliser=normaliser,
+                 log=log.info)
+
+
+def sample_from_store(
+    model_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    splits: pd.DataFrame,
+    *,
+    which: str = "test",
+    eval_range_only: bool = True,
+    n_samples: int = 50,
+    sampler: str = "heun",
+    steps: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "auto",
+    sampler_kwargs: Mapping | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Posterior samples of (gas, dm) for the sightlines of one split, in physical units.
+
+    Returns a Dataset with ``samples`` (sightline, sample, field, y, x) and the per-pixel ``mean`` and
+    ``std`` (ddof=1) over samples, with the dataset's sightline coordinates.
+    """
+    from tqdm.auto import tqdm
+
+    rows = splits[splits["split"] == which]
+    if eval_range_only:
+        rows = rows[rows["in_eval_range"]]
+    if rows.empty:
+        raise ValueError(f"no sightlines in split {which!r}" + (" within the evaluation mass range" if eval_range_only else ""))
+    ds = store.open_store(store_path)
+    trained = score.load_model(model_dir, device=device)
+    norm = trained.normaliser
+    if not isinstance(norm, Normaliser):
+        norm = Normaliser.from_dict(norm)
+    index = rows["index"].to_numpy()
+    inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
+    cond = norm.apply(inputs, INPUTS, field_axis=1)
+    out = np.empty((index.size, n_samples, len(TARGETS), *inputs.shape[-2:]), dtype=np.float32)
+    # one sightline at a time keeps memory flat and shows progress; seeds depend only on (seed, sightline_id)
+    for k in tqdm(range(index.size), desc="posterior", unit="sightline", disable=not progress):
+        u = samplers.draw_posterior_samples(
+            trained.denoiser, cond[k : k + 1], n_samples, sampler=sampler, steps=steps, batch_size=batch_size,
+            seed=seed, sightline_ids=[int(rows["sightline_id"].iloc[k])], sampler_kwargs=dict(sampler_kwargs or {}),
+        )
+        out[k] = norm.invert(u[0], TARGETS, field_axis=1)
+    sub = ds.isel(sightline=index)
+    coords = {name: ("sightline", sub[name].values) for name in sub.coords if sub[name].dims == ("sightline",)}
+    coords.update(
+        sample=np.arange(n_samples),
+        field=("field", np.array(TARGETS, dtype=object)),
+        units=("field", np.array([str(sub["units"].sel(field=f).values) for f in TARGETS], dtype=object)),
+        y=sub["y"],
+        x=sub["x"],
+    )
+    dims = ("sightline", "sample", "field", "y", "x")
+    result = xr.Dataset(
+        {
+            "samples": (dims, out, {"long_name": "posterior samples, physical units per field"}),
+            "mean": (dims[:1] + dims[2:], out.mean(axis=1), {"long_name": f"mean of {n_samples} samples"}),
+            "std": (dims[:1] + dims[2:], out.std(axis=1, ddof=1) if n_samples > 1 else np.zeros_like(out[:, 0]),
+                    {"long_name": f"per-pixel standard deviation of {n_samples} samples (ddof=1)"}),
+        },
+        coords=coords,
+        attrs={
+            "massmaps_version": __version__,
+            "split": which,
+            "sampler": sampler,
+            "steps": int(steps) if steps is not None else samplers.get_sampler(sampler)[2],
+            "nfe_per_sample": samplers.nfe(sampler, steps if steps is not None else samplers.get_sampler(sampler)[2]),
+            "seed": int(seed),
+            "config_hash": ds.attrs.get("config_hash", ""),
+        },
+    )
+    return result
+
+
+def evaluate_samples(samples: xr.Dataset, dataset: xr.Dataset) -> dict:
+    """Posterior-mean quality of a sample store against the dataset's truth and inputs."""
+    pos = pd.Index(dataset["sightline_id"].values).get_indexer(samples["sightline_id"].values)
+    if (pos < 0).any():
+        raise ValueError("the sample store holds sightlines that the dataset lacks")
+    maps = dataset["maps"].isel(sightline=pos)
+    truth = {f: maps.sel(field=f).values for f in TARGETS}
+    inputs = {f: maps.sel(field=f).values for f in INPUTS}
+    mean = {f: samples["mean"].sel(field=f).values for f in TARGETS}
+    std = {f: samples["std"].sel(field=f).values for f in TARGETS}
+    from .metrics import posterior_summary
+
+    summary = posterior_summary(mean, std, truth, inputs)
+    summary["n_sightlines"] = int(samples.sizes["sightline"])
+    summary["n_samples"] = int(samples.sizes["sample"])
+    summary["sampler"] = {k: samples.attrs.get(k) for k in ("sampler", "steps", "nfe_per_sample", "seed")}
+    return summary
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """JSON to ``path`` via a temporary file and a rename."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,38 @@
+rule sample_posterior:
+    input:
+        model=rules.train_model.output.model,
+        dataset=rules.assemble_dataset.output.store,
+        splits=rules.split_dataset.output.splits,
+    output:
+        samples=directory(f"{RESULTS}/samples/{config['sampling']['split']}.zarr"),
+    log:
+        f"{RESULTS}/logs/sample_posterior.log",
+    params:
+        sampling=config["sampling"],
+        seed=config["seed"],
+    conda:
+        "../../envs/massmaps.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1 if config["sampling"]["device"] in ("auto", "cuda") else 0,
+    script:
+        "../scripts/sample_posterior.py"
+
+
+rule evaluate_posterior:
+    input:
+        samples=rules.sample_posterior.output.samples,
+        dataset=rules.assemble_dataset.output.store,
+    output:
+        summary=f"{RESULTS}/metrics/posterior_summary.json",
+    log:
+        f"{RESULTS}/logs/evaluate_posterior.log",
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/evaluate_posterior.py"

@@ -1,0 +1,23 @@
+rule train_model:
+    input:
+        dataset=rules.assemble_dataset.output.store,
+        splits=rules.split_dataset.output.splits,
+    output:
+        model=directory(f"{RESULTS}/model"),
+    log:
+        f"{RESULTS}/logs/train_model.log",
+    params:
+        training=config["training"],
+        stretch=config["normalisation"]["stretch"],
+        # checkpoints live outside the declared output (Snakemake deletes that on failure),
+        # in a folder keyed by everything that shapes the model, so a changed config starts afresh
+        checkpoint_dir=f"{RESULTS}/checkpoints/{TRAINING_HASH}",
+    conda:
+        "../../envs/massmaps.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1 if config["training"]["device"] in ("auto", "cuda") else 0,
+    script:
+        "../scripts/train_model.py"
