@@ -1,0 +1,204 @@
+"""Projection backends against the exact pixel-integrated reference (PROJECTION.md)."""
+
+import numpy as np
+import pytest
+
+from massmaps import kernels as K
+from massmaps.projection import BACKENDS, pixel_centres, pixel_edges, project
+
+NPIX = 32
+LIM = (0.0, 3.2)  # 0.1 per pixel
+DX = 0.1
+KW = dict(xlim=LIM, ylim=LIM, npix=NPIX)
+
+
+@pytest.fixture(scope="module")
+def particles():
+    """Random set: h from 0.01 to 3 pixels (log-uniform), a few large ones, some off the map."""
+    rng = np.random.default_rng(42)
+    n = 3000
+    x = rng.uniform(-0.3, 3.5, n)
+    y = rng.uniform(-0.3, 3.5, n)
+    h = DX * 10 ** rng.uniform(-2, np.log10(3), n)
+    h[:25] = DX * rng.uniform(5, 40, 25)
+    m = rng.uniform(0.5, 1.5, n)
+    return x, y, h, m
+
+
+@pytest.fixture(scope="module")
+def reference_map(particles):
+    x, y, h, m = particles
+    return project(x, y, h, m, backend="reference", **KW)
+
+
+def _l1(a, ref):
+    return np.abs(a - ref).sum() / ref.sum()
+
+
+def test_registry_names():
+    assert set(BACKENDS) == {"exact", "mesh", "reference"}
+
+
+def test_exact_matches_reference(particles, reference_map):
+    x, y, h, m = particles
+    out = project(x, y, h, m, **KW)
+    assert out.shape == (1, NPIX, NPIX) and out.dtype == np.float64
+    assert _l1(out, reference_map) < 1e-5
+    # pixel by pixel too, relative to the particle weights
+    assert np.abs(out - reference_map).max() < 1e-6
+
+
+def test_reference_conserves_mass_of_inside_particles():
+    rng = np.random.default_rng(1)
+    n = 200
+    h = DX * 10 ** rng.uniform(-2, 1, n)
+    x = rng.uniform(1.0, 2.2, n)
+    y = rng.uniform(1.0, 2.2, n)
+    out = project(x, y, h, np.ones(n), backend="reference", **KW)
+    assert out.sum() == pytest.approx(n, rel=1e-7)
+
+
+def test_exact_large_supports_match_reference():
+    # supports of several map lengths: h = 0.5 to 5 (5 to 50 pixels), centred anywhere
+    x = np.array([1.6, 0.2, 3.0, -1.0, 1.23])
+    y = np.array([1.6, 2.9, -0.4, 1.7, 0.77])
+    h = np.array([0.5, 1.3, 2.4, 5.0, 3.3])
+    m = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
+    ref = project(x, y, h, m, backend="reference", **KW)
+    out = project(x, y, h, m, **KW)
+    assert _l1(out, ref) < 1e-5
+    # the first particle lies inside: all of it is in the map
+    inside = project(x[:1], y[:1], h[:1], m[:1], **KW)
+    assert inside.sum() == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["exact", "mesh", "reference"])
+def test_multi_weight_equals_separate_calls(particles, backend):
+    x, y, h, m = particles
+    sl = slice(0, 600)
+    x, y, h, m = x[sl], y[sl], h[sl], m[sl]
+    z = np.linspace(0.5, 2.5, x.size)
+    w = np.stack([m, m**2, np.cos(x)])
+    extra = dict(z=z, zlim=LIM) if backend == "mesh" else {}
+    multi = project(x, y, h, w, backend=backend, **KW, **extra)
+    assert multi.shape == (3, NPIX, NPIX)
+    for k in range(3):
+        single = project(x, y, h, w[k], backend=backend, **KW, **extra)
+        np.testing.assert_allclose(multi[k], single[0], rtol=1e-13, atol=1e-15)
+
+
+def test_exact_mass_conservation_inside_map():
+    rng = np.random.default_rng(7)
+    n = 4000
+    # sub-pixel (down to 1e-4 pixel), pixel and few-pixel supports, all inside the map
+    h = DX * np.concatenate([np.full(1000, 1e-4), 10 ** rng.uniform(-3, 0.7, n - 1000)])
+    x = rng.uniform(0.6, 2.6, n)
+    y = rng.uniform(0.6, 2.6, n)
+    # particles exactly on pixel edges and on pixel corners
+    x[:300] = DX * rng.integers(8, 24, 300)
+    y[150:450] = DX * rng.integers(8, 24, 300)
+    m = rng.uniform(0.1, 10.0, n)
+    out = project(x, y, h, m, **KW)
+    assert abs(out.sum() / m.sum() - 1.0) < 1e-12
+    # and every particle on its own
+    each = np.array([project(x[i : i + 1], y[i : i + 1], h[i : i + 1], 1.0, **KW).sum()
+                     for i in range(0, n, 97)])  # fmt: skip
+    np.testing.assert_allclose(each, 1.0, rtol=0, atol=1e-13)
+    # grazing pixels may hold -1e-9 of a weight (interpolation error of the correction table)
+    assert out.min() >= -1e-8 * m.max()
+
+
+def test_exact_point_and_tiny_particles():
+    # h = 0 is a point; a tiny particle on a pixel corner splits 1/4 each by symmetry
+    out = project([0.25, 1.2], [0.35, 1.2], [0.0, 1e-9], [2.0, 1.0], **KW)[0]
+    assert out[3, 2] == 2.0  # row iy along y, column ix along x
+    np.testing.assert_allclose(out[11:13, 11:13], 0.25, rtol=1e-12)
+    assert out.sum() == pytest.approx(3.0, rel=1e-15)
+    # a tiny particle on a pixel edge splits in halves
+    out = project([1.2], [1.25], [1e-12], [1.0], **KW)[0]
+    np.testing.assert_allclose(out[12, 11:13], 0.5, rtol=1e-12)
+
+
+def test_pixel_orientation():
+    out = project([0.55], [0.25], [0.02], [1.0], **KW)[0]
+    iy, ix = np.unravel_index(out.argmax(), out.shape)
+    assert (iy, ix) == (2, 5)
+    assert out[iy, ix] == 1.0
+
+
+def test_exact_partial_mass_at_map_edge():
+    # centred on the left edge: exactly half the kernel is in the map
+    out = project([0.0], [1.6], [0.25], [1.0], **KW)
+    assert out.sum() == pytest.approx(0.5, abs=1e-13)
+    # centred on the corner: a quarter
+    out = project([3.2], [3.2], [0.33], [1.0], **KW)
+    assert out.sum() == pytest.approx(0.25, abs=1e-13)
+    # straddling at arbitrary offsets: the in-map part is M(u) (1D marginal) and matches the
+    # reference pixel by pixel
+    x = np.array([0.05, 3.1, 1.0, 0.02])
+    y = np.array([1.0, 2.0, -0.08, 3.25])
+    h = np.array([0.3, 0.45, 0.2, 0.6])
+    got = project(x, y, h, np.ones(4), **KW)
+    ref = project(x, y, h, np.ones(4), backend="reference", **KW)
+    # the bilinear correction table is good to ~4e-8 per pixel corner
+    np.testing.assert_allclose(got, ref, atol=2e-7)
+    assert _l1(got, ref) < 1e-6
+    expected = K.marginal_cdf(x[0] / h[0])
+    assert project(x[:1], y[:1], h[:1], 1.0, **KW).sum() == pytest.approx(expected, abs=1e-13)
+
+
+def test_particles_off_the_map_contribute_nothing():
+    out = project([-1.0, 5.0, 1.0], [1.0, 1.0, 9.0], [0.5, 0.5, 0.5], np.ones(3), **KW)
+    assert np.all(out == 0.0)
+
+
+def test_mesh_loses_subpixel_mass_and_agrees_for_large_h():
+    mesh = dict(backend="mesh", zlim=LIM, **KW)
+    # a support (0.2 pixel) that contains no cell centre is lost entirely; exact keeps it
+    args = ([1.23], [1.27], [0.02], [1.0])
+    assert project(*args, z=[1.21], **mesh).sum() == 0.0
+    assert project(*args, **KW).sum() == pytest.approx(1.0, rel=1e-14)
+    # one that contains a centre is sampled there: far more than its mass
+    assert project([1.25], [1.25], [0.02], [1.0], z=[1.25], **mesh).sum() > 10.0
+    rng = np.random.default_rng(11)
+    n = 400
+    x = rng.uniform(1.0, 2.2, n)
+    y = rng.uniform(1.0, 2.2, n)
+    z = rng.uniform(1.0, 2.2, n)
+    h = np.full(n, 8 * DX)
+    ref = project(x, y, h, np.ones(n), backend="reference", **KW)
+    got = project(x, y, h, np.ones(n), z=z, **mesh)
+    assert got.sum() == pytest.approx(n, rel=0.01)
+    assert _l1(got, ref) < 0.03
+
+
+def test_mesh_requires_z():
+    with pytest.raises(ValueError, match="needs the particles' z"):
+        project([1.0], [1.0], [0.1], [1.0], backend="mesh", **KW)
+
+
+def test_unknown_backend_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown projection backend 'fast'.*exact, mesh, reference"):
+        project([1.0], [1.0], [0.1], [1.0], backend="fast", **KW)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(h=[-0.1]), "non-negative"),
+        (dict(x=[np.nan]), "non-finite"),
+        (dict(weights=[[1.0, 2.0]]), "weights must have shape"),
+        (dict(npix=0), "positive integer"),
+        (dict(xlim=(1.0, 1.0)), "lo < hi"),
+    ],
+)
+def test_bad_inputs(kwargs, match):
+    args = dict(x=[1.0], y=[1.0], h=[0.1], weights=[1.0], **KW)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        project(args.pop("x"), args.pop("y"), args.pop("h"), args.pop("weights"), **args)
+
+
+def test_pixel_edges_and_centres():
+    np.testing.assert_allclose(pixel_edges((0, 12.8), 128)[[0, 1, -1]], [0.0, 0.1, 12.8])
+    np.testing.assert_allclose(pixel_centres((0, 12.8), 128)[[0, 63, 64]], [0.05, 6.35, 6.45])
