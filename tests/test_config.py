@@ -68,12 +68,16 @@ def test_misspelled_key_rejected():
     assert "n_pix" in str(err.value)
 
 
-def test_snakemake_dry_run_ok(tmp_path):
-    out = subprocess.run(
+def dry_run(tmp_path, *configfiles):
+    return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(ROOT / "config" / "config.yaml"),
-         "--directory", str(tmp_path), "-s", str(ROOT / "Snakefile")],
+         *map(str, configfiles), "--directory", str(tmp_path), "-s", str(ROOT / "Snakefile")],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
+
+
+def test_snakemake_dry_run_ok(tmp_path):
+    out = dry_run(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "project_shard" in out.stdout + out.stderr
 
@@ -81,12 +85,7 @@ def test_snakemake_dry_run_ok(tmp_path):
 def test_snakemake_reports_bad_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("projection:\n  pixel_Mpc: -0.1\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(ROOT / "config" / "config.yaml"), str(bad),
-         "--directory", str(tmp_path),
-         "-s", str(ROOT / "Snakefile")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
+    out = dry_run(tmp_path, bad)
     assert out.returncode != 0
     assert "pixel_Mpc" in out.stdout + out.stderr
 
@@ -94,11 +93,6 @@ def test_snakemake_reports_bad_config(tmp_path):
 def test_snakemake_reports_bad_mock_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("particles:\n  mock:\n    n_ngbb: 32\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(ROOT / "config" / "config.yaml"), str(bad),
-         "--directory", str(tmp_path),
-         "-s", str(ROOT / "Snakefile")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
+    out = dry_run(tmp_path, bad)
     assert out.returncode != 0
     assert "n_ngbb" in out.stdout + out.stderr

@@ -13,22 +13,7 @@ from massmaps import mock, profiles
 from massmaps.particles import ParticleSet
 
 
-def halo_row(M, *, s=1.0, q=1.0, seed=1, quat=(0.0, 0.0, 0.0, 1.0), c=None, **extra):
-    row = dict(
-        halo_id=7,
-        M200m_Msun=M,
-        R200m_Mpc=float(cm.R200m(M)),
-        c200m=float(cm.concentration_200m(M)) if c is None else c,
-        axis_ratio_s=s,
-        axis_ratio_q=q,
-        rot_qx=quat[0],
-        rot_qy=quat[1],
-        rot_qz=quat[2],
-        rot_qw=quat[3],
-        seed=seed,
-    )
-    row.update(extra)
-    return row
+from _halos import halo_row  # noqa: E402
 
 
 NO_SCATTER = mock.MockConfig(per_cluster_scatter=False)

@@ -17,22 +17,11 @@ RHO_DM = (cm.PAPER.Om0 - cm.PAPER.Ob0) * cm.rho_crit()
 RHO_GAS = cm.PAPER.Ob0 * cm.rho_crit()
 
 
-def halo_row(M, *, s=1.0, q=1.0, seed=1, quat=(0.0, 0.0, 0.0, 1.0), **extra):
-    row = dict(
-        halo_id=3,
-        M200m_Msun=M,
-        R200m_Mpc=float(cm.R200m(M)),
-        c200m=float(cm.concentration_200m(M)),
-        axis_ratio_s=s,
-        axis_ratio_q=q,
-        rot_qx=quat[0],
-        rot_qy=quat[1],
-        rot_qz=quat[2],
-        rot_qw=quat[3],
-        seed=seed,
-    )
-    row.update(extra)
-    return row
+from _halos import halo_row as _halo_row  # noqa: E402
+
+
+def halo_row(M, **kw):
+    return _halo_row(M, **{"halo_id": 3, **kw})
 
 
 def pixel_radii(sub=1):
