@@ -40,7 +40,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 __all__ = [
     "KERNEL_NORM_3D",
@@ -251,21 +251,13 @@ def column_kernel(s):
     .. [1] Wendland H., 1995, Adv. Comput. Math., 4, 389
     .. [2] Dehnen W., Aly H., 2012, MNRAS, 425, 1068
     """
-    s = np.abs(np.asarray(s, dtype=np.float64))
-    s2 = s * s
-    inside = s < 1.0
-    ell2 = np.where(inside, 1.0 - s2, 0.0)
-    ell = np.sqrt(ell2)
+    # The compiled branch at s = 0 may evaluate log(1/0) before discarding it: silence the FP flags.
     with np.errstate(divide="ignore", invalid="ignore"):
-        lg = np.where(s > 0.0, np.log((1.0 + ell) / np.where(s > 0.0, s, 1.0)), 0.0)
-    s4 = s2 * s2
-    i1 = ell
-    i2 = s2 * ell + ell * ell2 / 3.0
-    i3 = ell * (2.0 * ell2 + 5.0 * s2) / 8.0 + 0.375 * s4 * lg
-    i4 = s4 * ell + 2.0 * s2 * ell * ell2 / 3.0 + ell * ell2 * ell2 / 5.0
-    i5 = ell * (8.0 * ell2 * ell2 + 26.0 * s2 * ell2 + 33.0 * s4) / 48.0 + 0.3125 * s4 * s2 * lg
-    out = (21.0 / math.pi) * (i1 - 10.0 * i2 + 20.0 * i3 - 15.0 * i4 + 4.0 * i5)
-    return np.where(inside, out, 0.0)
+        return _column_kernel_ufunc(np.abs(np.asarray(s, dtype=np.float64)))
+
+
+# The array version is the scalar closed form as a ufunc: one formula, used by numba and numpy alike.
+_column_kernel_ufunc = vectorize(["float64(float64)"], cache=True)(column_kernel_unit.py_func)
 
 
 def projected_kernel(R, h):

@@ -114,6 +114,7 @@ def sample_from_store(
     norm = trained.normaliser
     if not isinstance(norm, Normaliser):
         norm = Normaliser.from_dict(norm)
+    steps = samplers.get_sampler(sampler)[2] if steps is None else int(steps)
     index = rows["index"].to_numpy()
     inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
     cond = norm.apply(inputs, INPUTS, field_axis=1)
@@ -147,8 +148,8 @@ def sample_from_store(
             "massmaps_version": __version__,
             "split": which,
             "sampler": sampler,
-            "steps": int(steps) if steps is not None else samplers.get_sampler(sampler)[2],
-            "nfe_per_sample": samplers.nfe(sampler, steps if steps is not None else samplers.get_sampler(sampler)[2]),
+            "steps": steps,
+            "nfe_per_sample": samplers.nfe(sampler, steps),
             "seed": int(seed),
             "config_hash": ds.attrs.get("config_hash", ""),
         },
