@@ -94,7 +94,7 @@ def test_fit_from_lazy_dataarray():
 def test_errors():
     x = _maps()
     with pytest.raises(ValueError, match="floor \\+ offset"):
-        Normaliser(FIELDS, "log")
+        Normaliser(FIELDS, {"gas": {"stretch": "log", "floor": 0.0}})
     with pytest.raises(ValueError, match="unknown stretch"):
         Normaliser(FIELDS, "sqrt")
     with pytest.raises(ValueError, match="unknown fields"):
@@ -111,3 +111,25 @@ def test_errors():
         Normaliser(FIELDS).fit([const])
     with pytest.raises(ValueError, match="no data"):
         Normaliser(FIELDS).fit([])
+
+
+def test_stretch_by_name_fits_its_parameter():
+    """stretch: log / asinh in the config (a bare name): floor and scale come from the training data."""
+    rng = np.random.default_rng(7)
+    x = 10.0 ** rng.uniform(-12, -5, size=(6, 4, 8, 8))  # 7 decades, like the X-ray maps
+    chunks = [x[:3], x[3:]]
+    norm = Normaliser(FIELDS, "log").fit(chunks)
+    for f in FIELDS:
+        s = norm.scalings[f]
+        assert s.floor == pytest.approx(x[:, FIELDS.index(f)].max() * 1e-6)
+    u = norm.apply(x, field_axis=1)
+    assert u.min() >= 0 and u.max() == pytest.approx(1.0)
+    back = norm.invert(u, field_axis=1)
+    keep = x >= np.array([norm.scalings[f].floor for f in FIELDS])[None, :, None, None]
+    np.testing.assert_allclose(back[keep], x[keep], rtol=1e-5)
+    np.testing.assert_allclose(Normaliser.from_dict(norm.to_dict()).apply(x, field_axis=1), u)
+    asinh = Normaliser(FIELDS, "asinh").fit(chunks)
+    med = np.median([np.median(np.abs(c[:, 0])) for c in chunks])
+    assert asinh.scalings["gas"].scale == pytest.approx(med)
+    with pytest.raises(ValueError, match="re-iterable"):
+        Normaliser(FIELDS, "log").fit(iter(chunks))

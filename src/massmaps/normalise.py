@@ -9,6 +9,11 @@ An optional monotonic stretch is applied before the min-max step:
   non-invertible case), ``floor + offset`` must be positive;
 - ``"asinh"``: y = asinh(x / scale), linear below ``scale`` and logarithmic above.
 
+Given by name only (``stretch="log"`` or ``"asinh"``), the parameter is fitted from the training split
+in a first pass: the log floor is ``10**-log_decades`` times the field's largest value (values more than
+``log_decades`` decades below the brightest pixel are clipped), and the asinh scale is the median over
+chunks of each chunk's median of |x| (a typical outskirt value).
+
 The bounds are fitted over an iterable of chunks (a few hundred sightlines at a time), so the full
 data set never has to be in memory. Values outside the training range (validation and test maps)
 map outside [0, 1]; nothing is clipped. Arithmetic is in float64, results are float32, and
@@ -31,18 +36,29 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class FieldScaling:
-    """Stretch parameters and fitted bounds (in stretched units) of one field."""
+    """Stretch parameters and fitted bounds (in stretched units) of one field.
+
+    ``floor`` (log) or ``scale`` (asinh) may be ``None``: fitted from the data by :meth:`Normaliser.fit`.
+    """
 
     stretch: str = "none"
-    floor: float = 0.0  # "log" only
+    floor: float | None = 0.0  # "log" only
     offset: float = 0.0  # "log" only
-    scale: float = 1.0  # "asinh" only
+    scale: float | None = 1.0  # "asinh" only
     vmin: float | None = None
     vmax: float | None = None
+
+    @property
+    def needs_data(self) -> bool:
+        return (self.stretch == "log" and self.floor is None) or (self.stretch == "asinh" and self.scale is None)
 
     def __post_init__(self):
         if self.stretch not in STRETCHES:
             raise ValueError(f"unknown stretch {self.stretch!r}; valid: {STRETCHES}")
+        if self.needs_data:
+            if self.vmin is not None:
+                raise ValueError("a fitted FieldScaling needs its stretch parameter")
+            return
         if self.stretch == "log" and not (self.floor + self.offset > 0):
             raise ValueError(
                 f"log stretch needs floor + offset > 0, got floor={self.floor}, offset={self.offset}"
@@ -81,7 +97,7 @@ class Normaliser:
         mapping get "none".
     """
 
-    def __init__(self, fields: Sequence[str] = FIELDS, stretch="none"):
+    def __init__(self, fields: Sequence[str] = FIELDS, stretch="none", *, log_decades: float = 6.0):
         fields = tuple(fields)
         if len(set(fields)) != len(fields) or not fields:
             raise ValueError(f"fields must be distinct and non-empty, got {fields}")
@@ -90,11 +106,14 @@ class Normaliser:
         unknown = set(stretch) - set(fields)
         if unknown:
             raise ValueError(f"stretch given for unknown fields {sorted(unknown)}; fields: {fields}")
+        self.log_decades = float(log_decades)
         self.fields = fields
         self.scalings: dict[str, FieldScaling] = {}
         for f in fields:
             spec = stretch.get(f, "none")
-            spec = {"stretch": spec} if isinstance(spec, str) else dict(spec)
+            if isinstance(spec, str):  # by name: the parameter is fitted from the data
+                spec = {"stretch": spec, **({"floor": None} if spec == "log" else {"scale": None} if spec == "asinh" else {})}
+            spec = dict(spec)
             bad = set(spec) - {"stretch", "floor", "offset", "scale"}
             if bad:
                 raise ValueError(f"unknown stretch parameters {sorted(bad)} for field {f!r}")
@@ -105,12 +124,45 @@ class Normaliser:
     def is_fitted(self) -> bool:
         return all(s.vmin is not None for s in self.scalings.values())
 
+    def _fit_stretch(self, chunks: Iterable, field_axis: int) -> None:
+        """First pass: the log floors and asinh scales left to the data."""
+        todo = [k for k, f in enumerate(self.fields) if self.scalings[f].needs_data]
+        peak = np.zeros(len(self.fields))
+        medians: list[list[float]] = [[] for _ in self.fields]
+        for chunk in chunks:
+            chunk = np.moveaxis(np.asarray(chunk), field_axis, 0)
+            for k in todo:
+                a = np.abs(chunk[k].astype(np.float64))
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"field {self.fields[k]!r}: non-finite values in the data")
+                peak[k] = max(peak[k], a.max(initial=0.0))
+                medians[k].append(float(np.median(a)))
+        for k in todo:
+            f = self.fields[k]
+            s = self.scalings[f]
+            if s.stretch == "log":
+                if not peak[k] > 0:
+                    raise ValueError(f"field {f!r}: no positive value to set a log floor from")
+                self.scalings[f] = replace(s, floor=float(peak[k] * 10.0 ** -self.log_decades))
+            else:
+                scale = float(np.median(medians[k])) if medians[k] else 0.0
+                if not scale > 0:
+                    scale = float(peak[k] * 1e-3)
+                if not scale > 0:
+                    raise ValueError(f"field {f!r}: all zero, cannot set an asinh scale")
+                self.scalings[f] = replace(s, scale=scale)
+
     def fit(self, chunks: Iterable, *, field_axis: int = 1) -> "Normaliser":
         """Fit the bounds over an iterable of arrays, each with all ``fields`` along ``field_axis``.
 
         Only one chunk is in memory at a time. NaN or infinite values raise ValueError (in a zarr
-        store NaN marks a region that was never written).
+        store NaN marks a region that was never written). A stretch parameter left to the data needs
+        a second pass: then ``chunks`` must be re-iterable (a list, or :meth:`fit_dataarray`).
         """
+        if any(s.needs_data for s in self.scalings.values()):
+            if iter(chunks) is chunks:
+                raise ValueError("fitting a stretch parameter from the data needs re-iterable chunks (a list, not a generator)")
+            self._fit_stretch(chunks, field_axis)
         lo = np.full(len(self.fields), np.inf)
         hi = np.full(len(self.fields), -np.inf)
         n_chunks = 0
@@ -146,11 +198,12 @@ class Normaliser:
         sightlines = np.asarray(sightlines)
         sub = maps.sel({field_dim: list(self.fields)}).transpose("sightline", field_dim, ...)
 
-        def chunks():
-            for start in range(0, len(sightlines), chunk_size):
-                yield sub.isel(sightline=sightlines[start : start + chunk_size]).values
+        class Chunks:  # re-iterable: the stretch parameters may need a first pass
+            def __iter__(self):
+                for start in range(0, len(sightlines), chunk_size):
+                    yield sub.isel(sightline=sightlines[start : start + chunk_size]).values
 
-        return self.fit(chunks(), field_axis=1)
+        return self.fit(Chunks(), field_axis=1)
 
     # ------------------------------------------------------------------------------ application
     def _prepare(self, x, fields, field_axis):
