@@ -25,6 +25,7 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 

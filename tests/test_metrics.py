@@ -176,3 +176,12 @@ def test_z_histogram_of_unit_normal():
     assert stats["within_2sigma"] == pytest.approx(0.9545, abs=0.003)
     centres = 0.5 * (edges[1:] + edges[:-1])
     np.testing.assert_allclose(dens[20:30], np.exp(-centres[20:30] ** 2 / 2) / np.sqrt(2 * np.pi), rtol=0.05)
+
+
+def test_variance_ratio_of_independent_samples_is_two_over_n():
+    rng = np.random.default_rng(6)
+    s = rng.standard_t(df=3, size=(4, 50, 2, 16, 16))  # heavy tails: the first-two-samples reference would be noisy
+    ratio = metrics.variance_ratio(metrics.sample_mean_variance(s))
+    n = np.arange(2, 51)
+    np.testing.assert_allclose(ratio[:, -1], 2 / 50)  # by construction at N = n
+    np.testing.assert_allclose(ratio.mean(axis=(0, 2)) * n / 2, 1.0, atol=0.25)

@@ -91,18 +91,60 @@ def test_split_train_sample_evaluate(runs):
     np.testing.assert_allclose(samples["mean"].values, s.mean(axis=1), rtol=1e-5, atol=1e-6)
     assert list(samples["units"].values) == ["1", "1"]
     summary = json.loads((res / "metrics" / "posterior_summary.json").read_text())
-    assert set(summary) >= {"gas", "dm", "n_sightlines"}
-    assert summary["n_sightlines"] == len(test)
+    assert set(summary["pixels"]) >= {"gas", "dm", "n_sightlines"}
+    assert summary["pixels"]["n_sightlines"] == len(test)
+    assert summary["evaluation"]["n_maps"] == len(test)
     # checkpoints live outside the declared model output
     assert list((res / "checkpoints").glob("*/checkpoint.pt"))
+
+
+FIGURES = ["fig1_mass_function", "fig2_example_maps", "fig3_diffusion", "fig4_reconstructions", "fig5_convergence",
+           "fig6_zscores", "fig7_profiles", "fig8_bias", "fig9_correlation"]
+
+
+def test_evaluation_tables_and_figures(runs):
+    import pandas as pd
+
+    res = runs[0] / "results" / "tiny"
+    ev = store.open_store(res / "metrics" / "evaluation.zarr")
+    assert set(ev.data_vars) >= {"b", "r", "r_input", "profile_sim", "profile_gen", "mass_error", "V_ratio", "z_density"}
+    assert ev["k"].attrs["units"] == "h/Mpc"
+    t = pd.read_csv(res / "metrics" / "table1.csv")
+    assert {"mass_bin", "field", "statistic", "scale", "mean", "plus", "minus", "paper_mean"} <= set(t.columns)
+    assert np.isfinite(t["mean"]).all()
+    assert "| cluster | map |" in (res / "metrics" / "table1.md").read_text()
+    assert (res / "metrics" / "table1.tex").read_text().startswith(r"\begin{tabular}")
+    margins = pd.read_csv(res / "metrics" / "r_margin.csv")
+    assert {"r_gen", "r_tsz", "r_xray", "margin"} <= set(margins.columns)
+    for name in FIGURES:
+        assert (res / "figures" / f"{name}.png").stat().st_size > 10_000, name
+
+
+def test_plotting_option_reruns_only_figures(runs):
+    """Changing a plotting option (figures.dpi) reruns the figure rules and nothing upstream."""
+    import re
+
+    extra = runs[0] / "plot.yaml"
+    extra.write_text("figures: {formats: [png], dpi: 90}\n")
+    (runs[0] / "tiny.yaml").write_text(TINY)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(runs[0]), "--configfile",
+           str(ROOT / "config" / "config.yaml"), str(runs[0] / "tiny.yaml"), str(extra), "--cores", "2", "-n"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    stats = (out.stdout + out.stderr).split("Job stats:")[1].split("total")[0]
+    jobs = set(re.findall(r"^(\w+)\s+\d+\s*$", stats, flags=re.M)) - {"job", "count"}
+    assert "figure_bias" in jobs and "figure_mass_function" in jobs
+    assert jobs <= {r for r in jobs if r.startswith("figure_")} | {"all"}, jobs
 
 
 def test_same_config_same_bytes(runs):
     a, b = (d / "results" / "tiny" for d in runs)
     assert digest(a / "dataset" / "maps.zarr") == digest(b / "dataset" / "maps.zarr")
     assert digest(a / "samples" / "test.zarr") == digest(b / "samples" / "test.zarr")
-    for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "figures/fig1_mass_function.png",
-                 "split/splits.parquet", "metrics/posterior_summary.json"]:
+    assert digest(a / "metrics" / "evaluation.zarr") == digest(b / "metrics" / "evaluation.zarr")
+    for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "split/splits.parquet",
+                 "metrics/posterior_summary.json", "metrics/table1.csv", "metrics/table1.tex", "metrics/r_margin.csv",
+                 *[f"figures/{f}.png" for f in FIGURES]]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 

@@ -217,6 +217,21 @@ def sample_mean_variance(samples: np.ndarray, sample_axis: int = 1) -> np.ndarra
     return np.moveaxis(np.stack(out), 0, sample_axis)
 
 
+def variance_ratio(v: np.ndarray, sample_axis: int = 1) -> np.ndarray:
+    """V(N) / V(2) with V(2) estimated from every pair of samples.
+
+    ``v`` is :func:`sample_mean_variance`'s output (N = 2..n along ``sample_axis``). The mean over all
+    pairs of samples of the 2-sample variance is the unbiased variance of all n samples, so the reference
+    is V(2) = s^2_n / 2 = V(n) n / 2: far less noisy than the first two samples alone. For independent
+    samples the ratio scatters about 2 / N.
+    """
+    v = np.moveaxis(np.asarray(v, dtype=np.float64), sample_axis, 0)
+    n = v.shape[0] + 1
+    ref = v[-1] * n / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.moveaxis(v / ref, 0, sample_axis)
+
+
 def converged_n(v_over_v2: np.ndarray, threshold: float = 0.05) -> int | None:
     """Smallest N (from N = 2) with V(N) <= threshold V(2), for a curve indexed from N = 2; None if never."""
     hit = np.nonzero(np.asarray(v_over_v2) <= threshold)[0]

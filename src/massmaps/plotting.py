@@ -62,3 +62,263 @@ def figure1_mass_function(
     ax.legend(frameon=False, fontsize=9)
     ax.set_title("Halo mass function and sightline plan", fontsize=10)
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Maps (Figs 2, 3, 4)
+# --------------------------------------------------------------------------------------------------
+
+FIELD_TITLES = {"tsz": "tSZ", "xray": "X-ray", "gas": r"gas $\Sigma/\bar\rho L$", "dm": r"DM $\Sigma/\bar\rho L$"}
+FIELD_CMAPS = {"tsz": "magma", "xray": "inferno", "gas": "viridis", "dm": "cividis"}
+MASS_BIN_COLOURS = {"low": "tab:blue", "high": "tab:red", "all": "0.3"}
+GEN_COLOUR, SIM_COLOUR = "tab:orange", "k"
+BASELINE_STYLES = {"tsz": dict(color="tab:purple", ls="--"), "xray": dict(color="tab:green", ls=":")}
+
+
+def _unit_label(field: str, units: str) -> str:
+    return {"1": "(dimensionless)", "microK": r"$\mu$K", "erg s-1 cm-2": r"erg s$^{-1}$ cm$^{-2}$"}.get(units, units)
+
+
+def _log_image(ax, img, extent, cmap, vmin=None, vmax=None):
+    """A map on a log colour scale (non-positive pixels clipped to the smallest positive one)."""
+    from matplotlib.colors import LogNorm
+
+    img = np.asarray(img, dtype=np.float64)
+    pos = img[img > 0]
+    lo = vmin if vmin is not None else (np.percentile(pos, 1) if pos.size else 1e-3)
+    hi = vmax if vmax is not None else (pos.max() if pos.size else 1.0)
+    return ax.imshow(np.clip(img, lo, None), origin="lower", extent=extent, cmap=cmap,
+                     norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)), interpolation="nearest")
+
+
+def _extent(x: np.ndarray, y: np.ndarray) -> list[float]:
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    return [x[0] - dx / 2, x[-1] + dx / 2, y[0] - dy / 2, y[-1] + dy / 2]
+
+
+def figure2_example_maps(maps: np.ndarray, fields: Sequence[str], units: Sequence[str], x: np.ndarray, y: np.ndarray,
+                         masses: Sequence[float], cmap_overrides: dict | None = None):
+    """Fig. 2: the four maps (tSZ, X-ray, gas, DM) of a few clusters; maps is (cluster, field, y, x)."""
+    cmaps = {**FIELD_CMAPS, **(cmap_overrides or {})}
+    n, nf = maps.shape[:2]
+    fig, axes = plt.subplots(n, nf, figsize=(2.9 * nf, 2.6 * n), squeeze=False, constrained_layout=True)
+    ext = _extent(x, y)
+    for i in range(n):
+        for j, f in enumerate(fields):
+            ax = axes[i, j]
+            im = _log_image(ax, maps[i, j], ext, cmaps.get(f, "viridis"))
+            cb = fig.colorbar(im, ax=ax, shrink=0.85)
+            cb.set_label(_unit_label(f, units[j]), fontsize=8)
+            if i == 0:
+                ax.set_title(FIELD_TITLES.get(f, f), fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"$M_{{200m}}$ = {masses[i]:.2e} $M_\\odot$\ny [Mpc]", fontsize=8)
+            if i == n - 1:
+                ax.set_xlabel("x [Mpc]", fontsize=8)
+            ax.tick_params(labelsize=7)
+    return fig
+
+
+def figure3_diffusion(forward: np.ndarray, reverse: np.ndarray, sigmas: Sequence[float], fields: Sequence[str]):
+    """Fig. 3: the forward (noising) and reverse (sampling) SDE of the trained model on one test sightline.
+
+    ``forward`` and ``reverse`` are (level, field, y, x) in normalised units at the noise levels ``sigmas``
+    (forward: x0 + sigma z; reverse: the sampler's state when it passes each level).
+    """
+    nl, nf = forward.shape[:2]
+    fig, axes = plt.subplots(2 * nf, nl, figsize=(1.9 * nl, 1.95 * 2 * nf), squeeze=False, constrained_layout=True)
+    for fi, f in enumerate(fields):
+        clean = forward[0, fi] if sigmas[0] <= min(sigmas) else forward[np.argmin(sigmas), fi]
+        vmin, vmax = float(np.min(clean)), float(np.max(clean))
+        for row, (name, stack) in enumerate((("forward", forward), ("reverse", reverse))):
+            for li in range(nl):
+                ax = axes[2 * fi + row, li]
+                ax.imshow(stack[li, fi], origin="lower", cmap=FIELD_CMAPS.get(f, "viridis"), vmin=vmin, vmax=vmax,
+                          interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if 2 * fi + row == 0:
+                    ax.set_title(rf"$\sigma$ = {sigmas[li]:.3g}", fontsize=9)
+                if li == 0:
+                    ax.set_ylabel(f"{FIELD_TITLES.get(f, f)}\n{name}", fontsize=8)
+    fig.suptitle(r"Forward SDE (noising, left to right: $\sigma$ grows) and reverse SDE (sampling) of the trained model; "
+                 "normalised units", fontsize=9)
+    return fig
+
+
+def figure4_reconstructions(inputs: np.ndarray, truth: np.ndarray, mean: np.ndarray, masses: Sequence[float],
+                            x: np.ndarray, y: np.ndarray, input_units: Sequence[str]):
+    """Fig. 4: per cluster (row) the inputs (tSZ, X-ray), the true gas and DM maps and the 50-sample means.
+
+    inputs (n, 2, y, x) [tsz, xray]; truth and mean (n, 2, y, x) [gas, dm]. Truth and mean share a colour scale.
+    """
+    n = inputs.shape[0]
+    cols = [("tsz", "input"), ("xray", "input"), ("gas", "truth"), ("gas", "mean"), ("dm", "truth"), ("dm", "mean")]
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.25 * len(cols), 2.15 * n), squeeze=False, constrained_layout=True)
+    ext = _extent(x, y)
+    for i in range(n):
+        for j, (f, kind) in enumerate(cols):
+            ax = axes[i, j]
+            if kind == "input":
+                k = 0 if f == "tsz" else 1
+                im = _log_image(ax, inputs[i, k], ext, FIELD_CMAPS[f])
+                label = _unit_label(f, input_units[k])
+            else:
+                k = 0 if f == "gas" else 1
+                ref = truth[i, k]
+                pos = ref[ref > 0]
+                lo, hi = (np.percentile(pos, 1), pos.max()) if pos.size else (None, None)
+                im = _log_image(ax, (truth if kind == "truth" else mean)[i, k], ext, FIELD_CMAPS[f], lo, hi)
+                label = r"$\Sigma/\bar\rho L$"
+            cb = fig.colorbar(im, ax=ax, shrink=0.8)
+            cb.set_label(label, fontsize=7)
+            cb.ax.tick_params(labelsize=6)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                title = FIELD_TITLES[f].split(" ")[0] if kind != "input" else FIELD_TITLES[f]
+                ax.set_title(f"{title} {'(input)' if kind == 'input' else kind}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{masses[i]:.2e} $M_\\odot$\ny [Mpc]", fontsize=7)
+            if i == n - 1:
+                ax.set_xlabel("x [Mpc]", fontsize=7)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics (Figs 5-9): drawn from the evaluation store only
+# --------------------------------------------------------------------------------------------------
+
+
+def figure5_convergence(n: np.ndarray, ratio: dict, threshold: float, converged: dict):
+    """Fig. 5: V(N)/V(2) (mean over maps, 16-84 band) per field against N, the 2/N law and the threshold.
+
+    ratio: field -> (maps, N) array of V(N)/V(2).
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for f, r in ratio.items():
+        colour = "tab:green" if f == "gas" else "tab:brown"
+        lo, hi = np.percentile(r, [16, 84], axis=0)
+        ax.plot(n, r.mean(axis=0), color=colour, lw=1.8, label=f"{f}: mean over {r.shape[0]} maps")
+        ax.fill_between(n, lo, hi, color=colour, alpha=0.2, lw=0)
+        if converged.get(f):
+            ax.axvline(converged[f], color=colour, lw=0.8, ls="--")
+    ax.plot(n, 2.0 / n, color="0.4", lw=1, ls=":", label=r"$2/N$ (independent samples)")
+    ax.axhline(threshold, color="k", lw=0.8, ls="--", label=f"{threshold:g} of the 2-sample variance")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of posterior samples N")
+    ax.set_ylabel(r"$V(N)\,/\,V(2)$: variance of the N-sample mean")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("Convergence of the posterior mean", fontsize=10)
+    return fig
+
+
+def figure6_zscores(z: np.ndarray, density: dict, within: dict):
+    """Fig. 6: histograms of the standardized pixel errors per field against the unit normal."""
+    fields = list(density)
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.6 * len(fields), 3.6), squeeze=False, sharey=True)
+    gauss = np.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
+    for ax, f in zip(axes[0], fields):
+        ax.step(z, density[f], where="mid", color=GEN_COLOUR, lw=1.6, label="all test pixels")
+        ax.plot(z, gauss, color="k", lw=1, ls="--", label=r"$\mathcal{N}(0, 1)$")
+        w1, w2 = within[f]
+        ax.text(0.03, 0.95, f"within $\\pm1\\sigma$: {100 * w1:.1f}%\nwithin $\\pm2\\sigma$: {100 * w2:.1f}%\n(calibrated: 68.3%, 95.4%)",
+                transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xlabel(r"$\epsilon = (\bar S_{gen} - S_{sim})\,/\,\sigma_{gen}$")
+        ax.set_title(FIELD_TITLES[f].split(" ")[0], fontsize=10)
+    axes[0, 0].set_ylabel("probability density")
+    axes[0, -1].legend(frameon=False, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_errors: dict):
+    """Fig. 7: radial profiles of simulated and generated maps per mass bin (columns) and field (rows).
+
+    prof_sim / prof_gen: (mass_bin, field) -> (maps, radius) arrays; mass_errors: (mass_bin, field) ->
+    percentile dict of the total-mass error. Each panel has the mean and 16-84 band, and below it the
+    fractional difference of the means.
+    """
+    bins = sorted({b for b, _ in prof_sim}, key=lambda b: ["low", "high", "all"].index(b) if b in ("low", "high", "all") else 9)
+    fields = [f for f in ("gas", "dm") if any(k[1] == f for k in prof_sim)]
+    fig = plt.figure(figsize=(4.8 * len(bins), 4.6 * len(fields)), constrained_layout=True)
+    outer = fig.add_gridspec(len(fields), len(bins))
+    for i, f in enumerate(fields):
+        for j, b in enumerate(bins):
+            inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.0)
+            ax, axr = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+            s, g = prof_sim[b, f], prof_gen[b, f]
+            for arr, colour, label in ((s, SIM_COLOUR, "simulated"), (g, GEN_COLOUR, "generated (50-sample mean)")):
+                lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
+                ax.plot(radius, np.nanmean(arr, axis=0), color=colour, lw=1.6, label=label)
+                ax.fill_between(radius, lo, hi, color=colour, alpha=0.18, lw=0)
+            ax.set_yscale("log")
+            ax.set_xticklabels([])
+            ax.set_ylabel(rf"{FIELD_TITLES[f].split(' ')[0]} $\langle\Sigma/\bar\rho L\rangle$ in annulus", fontsize=8)
+            me = mass_errors[b, f]
+            ax.set_title(f"{b} mass ({s.shape[0]} maps): total-mass error {100 * me['median']:+.1f}% "
+                         f"[{100 * me['p16']:+.1f}, {100 * me['p84']:+.1f}]", fontsize=8)
+            frac = (np.nanmean(g, axis=0) - np.nanmean(s, axis=0)) / np.nanmean(s, axis=0)
+            axr.plot(radius, 100 * frac, color=GEN_COLOUR, lw=1.4)
+            axr.axhline(0, color="k", lw=0.6)
+            for lvl in (-5, 5):
+                axr.axhline(lvl, color="0.6", lw=0.6, ls=":")
+            axr.set_xlabel("projected radius R [Mpc]", fontsize=8)
+            axr.set_ylabel(r"$\Delta$ [%]", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _spectrum_panels(k: np.ndarray, k_split: float, bins: Sequence[str], fields: Sequence[str], ylabel: str):
+    fig, axes = plt.subplots(len(fields), len(bins), figsize=(4.4 * len(bins), 3.4 * len(fields)), squeeze=False,
+                             sharex=True, constrained_layout=True)
+    for ax in axes.flat:
+        ax.axvline(k_split, color="0.5", lw=0.7, ls="--")
+        ax.set_xscale("log")
+    for ax in axes[-1]:
+        ax.set_xlabel(r"$k$ [$h$ Mpc$^{-1}$]")
+    for i, f in enumerate(fields):
+        axes[i, 0].set_ylabel(f"{FIELD_TITLES[f].split(' ')[0]}: {ylabel}")
+    return fig, axes
+
+
+def figure8_bias(k: np.ndarray, k_split: float, b: dict):
+    """Fig. 8: b(k) = sqrt(P_gen/P_sim) per mass bin (columns) and field (rows), mean and 16-84 band."""
+    bins = list(dict.fromkeys(mb for mb, _ in b))
+    fields = list(dict.fromkeys(f for _, f in b))
+    fig, axes = _spectrum_panels(k, k_split, bins, fields, r"$b(k)$")
+    for i, f in enumerate(fields):
+        for j, mb in enumerate(bins):
+            ax, arr = axes[i, j], b[mb, f]
+            lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
+            ax.plot(k, np.nanmean(arr, axis=0), color=MASS_BIN_COLOURS.get(mb, "k"), lw=1.6, label=f"{mb} mass ({arr.shape[0]} maps)")
+            ax.fill_between(k, lo, hi, color=MASS_BIN_COLOURS.get(mb, "k"), alpha=0.2, lw=0)
+            ax.axhline(1, color="k", lw=0.6)
+            ax.legend(frameon=False, fontsize=8)
+    fig.suptitle(r"Bias $b(k) = \sqrt{P_{gen}/P_{sim}}$ of the 50-sample mean", fontsize=10)
+    return fig
+
+
+def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict):
+    """Fig. 9: r(k) per mass bin (columns) and field (rows), with the linear baselines of each input.
+
+    r: (mass_bin, field) -> (maps, k); baselines: (mass_bin, field, input) -> (maps, k).
+    """
+    bins = list(dict.fromkeys(mb for mb, _ in r))
+    fields = list(dict.fromkeys(f for _, f in r))
+    fig, axes = _spectrum_panels(k, k_split, bins, fields, r"$r(k)$")
+    for i, f in enumerate(fields):
+        for j, mb in enumerate(bins):
+            ax, arr = axes[i, j], r[mb, f]
+            lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
+            ax.plot(k, np.nanmean(arr, axis=0), color=MASS_BIN_COLOURS.get(mb, "k"), lw=1.8,
+                    label=f"50-sample mean ({arr.shape[0]} maps)")
+            ax.fill_between(k, lo, hi, color=MASS_BIN_COLOURS.get(mb, "k"), alpha=0.2, lw=0)
+            for inp, style in BASELINE_STYLES.items():
+                if (mb, f, inp) in baselines:
+                    ax.plot(k, np.nanmean(baselines[mb, f, inp], axis=0), lw=1.2, **style,
+                            label=f"baseline: {FIELD_TITLES[inp]} map")
+            ax.set_title(f"{mb} mass", fontsize=9)
+            ax.legend(frameon=False, fontsize=7, loc="lower left")
+    fig.suptitle(r"Cross-correlation $r(k)$ with the simulated map; dashed/dotted: the inputs themselves", fontsize=10)
+    return fig

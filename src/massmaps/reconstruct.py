@@ -185,3 +185,72 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n")
     os.replace(tmp, path)
+
+
+def diffusion_trajectory(
+    model_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    samples_path: str | os.PathLike,
+    *,
+    levels: Sequence[float] = (0.0, 0.01, 0.05, 0.2, 1.0),
+    sampler: str = "edm_stochastic",
+    steps: int | None = None,
+    sampler_kwargs: Mapping | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> xr.Dataset:
+    """The trained model's forward and reverse SDE on one test sightline, for the paper's Fig. 3.
+
+    The sightline is the median-mass one of the sample store. Forward: x_sigma = x_0 + sigma z in
+    normalised units (one z, seeded). Reverse: one posterior draw with the configured sampler, its state
+    recorded where the schedule first reaches each level (sigma = 0: the final sample).
+    """
+    import torch
+
+    smp = store.open_store(samples_path)
+    k = int(np.argsort(smp["M200m_Msun"].values)[smp.sizes["sightline"] // 2])
+    sid = int(smp["sightline_id"].values[k])
+    ds = store.open_store(store_path)
+    pos = int(pd.Index(ds["sightline_id"].values).get_loc(sid))
+    maps = ds["maps"].isel(sightline=pos)
+    trained = score.load_model(model_dir, device=device)
+    norm = trained.normaliser if isinstance(trained.normaliser, Normaliser) else Normaliser.from_dict(trained.normaliser)
+    x0 = norm.apply(maps.sel(field=list(TARGETS)).values[None], TARGETS, field_axis=1)[0]
+    cond = norm.apply(maps.sel(field=list(INPUTS)).values[None], INPUTS, field_axis=1)
+    levels = np.sort(np.asarray(levels, dtype=np.float64))
+    gen = torch.Generator().manual_seed(samplers.sample_seed(seed, sid, 0))
+    z = torch.randn(x0.shape, generator=gen, dtype=torch.float64).numpy()
+    forward = np.stack([x0 + s * z for s in levels]).astype(np.float32)
+
+    denoiser = trained.denoiser
+    solver, schedule, default_steps = samplers.get_sampler(sampler)
+    n = default_steps if steps is None else int(steps)
+    sigmas = schedule(n, denoiser.sigma_min, denoiser.sigma_max)
+    kwargs = dict(sampler_kwargs or {})
+    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
+        kwargs["s_tmax"] = denoiser.sigma_max / (1 + min(kwargs.get("s_churn", 0.0) / n, np.sqrt(2) - 1))
+    states: list[tuple[float, np.ndarray]] = []
+    dev = denoiser.device
+    generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
+    x = samplers.randn_like(torch.empty((1, len(TARGETS), *x0.shape[-2:]), dtype=torch.float64, device=dev), generators)
+    x = x * float(sigmas[0])
+    states.append((float(sigmas[0]), x[0].cpu().numpy()))
+    cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
+    denoiser.net.eval()
+    with torch.no_grad():
+        solver(denoiser, x, sigmas, cond=torch.as_tensor(cond, dtype=torch.float32, device=dev), generator=generators,
+               callback=cb, **kwargs)
+    state_sigmas = np.array([s for s, _ in states])
+    # the first recorded state at or below each level (the start, sigma_max, for the largest level)
+    reverse = np.stack([states[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])][1] for lv in levels]).astype(np.float32)
+    reached = np.array([state_sigmas[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])] for lv in levels])
+    return xr.Dataset(
+        {
+            "forward": (("level", "field", "y", "x"), forward, {"long_name": "x0 + sigma z, normalised units"}),
+            "reverse": (("level", "field", "y", "x"), reverse, {"long_name": "sampler state, normalised units"}),
+        },
+        coords={"level": np.arange(len(levels)), "sigma": ("level", levels), "sigma_reached": ("level", reached),
+                "field": list(TARGETS), "y": maps["y"].values, "x": maps["x"].values},
+        attrs={"sightline_id": sid, "M200m_Msun": float(smp["M200m_Msun"].values[k]), "sampler": sampler, "steps": n,
+               "seed": int(seed)},
+    )

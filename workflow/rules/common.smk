@@ -7,6 +7,7 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from massmaps.evaluation import EvalConfig  # noqa: E402
 from massmaps.mock import MockConfig  # noqa: E402
 from massmaps.score import check_ncsnpp_kwargs  # noqa: E402
 from massmaps.store import config_hash  # noqa: E402
@@ -21,6 +22,12 @@ except ValueError as err:
     raise ValueError(f"config: training.network: {err}") from None
 if abs(sum(config["split"]["fractions"]) - 1) > 1e-9:
     raise ValueError(f"config: split.fractions must sum to 1, got {config['split']['fractions']}")
+
+try:
+    EVALUATION = EvalConfig.from_mapping({k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"})
+except (TypeError, ValueError) as err:
+    raise ValueError(f"config: evaluation: {err}") from None
+EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
 
 RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
@@ -42,9 +49,23 @@ def get_figure(name):
     return expand(f"{RESULTS}/figures/{name}.{{ext}}", ext=FIGURE_FORMATS)
 
 
+FIGURES = (
+    "fig1_mass_function",
+    "fig2_example_maps",
+    "fig3_diffusion",
+    "fig4_reconstructions",
+    "fig5_convergence",
+    "fig6_zscores",
+    "fig7_profiles",
+    "fig8_bias",
+    "fig9_correlation",
+)
+
+
 def get_final_outputs():
     return [
         f"{RESULTS}/dataset/maps.zarr",
-        *get_figure("fig1_mass_function"),
         f"{RESULTS}/metrics/posterior_summary.json",
+        f"{RESULTS}/metrics/table1.csv",
+        *[path for name in FIGURES for path in get_figure(name)],
     ]

@@ -19,20 +19,3 @@ rule sample_posterior:
         gpu=1 if config["sampling"]["device"] in ("auto", "cuda") else 0,
     script:
         "../scripts/sample_posterior.py"
-
-
-rule evaluate_posterior:
-    input:
-        samples=rules.sample_posterior.output.samples,
-        dataset=rules.assemble_dataset.output.store,
-    output:
-        summary=f"{RESULTS}/metrics/posterior_summary.json",
-    log:
-        f"{RESULTS}/logs/evaluate_posterior.log",
-    conda:
-        "../../envs/massmaps.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    script:
-        "../scripts/evaluate_posterior.py"

@@ -1,4 +1,4 @@
-"""Rule evaluate_posterior: pixel correlation, total-mass error and z-scores of the posterior mean."""
+"""Rule evaluate_posterior: the paper's metrics per test map (evaluation store) and a headline summary."""
 
 import sys
 from pathlib import Path
@@ -7,12 +7,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 import json  # noqa: E402
 
-from massmaps import logs, reconstruct, store  # noqa: E402
+from massmaps import evaluation, logs, reconstruct, store  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
-summary = reconstruct.evaluate_samples(
-    store.open_store(snakemake.input.samples),  # noqa: F821
-    store.open_store(snakemake.input.dataset),  # noqa: F821
-)
+samples = store.open_store(snakemake.input.samples)  # noqa: F821
+dataset = store.open_store(snakemake.input.dataset)  # noqa: F821
+ev = evaluation.evaluate(samples, dataset, snakemake.params.evaluation, h=snakemake.params.h, progress=True)  # noqa: F821
+store.write_store(ev, snakemake.output.evaluation)  # noqa: F821
+summary = {"pixels": reconstruct.evaluate_samples(samples, dataset), "evaluation": evaluation.summary(ev)}
 log.info("%s", json.dumps(summary, indent=1))
 reconstruct.write_json_atomic(summary, snakemake.output.summary)  # noqa: F821

@@ -1,0 +1,321 @@
+"""The paper's evaluation (Sec. 4) of a posterior sample store against the dataset's truth.
+
+:func:`evaluate` reduces the samples to per-map metric arrays (an xarray Dataset: power spectra, b(k),
+r(k) and the linear baselines, radial profiles, total-mass errors, the sample-variance convergence curve,
+the pooled standardized-error histogram); :func:`table1`, :func:`baseline_margins` and :func:`summary`
+reduce that Dataset to tables. Definitions are in :mod:`massmaps.metrics` and PHYSICS.md section 9;
+nothing here plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import __version__, metrics
+
+INPUTS = ("tsz", "xray")
+TARGETS = ("gas", "dm")
+FIELD_LABELS = {"gas": "Gas", "dm": "DM", "tsz": "SZ", "xray": "X-ray"}
+
+#: The paper's Table 1 (Hsu et al.): (mass bin, field, statistic, scale) -> (mean, +, -).
+PAPER_TABLE1 = {
+    ("high", "gas", "b", "small"): (1.004, 0.003, 0.005), ("high", "gas", "b", "large"): (1.008, 0.005, 0.007),
+    ("high", "gas", "r", "small"): (0.949, 0.028, 0.034), ("high", "gas", "r", "large"): (0.998, 0.002, 0.002),
+    ("high", "dm", "b", "small"): (0.888, 0.115, 0.098), ("high", "dm", "b", "large"): (1.008, 0.008, 0.011),
+    ("high", "dm", "r", "small"): (0.821, 0.149, 0.131), ("high", "dm", "r", "large"): (0.994, 0.006, 0.005),
+    ("low", "gas", "b", "small"): (1.023, 0.025, 0.031), ("low", "gas", "b", "large"): (1.004, 0.005, 0.007),
+    ("low", "gas", "r", "small"): (0.932, 0.050, 0.052), ("low", "gas", "r", "large"): (0.998, 0.002, 0.002),
+    ("low", "dm", "b", "small"): (0.928, 0.092, 0.081), ("low", "dm", "b", "large"): (1.030, 0.005, 0.006),
+    ("low", "dm", "r", "small"): (0.832, 0.143, 0.123), ("low", "dm", "r", "large"): (0.995, 0.005, 0.005),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Choices of the evaluation (PHYSICS.md section 9; UNSURE ones marked there)."""
+
+    #: mass bins of M200m in Msun, [lo, hi) except the last, which includes hi (the paper's low and high)
+    mass_bins: Mapping[str, Sequence[float]] = field(default_factory=lambda: {"low": [2e14, 6e14], "high": [6e14, 1e15]})
+    profile_bin_Mpc: float | None = None  # annulus width; None = one pixel (the paper: 0.1 Mpc)
+    profile_r_max_Mpc: float | None = None  # None = half the field of view
+    k_length_unit: str = "Mpc"  # what the pixel size is measured in: Mpc (k / h in h/Mpc) or Mpc/h
+    k_two_pi: bool = True  # k = 2 pi n / L
+    k_split_h_per_Mpc: float = 2.0  # large scales k < split, small scales k >= split
+    convergence_threshold: float = 0.05  # converged when V(N) <= threshold V(2)
+    z_range: float = 5.0  # standardized-error histogram over [-z_range, z_range]
+    z_bins: int = 100
+    chunk_sightlines: int = 16
+
+    @classmethod
+    def from_mapping(cls, d: Mapping | None) -> "EvalConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown evaluation key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**d)
+
+
+def mass_bin_labels(mass_msun: np.ndarray, bins: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Name of the mass bin of each mass ('' outside every bin); bins are [lo, hi), the highest [lo, hi]."""
+    mass = np.asarray(mass_msun, dtype=np.float64)
+    out = np.full(mass.shape, "", dtype=object)
+    top = max(hi for _, hi in bins.values())
+    for name, (lo, hi) in bins.items():
+        sel = (mass >= lo) & ((mass < hi) | ((hi == top) & (mass <= hi)))
+        if np.any(out[sel] != ""):
+            raise ValueError(f"mass bins overlap: {dict(bins)}")
+        out[sel] = name
+    return out
+
+
+def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7,
+             progress: bool = False) -> xr.Dataset:
+    """Per-map metrics of a posterior sample store against the dataset it was drawn from.
+
+    ``samples`` holds ``samples`` (sightline, sample, field, y, x), ``mean`` and ``std`` in physical units
+    (:func:`massmaps.reconstruct.sample_from_store`); ``dataset`` the maps (sightline, field, y, x). Reads
+    ``cfg.chunk_sightlines`` sightlines at a time, so the paper-scale sample store need not fit in memory.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_mapping(cfg)
+    pos = pd.Index(dataset["sightline_id"].values).get_indexer(samples["sightline_id"].values)
+    if (pos < 0).any():
+        raise ValueError("the sample store holds sightlines that the dataset lacks")
+    n_map, n_samp = samples.sizes["sightline"], samples.sizes["sample"]
+    if n_samp < 2:
+        raise ValueError(f"the evaluation needs at least 2 posterior samples per sightline, got {n_samp}")
+    pixel = float(dataset.attrs["pixel_Mpc"])
+    npix = int(dataset.sizes["x"])
+    kb = metrics.KBins(npix, pixel, h=h, length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
+    width = cfg.profile_bin_Mpc or pixel
+    edges = metrics.radial_bin_edges(cfg.profile_r_max_Mpc or npix * pixel / 2, width)
+    z_edges = np.linspace(-cfg.z_range, cfg.z_range, cfg.z_bins + 1)
+    nk, nr, nf, ni = len(kb.centres), len(edges) - 1, len(TARGETS), len(INPUTS)
+
+    arrays = {
+        "P_sim": np.empty((n_map, nf, nk)), "P_gen": np.empty((n_map, nf, nk)), "b": np.empty((n_map, nf, nk)),
+        "r": np.empty((n_map, nf, nk)), "r_input": np.empty((n_map, ni, nf, nk)),
+        "profile_sim": np.empty((n_map, nf, nr)), "profile_gen": np.empty((n_map, nf, nr)),
+        "mass_error": np.empty((n_map, nf)), "V": np.empty((n_map, n_samp - 1, nf)),
+    }
+    z_sum = np.zeros((nf, cfg.z_bins))
+    z_in = np.zeros((nf, 3))  # pixels, inside 1 sigma, inside 2 sigma
+    step = max(1, cfg.chunk_sightlines)
+    for start in tqdm(range(0, n_map, step), desc="evaluate", unit="chunk", disable=not progress):
+        sl = slice(start, min(start + step, n_map))
+        truth_all = dataset["maps"].isel(sightline=pos[sl]).values.astype(np.float64)
+        fields = [str(f) for f in dataset["field"].values]
+        truth = truth_all[:, [fields.index(f) for f in TARGETS]]
+        inputs = truth_all[:, [fields.index(f) for f in INPUTS]]
+        chunk = samples.isel(sightline=sl).sel(field=list(TARGETS))
+        mean = chunk["mean"].values.astype(np.float64)
+        std = chunk["std"].values.astype(np.float64)
+        arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
+        arrays["P_gen"][sl] = metrics.power_spectrum(mean, kb)
+        arrays["b"][sl], arrays["r"][sl] = metrics.bias_and_correlation(mean, truth, kb)
+        for j in range(ni):
+            _, arrays["r_input"][sl, j] = metrics.bias_and_correlation(inputs[:, j : j + 1], truth, kb)
+        arrays["profile_sim"][sl] = metrics.radial_profiles(truth, pixel, edges)
+        arrays["profile_gen"][sl] = metrics.radial_profiles(mean, pixel, edges)
+        arrays["mass_error"][sl] = metrics.total_mass_error(mean, truth)
+        arrays["V"][sl] = metrics.sample_mean_variance(chunk["samples"].values, sample_axis=1)
+        z = metrics.standardized_errors(mean, std, truth)
+        for i in range(nf):
+            zf = z[:, i][np.isfinite(z[:, i])]
+            z_sum[i] += np.histogram(zf, bins=z_edges)[0]
+            z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
+
+    n_z = z_in[:, :1]
+    mass = samples["M200m_Msun"].values
+    s, f, k, r = "sightline", "field", "k", "radius"
+    out = xr.Dataset(
+        {
+            "P_sim": ((s, f, k), arrays["P_sim"], {"long_name": "power spectrum of the simulated map", "units": "[S]^2 (Mpc/h)^2"}),
+            "P_gen": ((s, f, k), arrays["P_gen"], {"long_name": "power spectrum of the 50-sample mean", "units": "[S]^2 (Mpc/h)^2"}),
+            "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
+            "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
+            "r_input": (("sightline", "input", f, k), arrays["r_input"],
+                        {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"}),
+            "profile_sim": ((s, f, r), arrays["profile_sim"], {"long_name": "mean of the simulated map in annuli", "units": "1"}),
+            "profile_gen": ((s, f, r), arrays["profile_gen"], {"long_name": "mean of the 50-sample mean in annuli", "units": "1"}),
+            "mass_error": ((s, f), arrays["mass_error"], {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"}),
+            "V": ((s, "n_samples", f), arrays["V"],
+                  {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"}),
+            "V_ratio": ((s, "n_samples", f), metrics.variance_ratio(arrays["V"]),
+                        {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"}),
+            "z_density": ((f, "z"), z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
+                          {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"}),
+            "z_fraction": ((f, "within"), z_in[:, 1:] / np.maximum(n_z, 1),
+                           {"long_name": "fraction of pixels with |z| below 1 and 2"}),
+            "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
+        },
+        coords={
+            s: samples[s].values,
+            "sightline_id": (s, samples["sightline_id"].values),
+            "halo_id": (s, samples["halo_id"].values),
+            "M200m_Msun": (s, mass, {"units": "Msun"}),
+            "mass_bin": (s, mass_bin_labels(mass, cfg.mass_bins).astype(object)),
+            f: np.array(TARGETS, dtype=object),
+            "input": np.array(INPUTS, dtype=object),
+            k: (k, kb.centres, {"units": "h/Mpc", "long_name": "bin centre"}),
+            "k_mean": (k, kb.k_mean, {"units": "h/Mpc", "long_name": "mean |k| of the modes in the bin"}),
+            "n_modes": (k, kb.n_modes),
+            r: (r, 0.5 * (edges[1:] + edges[:-1]), {"units": "Mpc"}),
+            "radius_lo": (r, edges[:-1], {"units": "Mpc"}),
+            "radius_hi": (r, edges[1:], {"units": "Mpc"}),
+            "n_samples": np.arange(2, n_samp + 1),
+            "z": 0.5 * (z_edges[1:] + z_edges[:-1]),
+            "within": [1, 2],
+        },
+        attrs={
+            "massmaps_version": __version__,
+            "k_unit": kb.unit,
+            "k_fundamental": kb.k_fundamental,
+            "k_split": cfg.k_split_h_per_Mpc,
+            "k_length_unit": cfg.k_length_unit,
+            "k_two_pi": int(cfg.k_two_pi),
+            "h": h,
+            "pixel_Mpc": pixel,
+            "convergence_threshold": cfg.convergence_threshold,
+            "mass_bins": repr({k_: list(v) for k_, v in cfg.mass_bins.items()}),
+            "n_posterior_samples": n_samp,
+            "sampler": str(samples.attrs.get("sampler", "")),
+            "config_hash": str(dataset.attrs.get("config_hash", "")),
+        },
+    )
+    return out
+
+
+def _scale_mask(ev: xr.Dataset, scale: str) -> np.ndarray:
+    k = ev["k"].values
+    return k < ev.attrs["k_split"] if scale == "large" else k >= ev.attrs["k_split"]
+
+
+def _bins(ev: xr.Dataset, include_all: bool = True) -> list[str]:
+    """The mass bins holding test maps (low, high first), and 'all' (every test map) when asked for or
+    when no map lies in a named bin."""
+    labels = set(ev["mass_bin"].values.tolist())
+    order = [b for b in ("low", "high") if b in labels] + sorted(labels - {"low", "high", ""})
+    return order + (["all"] if include_all or not order else [])
+
+
+def _select(ev: xr.Dataset, mass_bin: str) -> xr.Dataset:
+    return ev if mass_bin == "all" else ev.isel(sightline=np.nonzero(ev["mass_bin"].values == mass_bin)[0])
+
+
+def table1(ev: xr.Dataset) -> pd.DataFrame:
+    """Table 1: per mass bin and field, the per-map mean of b and r over each scale range, then the mean
+    over maps with 16/84 percentile offsets. One row per (mass_bin, field, statistic, scale)."""
+    rows = []
+    for mb in _bins(ev):
+        sub = _select(ev, mb)
+        for fld in TARGETS:
+            for stat in ("b", "r"):
+                for scale in ("small", "large"):
+                    mask = _scale_mask(ev, scale)
+                    per_map = sub[stat].sel(field=fld).values[:, mask].mean(axis=1)
+                    m = metrics.mean_with_offsets(per_map)
+                    paper = PAPER_TABLE1.get((mb, fld, stat, scale), (np.nan,) * 3)
+                    rows.append({"mass_bin": mb, "field": fld, "statistic": stat, "scale": scale, **m,
+                                 "paper_mean": paper[0], "paper_plus": paper[1], "paper_minus": paper[2]})
+    return pd.DataFrame(rows)
+
+
+def baseline_margins(ev: xr.Dataset) -> pd.DataFrame:
+    """r(k) of the posterior mean against the better of the two linear baselines (SZ, X-ray), bin by bin.
+
+    Per mass bin, field and k bin: the mean over maps of r_gen, r_SZ and r_X, and the margin
+    r_gen - max(r_SZ, r_X). The generated map beats the baselines at every k where the margin is > 0.
+    """
+    rows = []
+    for mb in _bins(ev):
+        sub = _select(ev, mb)
+        for fld in TARGETS:
+            r_gen = sub["r"].sel(field=fld).mean("sightline").values
+            r_in = {i: sub["r_input"].sel(field=fld, input=i).mean("sightline").values for i in INPUTS}
+            best = np.maximum(*r_in.values())
+            for j, kc in enumerate(ev["k"].values):
+                rows.append({"mass_bin": mb, "field": fld, "k": float(kc), "scale": "large" if kc < ev.attrs["k_split"] else "small",
+                             "n_maps": int(sub.sizes["sightline"]), "r_gen": r_gen[j],
+                             **{f"r_{i}": r_in[i][j] for i in INPUTS}, "margin": r_gen[j] - best[j]})
+    return pd.DataFrame(rows)
+
+
+def summary(ev: xr.Dataset) -> dict:
+    """Headline numbers: total-mass errors, z-score fractions, convergence and the baseline margins."""
+    out: dict = {"n_maps": int(ev.sizes["sightline"]), "n_posterior_samples": int(ev.attrs["n_posterior_samples"]),
+                 "k_fundamental_h_per_Mpc": float(ev.attrs["k_fundamental"]), "fields": {}}
+    margins = baseline_margins(ev)
+    for fld in TARGETS:
+        curve = ev["V_ratio"].sel(field=fld).mean("sightline").values
+        entry = {
+            "z_within_1sigma": float(ev["z_fraction"].sel(field=fld, within=1)),
+            "z_within_2sigma": float(ev["z_fraction"].sel(field=fld, within=2)),
+            "convergence_V50_over_V2": float(curve[-1]),
+            "converged_at_N": metrics.converged_n(curve, ev.attrs["convergence_threshold"]),
+        }
+        for mb in _bins(ev):
+            sub = _select(ev, mb)
+            m = margins[(margins["mass_bin"] == mb) & (margins["field"] == fld)]
+            entry[mb] = {
+                "n_maps": int(sub.sizes["sightline"]),
+                "mass_error": metrics.percentiles(sub["mass_error"].sel(field=fld).values),
+                **{f"min_margin_{sc}": float(m.loc[m["scale"] == sc, "margin"].min()) for sc in ("large", "small")},
+            }
+        out["fields"][fld] = entry
+    return out
+
+
+def _pm(mean: float, plus: float, minus: float, fmt: str = "{:.3f}") -> tuple[str, str]:
+    if not np.isfinite(mean):
+        return "-", "-"
+    m, p, n = (fmt.format(x) for x in (mean, plus, minus))
+    return f"{m} +{p}/-{n}", rf"${m}^{{+{p}}}_{{-{n}}}$"
+
+
+def table1_wide(t: pd.DataFrame, which: str = "ours") -> pd.DataFrame:
+    """The paper's layout: one row per (cluster, map), columns small/large-scale b and r, as text."""
+    rows = []
+    for (mb, fld), g in t.groupby(["mass_bin", "field"], sort=False):
+        row = {"cluster": mb, "map": FIELD_LABELS[fld], "n": int(g["n"].iloc[0])}
+        for stat in ("b", "r"):
+            for scale in ("small", "large"):
+                e = g[(g["statistic"] == stat) & (g["scale"] == scale)].iloc[0]
+                cols = ("mean", "plus", "minus") if which == "ours" else ("paper_mean", "paper_plus", "paper_minus")
+                row[f"{scale}-scale {stat}"] = _pm(*(e[c] for c in cols))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table1_markdown(t: pd.DataFrame) -> str:
+    """Markdown of Table 1, ours beside the paper's, and a short legend."""
+    ours, paper = table1_wide(t, "ours"), table1_wide(t, "paper")
+    cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
+    lines = ["| cluster | map | n | " + " | ".join(f"{c} (ours)" for c in cols) + " | " + " | ".join(f"{c} (paper)" for c in cols) + " |",
+             "|" + "---|" * (3 + 2 * len(cols))]
+    for (_, o), (_, p) in zip(ours.iterrows(), paper.iterrows()):
+        lines.append(f"| {o['cluster']} | {o['map']} | {o['n']} | " + " | ".join(o[c][0] for c in cols) + " | "
+                     + " | ".join(p[c][0] for c in cols) + " |")
+    lines += ["", "Mean over maps of the per-map average over the k bins of each scale range, with the offsets "
+              "to the 16th and 84th percentiles. Paper: Hsu et al., Table 1 (low 2e14-6e14, high 6e14-1e15 Msun)."]
+    return "\n".join(lines) + "\n"
+
+
+def table1_latex(t: pd.DataFrame) -> str:
+    """LaTeX tabular of Table 1 (ours), in the paper's layout."""
+    ours = table1_wide(t, "ours")
+    cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
+    lines = [r"\begin{tabular}{llcccc}", r"\hline",
+             r"Cluster & Map & Small-scale $b$ & Large-scale $b$ & Small-scale $r$ & Large-scale $r$ \\", r"\hline"]
+    for _, o in ours.iterrows():
+        lines.append(f"{o['cluster']} & {o['map']} & " + " & ".join(o[c][1] for c in cols) + r" \\")
+    lines += [r"\hline", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,141 @@
+"""Every figure of the paper from the pipeline's files: read stores and tables, call :mod:`massmaps.plotting`.
+
+One function per figure, ``figN_*(inputs, outputs, options)``: ``inputs`` maps names to file paths,
+``outputs`` lists the files to write (one per format) and ``options`` is the ``figures`` config block.
+No metric is computed here: Figs 5-9 read the evaluation store written by :func:`massmaps.evaluation.evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import plotting, store
+from .evaluation import INPUTS, TARGETS
+
+
+def _save(fig, outputs: Sequence[str], options: Mapping) -> None:
+    plotting.save_figure(fig, outputs, dpi=int(options.get("dpi", 150)))
+
+
+def _spread_by_mass(masses: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` entries spread evenly in rank of mass, lowest to highest."""
+    order = np.argsort(masses, kind="stable")
+    n = min(n, len(order))
+    return order[np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))]
+
+
+def fig2_example_maps(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    """Fig. 2: the four maps of a few test clusters across the mass range (from the dataset)."""
+    ds = store.open_store(inputs["dataset"])
+    splits = pd.read_parquet(inputs["splits"])
+    rows = splits[(splits["split"] == "test") & splits["in_eval_range"]]
+    if rows.empty:
+        rows = splits
+    # one projection per cluster
+    rows = rows.drop_duplicates("halo_id")
+    pick = rows.iloc[_spread_by_mass(rows["M200m_Msun"].to_numpy(), int(options.get("n_example_maps", 2)))]
+    fields = ["tsz", "xray", "gas", "dm"]
+    sub = ds.isel(sightline=pick["index"].to_numpy()).sel(field=fields)
+    fig = plotting.figure2_example_maps(sub["maps"].values, fields, [str(u) for u in sub["units"].values],
+                                        ds["x"].values, ds["y"].values, pick["M200m_Msun"].to_numpy())
+    _save(fig, outputs, options)
+
+
+def fig3_diffusion(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    """Fig. 3: forward and reverse SDE of the trained model (from the trajectory store)."""
+    t = store.open_store(inputs["trajectory"])
+    fig = plotting.figure3_diffusion(t["forward"].values, t["reverse"].values, t["sigma"].values,
+                                     [str(f) for f in t["field"].values])
+    _save(fig, outputs, options)
+
+
+def fig4_reconstructions(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    """Fig. 4: inputs, truth and posterior means of test clusters across the mass range."""
+    smp = store.open_store(inputs["samples"])
+    ds = store.open_store(inputs["dataset"])
+    masses = smp["M200m_Msun"].values
+    # one projection per cluster, spread in mass
+    _, first = np.unique(smp["halo_id"].values, return_index=True)
+    pick = first[_spread_by_mass(masses[first], int(options.get("n_reconstructions", 4)))]
+    pos = pd.Index(ds["sightline_id"].values).get_indexer(smp["sightline_id"].values[pick])
+    maps = ds["maps"].isel(sightline=pos)
+    fig = plotting.figure4_reconstructions(
+        maps.sel(field=list(INPUTS)).values, maps.sel(field=list(TARGETS)).values,
+        smp["mean"].isel(sightline=pick).sel(field=list(TARGETS)).values, masses[pick],
+        ds["x"].values, ds["y"].values, [str(ds["units"].sel(field=f).values) for f in INPUTS])
+    _save(fig, outputs, options)
+
+
+def _by_bin(ev, var: str, options: Mapping, select: Mapping | None = None) -> dict:
+    """(mass_bin, field) -> (maps, ...) arrays of one evaluation variable, mass bins in table order."""
+    from .evaluation import _bins, _select
+
+    out = {}
+    for mb in _bins(ev, include_all=bool(options.get("include_all_bin", False))):
+        sub = _select(ev, mb)
+        for f in TARGETS:
+            out[mb, f] = sub[var].sel(field=f, **(select or {})).values
+    return out
+
+
+def fig5_convergence(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    from . import metrics
+
+    ev = store.open_store(inputs["evaluation"]).load()
+    ratio = {f: ev["V_ratio"].sel(field=f).values for f in TARGETS}
+    thr = float(ev.attrs["convergence_threshold"])
+    converged = {f: metrics.converged_n(r.mean(axis=0), thr) for f, r in ratio.items()}
+    _save(plotting.figure5_convergence(ev["n_samples"].values, ratio, thr, converged), outputs, options)
+
+
+def fig6_zscores(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    ev = store.open_store(inputs["evaluation"]).load()
+    density = {f: ev["z_density"].sel(field=f).values for f in TARGETS}
+    within = {f: tuple(ev["z_fraction"].sel(field=f).values) for f in TARGETS}
+    _save(plotting.figure6_zscores(ev["z"].values, density, within), outputs, options)
+
+
+def fig7_profiles(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    from . import metrics
+
+    ev = store.open_store(inputs["evaluation"]).load()
+    sim, gen = _by_bin(ev, "profile_sim", options), _by_bin(ev, "profile_gen", options)
+    errors = {key: metrics.percentiles(v) for key, v in _by_bin(ev, "mass_error", options).items()}
+    _save(plotting.figure7_profiles(ev["radius"].values, sim, gen, errors), outputs, options)
+
+
+def fig8_bias(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    ev = store.open_store(inputs["evaluation"]).load()
+    b = _by_bin(ev, "b", options)
+    _save(plotting.figure8_bias(ev["k"].values, float(ev.attrs["k_split"]), b), outputs, options)
+
+
+def fig9_correlation(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    ev = store.open_store(inputs["evaluation"]).load()
+    r = _by_bin(ev, "r", options)
+    base = {(mb, f, i): v for i in INPUTS for (mb, f), v in _by_bin(ev, "r_input", options, {"input": i}).items()}
+    _save(plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base), outputs, options)
+
+
+FIGURES = {
+    "fig2_example_maps": fig2_example_maps,
+    "fig3_diffusion": fig3_diffusion,
+    "fig4_reconstructions": fig4_reconstructions,
+    "fig5_convergence": fig5_convergence,
+    "fig6_zscores": fig6_zscores,
+    "fig7_profiles": fig7_profiles,
+    "fig8_bias": fig8_bias,
+    "fig9_correlation": fig9_correlation,
+}
+
+
+def make_figure(name: str, inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    """Draw figure ``name`` (a key of :data:`FIGURES`) from ``inputs`` into ``outputs``."""
+    try:
+        fn = FIGURES[name]
+    except KeyError:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}") from None
+    fn(inputs, outputs, options)

@@ -1,0 +1,61 @@
+rule evaluate_posterior:
+    input:
+        samples=rules.sample_posterior.output.samples,
+        dataset=rules.assemble_dataset.output.store,
+    output:
+        evaluation=directory(f"{RESULTS}/metrics/evaluation.zarr"),
+        summary=f"{RESULTS}/metrics/posterior_summary.json",
+    log:
+        f"{RESULTS}/logs/evaluate_posterior.log",
+    params:
+        evaluation=EVALUATION,
+        h=config["cosmology"]["H0"] / 100.0,
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_posterior.py"
+
+
+rule table1:
+    input:
+        evaluation=rules.evaluate_posterior.output.evaluation,
+    output:
+        csv=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Evaluation"),
+        markdown=f"{RESULTS}/metrics/table1.md",
+        latex=f"{RESULTS}/metrics/table1.tex",
+        margins=report(f"{RESULTS}/metrics/r_margin.csv", caption="../report/r_margin.rst", category="Evaluation"),
+    log:
+        f"{RESULTS}/logs/table1.log",
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/table1.py"
+
+
+rule diffusion_trajectory:
+    input:
+        model=rules.train_model.output.model,
+        dataset=rules.assemble_dataset.output.store,
+        samples=rules.sample_posterior.output.samples,
+    output:
+        trajectory=directory(f"{RESULTS}/samples/trajectory.zarr"),
+    log:
+        f"{RESULTS}/logs/diffusion_trajectory.log",
+    params:
+        sampling=config["sampling"],
+        levels=config["evaluation"]["diffusion_levels"],
+        seed=config["seed"],
+    conda:
+        "../../envs/massmaps.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../scripts/diffusion_trajectory.py"
