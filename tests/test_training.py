@@ -264,3 +264,23 @@ def _worker(job):
 
 if __name__ == "__main__":
     _worker(json.loads(sys.argv[1]))
+
+
+def test_dihedral_codes_are_the_eight_symmetries():
+    from massmaps.training import _StreamSampler, dihedral
+
+    a = np.arange(2 * 4 * 4).reshape(2, 4, 4)
+    images = {dihedral(a, c).tobytes() for c in range(8)}
+    assert len(images) == 8  # all distinct
+    assert np.array_equal(dihedral(a, 0), a)
+    np.testing.assert_array_equal(dihedral(a, 1), np.rot90(a, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(dihedral(dihedral(a, 4), 4), a)  # a flip is an involution
+    # the augmented stream: same permutation as without augmentation, codes resume-safe
+    plain = _StreamSampler(5, seed=3)
+    aug = _StreamSampler(5, seed=3, augment=True)
+    it_p, it_a = iter(plain), iter(aug)
+    first = [next(it_a) for _ in range(12)]
+    assert [i for i, _ in first] == [next(it_p) for _ in range(12)]
+    assert {c for _, c in first} - set(range(8)) == set()
+    resumed = iter(_StreamSampler(5, seed=3, start=7, augment=True))
+    assert [next(resumed) for _ in range(5)] == first[7:12]

@@ -102,6 +102,9 @@ class TrainConfig:
     sigma_min: float = score_mod.SIGMA_MIN
     sigma_max: float = score_mod.SIGMA_MAX
     lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
+    # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
+    # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
+    augment: bool = False
     progress: bool = True
 
     def __post_init__(self):
@@ -211,32 +214,48 @@ class ZarrMapsDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
+        """Item ``i``, or ``(i, code)``: item i under the dihedral transform ``code`` (see :func:`dihedral`)."""
+        i, code = i if isinstance(i, tuple) else (i, 0)
         maps = self._open()
         block = np.asarray(maps.isel(sightline=int(self.indices[i]), field=self._field_pos).values)
+        if code:
+            block = dihedral(block, code)
         nt = len(self.targets)
         x = self.normaliser.apply(block[:nt], self.targets)
         cond = self.normaliser.apply(block[nt:], self.inputs)
         return torch.from_numpy(x), torch.from_numpy(cond)
 
 
+def dihedral(a: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes: rotation by (code % 4) x 90 degrees,
+    then a flip of the last axis when code >= 4. Code 0 is the identity."""
+    out = np.rot90(a, k=code % 4, axes=(-2, -1))
+    if code >= 4:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
 class _StreamSampler(Sampler):
     """Infinite stream of per-epoch random permutations of range(n), starting at position ``start``.
 
-    Epoch e is ``permutation(n)`` from ``default_rng([seed, e])``; the stream does not depend on where
-    it was started, so batch k of a resumed run equals batch k of an uninterrupted one.
+    Epoch e is ``permutation(n)`` from ``default_rng([seed, e])`` (then, with ``augment``, one dihedral
+    code per item from the same generator, yielded as ``(index, code)``); the stream does not depend on
+    where it was started, so batch k of a resumed run equals batch k of an uninterrupted one.
     """
 
-    def __init__(self, n: int, seed: int, start: int = 0):
+    def __init__(self, n: int, seed: int, start: int = 0, augment: bool = False):
         if n < 1:
             raise ValueError("the training dataset is empty")
-        self.n, self.seed, self.start = n, seed, start
+        self.n, self.seed, self.start, self.augment = n, seed, start, augment
 
     def __iter__(self):
         epoch, offset = divmod(self.start, self.n)
         while True:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            for idx in perm[offset:]:
-                yield int(idx)
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(self.n)
+            codes = rng.integers(0, 8, self.n) if self.augment else None
+            for j in range(offset, self.n):
+                yield (int(perm[j]), int(codes[j])) if self.augment else int(perm[j])
             epoch, offset = epoch + 1, 0
 
 
@@ -475,7 +494,7 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
     train_loader = DataLoader(
         train_dataset,
         batch_size=config.batch_size,
-        sampler=_StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size),
+        sampler=_StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment),
         num_workers=config.num_workers,
         pin_memory=pin,
         persistent_workers=config.num_workers > 0,
