@@ -152,3 +152,13 @@ def test_second_run_does_nothing(runs):
     out = snakemake(runs[0], "-n")
     assert out.returncode == 0
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_html_report(runs):
+    report = runs[0] / "report.html"
+    out = snakemake(runs[0], "--report", str(report))
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    for caption in ("Figure 7: radial profiles", "Table 1: mean b and r", "Figure 3: the trained model"):
+        assert caption in text, caption
