@@ -47,6 +47,10 @@ def test_paper_config_merges_and_is_valid():
         (("catalog", "box_Mpc"), -5.0, "box_Mpc"),
         (("projection", "backend"), "fastest", "backend"),
         (("seed",), 1.5, "seed"),
+        (("normalisation", "stretch"), "sqrt", "sqrt"),
+        (("normalisation", "stretch"), {"sz": "log"}, "sz"),
+        (("evaluation", "k_length_unit"), "kpc", "kpc"),
+        (("evaluation", "mass_bins"), {"low": [2e14]}, "low"),
     ],
 )
 def test_wrong_type_or_range_rejected(path, value, words):
@@ -58,6 +62,12 @@ def test_wrong_type_or_range_rejected(path, value, words):
     with pytest.raises(Exception) as err:
         validate(config, schema=SCHEMA)
     assert words in str(err.value)
+
+
+def test_per_field_stretch_accepted():
+    config = copy.deepcopy(load())
+    config["normalisation"]["stretch"] = {"tsz": "log", "xray": "log"}
+    validate(config, schema=SCHEMA)
 
 
 def test_misspelled_key_rejected():

@@ -50,10 +50,13 @@ def split_table(
     return table
 
 
-def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256) -> Normaliser:
+def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *,
+                   log_decades: float = 6.0) -> Normaliser:
     """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
     fields = [str(f) for f in ds["field"].values]
-    return Normaliser(fields=fields, stretch=stretch).fit_dataarray(ds["maps"], np.sort(train_index), chunk_size=chunk_size)
+    stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
+    return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
+        ds["maps"], np.sort(train_index), chunk_size=chunk_size)
 
 
 def train_from_store(
@@ -64,6 +67,7 @@ def train_from_store(
     *,
     training: Mapping,
     stretch="none",
+    log_decades: float = 6.0,
     progress: bool = True,
 ):
     """Fit the normalisation on the training split, then train (or resume) the score model."""
@@ -72,7 +76,7 @@ def train_from_store(
     val_idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
     if train_idx.size == 0:
         raise ValueError(f"{store_path}: the training split is empty; use more sightlines or other split fractions")
-    normaliser = fit_normaliser(ds, train_idx, stretch)
+    normaliser = fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
     log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
     config = TrainConfig.from_dict({**dict(training), "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)

@@ -8,7 +8,7 @@ rule train_model:
         f"{RESULTS}/logs/train_model.log",
     params:
         training=config["training"],
-        stretch=config["normalisation"]["stretch"],
+        normalisation=config["normalisation"],
         # checkpoints live outside the declared output (Snakemake deletes that on failure),
         # in a folder keyed by everything that shapes the model, so a changed config starts afresh
         checkpoint_dir=f"{RESULTS}/checkpoints/{TRAINING_HASH}",

@@ -21,7 +21,8 @@ result = reconstruct.train_from_store(
     snakemake.output.model,  # noqa: F821
     snakemake.params.checkpoint_dir,  # noqa: F821
     training=snakemake.params.training,  # noqa: F821
-    stretch=snakemake.params.stretch,  # noqa: F821
+    stretch=snakemake.params.normalisation["stretch"],  # noqa: F821
+    log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
 )
 log.info("trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",
          result.step, result.resumed_from, result.train_loss, result.val_loss, result.images_per_s)
