@@ -1,11 +1,17 @@
 """Gadget-4/AREPO-style snapshots and group catalogues as input (massmaps.snapshot), on small files written here."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from _snapshots import KMS, Gadget, clump, gas_fields, write_group_catalog, write_snapshot
 
 from massmaps import cosmology as cm
+from massmaps import store
 from massmaps.catalog import CENTRE_COLUMNS, COLUMNS
 from massmaps.constants import KEV_K, M_P_G, MSUN_PER_MPC3_IN_G_PER_CM3, MU_E
 from massmaps.observables import project_fields
@@ -20,6 +26,7 @@ from massmaps.snapshot import (
     read_group_catalog,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 BOX = 30.0  # physical Mpc
 NPIX, PIX = 32, 0.2
 HALF = NPIX * PIX / 2
@@ -393,3 +400,54 @@ def test_project_shard_from_a_snapshot(snap, tmp_path):
         expect = project_fields(cl, None, int(axis), npix=NPIX, pixel_Mpc=PIX, redshift=0.25)
         for k, f in enumerate(ds["field"].values):
             np.testing.assert_allclose(ds["maps"].values[i, k], expect[f], rtol=1e-6, atol=1e-7 * expect[f].max())
+
+
+WORKFLOW = """
+run: snap
+seed: 3
+catalog: {{source: group_catalog, m_min_Msun: 1.0e+14}}
+sightlines: {{target_per_bin: 2, max_per_cluster: 3, n_shards: 2}}
+particles:
+  source: snapshot
+  snapshot: {{files: "{files}", group_catalog: "{groups}", n_ngb: 32, pad_Mpc: 1.0, sph_workers: 1}}
+projection: {{npix: 16, pixel_Mpc: 0.8}}
+dataset: {{chunk_sightlines: 4}}
+"""
+
+
+def test_workflow_from_group_catalog_to_dataset(tmp_path):
+    """catalog from the group file -> plan -> project (two shards) -> assembled dataset, through Snakemake."""
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    centres = np.array([[15.0, 15.0, 15.0], [0.5, 29.6, 14.0], [7.0, 22.0, 25.0]])
+    M = np.array([4e14, 2e14, 5e13])  # the third is below m_min
+    parts = [halo_parts(c, seed=i, n_dm=600, n_gas=400) for i, c in enumerate(centres)]
+    merged = {t: {q: np.concatenate([p[t][q] for p in parts]) for q in parts[0][t]} for t in (GAS, DM)}
+    write_snapshot(sim / "snap_010", merged, BOX, n_files=2)
+    write_group_catalog(sim / "fof_subhalo_tab_010", centres, M, [1.5, 1.2, 0.8], BOX, n_files=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "snap.yaml").write_text(
+        WORKFLOW.format(files=sim / "snap_010.*.hdf5", groups=sim / "fof_subhalo_tab_010.*.hdf5")
+    )
+    target = "results/snap/dataset/maps.zarr"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(ROOT / "config" / "config.yaml"), str(work / "snap.yaml"), "--cores", "2", target]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    res = work / "results" / "snap"
+    cat = pd.read_parquet(res / "catalog" / "halos.parquet")
+    assert cat["halo_id"].tolist() == [0, 1]
+    np.testing.assert_allclose(cat[CENTRE_COLUMNS].to_numpy(), centres[:2], rtol=1e-6)
+    ds = store.open_store(res / "dataset" / "maps.zarr")
+    maps = ds["maps"].values
+    assert maps.shape[1:] == (4, 16, 16) and np.isfinite(maps).all()
+    assert ds.attrs["particle_source"] == "snapshot"
+    assert sorted(set(ds["halo_id"].values.tolist())) == [0, 1]
+    # every DM map holds the halo's clump: the mass in the 12.8 Mpc cube over the mean at z = 0.25
+    rho_dm = (0.3 - 0.045) * cm.rho_crit(cm.PAPER) * 1.25**3
+    for i, hid in enumerate(ds["halo_id"].values):
+        mass = maps[i, 1].sum() * 0.8**2 * rho_dm * 12.8
+        assert mass == pytest.approx(600 * 1e11, rel=0.02), hid
+    again = subprocess.run([*cmd, "-n"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -66,6 +66,7 @@ from .particles import Cluster, ParticleSet
 __all__ = [
     "GAS",
     "DM",
+    "GROUP_CATALOG_KEYS",
     "SnapshotConfig",
     "SnapshotError",
     "check_sources",
@@ -132,7 +133,7 @@ class SnapshotConfig:
 
     @classmethod
     def from_mapping(cls, d: Mapping | None) -> "SnapshotConfig":
-        """Build from a plain mapping (e.g. YAML). Unknown keys raise ValueError naming them."""
+        """Build from a plain mapping (e.g. YAML; a subset of the keys is fine). Unknown keys raise ValueError naming them."""
         if d is None:
             return cls()
         names = {f.name for f in dataclasses.fields(cls)}
@@ -172,6 +173,10 @@ def check_sources(catalog: Mapping, particles: Mapping) -> None:
                 "config: particles.source: snapshot needs halo centres in the snapshot: set catalog.source to "
                 "group_catalog, or to file with the columns centre_x_Mpc, centre_y_Mpc, centre_z_Mpc"
             )
+
+
+#: The SnapshotConfig keys that reading a group catalogue depends on.
+GROUP_CATALOG_KEYS = ("layout", "group_catalog", "length_unit_cm", "mass_unit_g", "velocity_unit_cm_s", "unit_rtol")
 
 
 # --------------------------------------------------------------------------------------------------
