@@ -316,6 +316,24 @@ def test_group_catalog_missing_dataset_named(tmp_path):
     assert str(paths[0]) in str(err.value) and "Group/Group_R_Mean200" in str(err.value)
 
 
+def test_user_catalogue_keeps_halo_centres(tmp_path):
+    from massmaps.catalog import read_catalog
+
+    df = pd.DataFrame({"M200m_Msun": [2e14, 5e14], "centre_x_Mpc": [1.0, 2.0], "centre_y_Mpc": [3.0, 4.0],
+                       "centre_z_Mpc": [5.0, 6.0]})  # fmt: skip
+    df.to_csv(tmp_path / "halos.csv", index=False)
+    cat = read_catalog(tmp_path / "halos.csv")
+    assert list(cat.columns) == COLUMNS + CENTRE_COLUMNS
+    assert cat["centre_x_Mpc"].tolist() == [2.0, 1.0]  # sorted by mass with their rows
+    df[["M200m_Msun", "centre_x_Mpc"]].to_csv(tmp_path / "partial.csv", index=False)
+    with pytest.raises(ValueError, match=r"partial.csv: has \['centre_x_Mpc'\] but not all of the centre columns"):
+        read_catalog(tmp_path / "partial.csv")
+    df.loc[1, "centre_y_Mpc"] = np.nan
+    df.to_csv(tmp_path / "nan.csv", index=False)
+    with pytest.raises(ValueError, match=r"nan.csv: column 'centre_y_Mpc' must be finite"):
+        read_catalog(tmp_path / "nan.csv")
+
+
 def test_source_combinations_checked():
     snap = {"files": "snap.hdf5", "group_catalog": "fof.hdf5"}
     check_sources({"source": "group_catalog"}, {"source": "snapshot", "snapshot": snap})

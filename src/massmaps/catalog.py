@@ -227,6 +227,9 @@ def validate_catalog(df: pd.DataFrame, source: str | os.PathLike = "<catalogue>"
         check("axis_ratio_q", df["axis_ratio_q"].to_numpy() < df["axis_ratio_s"].to_numpy(), ">= axis_ratio_s")
     if "halo_id" in df:
         check("halo_id", df["halo_id"].duplicated().to_numpy(), "unique")
+    partial = [c for c in CENTRE_COLUMNS if c in df]
+    if partial and len(partial) < len(CENTRE_COLUMNS):
+        raise ValueError(f"{source}: has {partial} but not all of the centre columns {CENTRE_COLUMNS}")
     for column in CENTRE_COLUMNS:
         if column in df:
             values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
