@@ -106,3 +106,21 @@ def test_snakemake_reports_bad_mock_key(tmp_path):
     out = dry_run(tmp_path, bad)
     assert out.returncode != 0
     assert "n_ngbb" in out.stdout + out.stderr
+
+
+def test_snapshot_defaults_match_the_library():
+    import dataclasses
+
+    from massmaps.snapshot import SnapshotConfig
+
+    filled = {}
+    validate(filled, schema=SCHEMA)
+    assert filled["particles"]["snapshot"] == dataclasses.asdict(SnapshotConfig())
+
+
+def test_snakemake_reports_snapshot_without_centres(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("particles:\n  source: snapshot\n  snapshot: {files: snap.hdf5}\n")
+    out = dry_run(tmp_path, bad)
+    assert out.returncode != 0
+    assert "catalog.source" in out.stdout + out.stderr

@@ -15,6 +15,11 @@ column                    meaning
 ``rot_qx`` ... ``rot_qw`` unit quaternion (scalar last): principal frame to generated frame
 ``seed``                  per-halo seed of every random draw of its particle realisation
 ========================  =====================================================================
+
+Halos of a simulation (``massmaps.snapshot.read_group_catalog``, or a user file that has them) also
+carry their centre, ``centre_x_Mpc``, ``centre_y_Mpc``, ``centre_z_Mpc`` (:data:`CENTRE_COLUMNS`, physical
+Mpc in the snapshot's box): the projection of snapshot particles needs them. Their c200m and axis
+ratios are NaN there (the particles carry the real shape) and their orientation is the identity.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ COLUMNS = [
     "rot_qw",
     "seed",
 ]
+
+#: Halo centre in a simulation box (physical Mpc); kept from a user catalogue when all three are present.
+CENTRE_COLUMNS = ["centre_x_Mpc", "centre_y_Mpc", "centre_z_Mpc"]
 
 #: Columns a user catalogue must have; every other one is drawn when missing.
 REQUIRED_USER_COLUMNS = ["M200m_Msun"]
@@ -151,7 +159,10 @@ def _fill_properties(
     for i, name in enumerate(["rot_qx", "rot_qy", "rot_qz", "rot_qw"]):
         out[name] = df[name].to_numpy(dtype=float) if name in df else quat[:, i]
     out["seed"] = df["seed"].astype("int64") if "seed" in df else seeds
-    return out[COLUMNS].reset_index(drop=True)
+    centre = CENTRE_COLUMNS if all(c in df for c in CENTRE_COLUMNS) else []
+    for c in centre:
+        out[c] = df[c].to_numpy(dtype=float)
+    return out[COLUMNS + centre].reset_index(drop=True)
 
 
 def draw_catalog(
@@ -216,6 +227,13 @@ def validate_catalog(df: pd.DataFrame, source: str | os.PathLike = "<catalogue>"
         check("axis_ratio_q", df["axis_ratio_q"].to_numpy() < df["axis_ratio_s"].to_numpy(), ">= axis_ratio_s")
     if "halo_id" in df:
         check("halo_id", df["halo_id"].duplicated().to_numpy(), "unique")
+    partial = [c for c in CENTRE_COLUMNS if c in df]
+    if partial and len(partial) < len(CENTRE_COLUMNS):
+        raise ValueError(f"{source}: has {partial} but not all of the centre columns {CENTRE_COLUMNS}")
+    for column in CENTRE_COLUMNS:
+        if column in df:
+            values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+            check(column, ~np.isfinite(values), "finite")
 
 
 def read_catalog(

@@ -45,6 +45,7 @@ def project_fields(
     backend: str = "exact",
     cosmo: CosmologyParams = PAPER,
     fields: Sequence[str] = ("gas", "dm", "tsz", "xray"),
+    redshift: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Project a cluster along one axis after rotating it about the host DM centre (the origin).
 
@@ -54,6 +55,9 @@ def project_fields(
     so ``out[f][iy, ix]``. Only particles whose centres lie in the cube |x_i| <= L/2 (L = npix pixel_Mpc)
     on all three axes are used; kernels that stick out of the map lose that part. Returns
     {field: (npix, npix) float64} in the units of :data:`FIELDS`.
+
+    Positions and densities are physical; at ``redshift`` z > 0 (a snapshot) the surface densities are
+    over the physical cosmic mean densities of that epoch, rho_bar_x (1 + z)^3.
     """
     from .projection import project
 
@@ -67,7 +71,8 @@ def project_fields(
     lim = (-half, half)
     pix_area = pixel_Mpc**2
     rho_c = cosmo_mod.rho_crit(cosmo)
-    rho_bar = {"dm": (cosmo.Om0 - cosmo.Ob0) * rho_c, "gas": cosmo.Ob0 * rho_c}
+    growth = (1.0 + float(redshift)) ** 3
+    rho_bar = {"dm": (cosmo.Om0 - cosmo.Ob0) * rho_c * growth, "gas": cosmo.Ob0 * rho_c * growth}
 
     def prepare(ps: ParticleSet):
         pos = ps.pos if rotation is None else ps.pos @ np.asarray(rotation, dtype=float).T

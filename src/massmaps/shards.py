@@ -1,6 +1,9 @@
-"""Project one shard of the sightline plan: generate each halo's particles once, project every sightline.
+"""Project one shard of the sightline plan: build each halo's particles once, project every sightline.
 
-This is what a projection job does; it returns an xarray Dataset for :func:`massmaps.store.write_store`.
+The particles come from the mock generator (``source="mock"``, :func:`massmaps.mock.make_cluster`) or
+from a simulation snapshot (``source="snapshot"``, :class:`massmaps.snapshot.ShardParticles`, which reads
+the particles around the shard's halos once). This is what a projection job does; it returns an xarray
+Dataset for :func:`massmaps.store.write_store`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ def project_shard(
     plan: pd.DataFrame,
     shard: int,
     *,
+    source: str = "mock",
     mock_config: Mapping | None = None,
+    snapshot_config: Mapping | None = None,
+    cosmology: Mapping | None = None,
     npix: int = 128,
     pixel_Mpc: float = 0.1,
     backend: str = "exact",
@@ -36,29 +42,59 @@ def project_shard(
 ) -> xr.Dataset:
     """Maps (sightline, field, y, x) of every sightline of ``plan`` in ``shard``.
 
-    Each halo's particle realisation is generated once (seeded by its catalogue row) and rotated for
-    each of its sightlines.
+    Each halo's particles are built once (the mock: seeded by its catalogue row; a snapshot: the
+    particles around its centre) and rotated for each of its sightlines. ``cosmology`` (a mapping of
+    :class:`~massmaps.cosmology.CosmologyParams`) is checked against a snapshot's header and normalises its
+    surface densities; the mock's maps use the paper's cosmology.
     """
-    from .mock import MockConfig, make_cluster
+    from .cosmology import PAPER, CosmologyParams
     from .observables import FIELDS, project_fields
 
     unknown = [f for f in fields if f not in FIELDS]
     if unknown:
         raise ValueError(f"unknown field(s) {unknown}; valid fields are {list(FIELDS)}")
-    cfg = MockConfig.from_mapping(dict(mock_config or {}))
     rows = plan[plan["shard"] == shard].sort_values("sightline_id")
     if rows.empty:
         raise ValueError(f"shard {shard} has no sightlines (the plan has shards {sorted(plan['shard'].unique())})")
     # records keep each column's type (a Series row would turn the int64 seed into a float64)
     halos = {int(r["halo_id"]): r for r in catalog.to_dict("records")}
+    groups = list(rows.groupby("halo_id", sort=False))
+    extra_attrs: dict = {"particle_source": source}
+    project_kw: dict = {}
+    if source == "mock":
+        from .mock import MockConfig, make_cluster
+
+        cfg = MockConfig.from_mapping(dict(mock_config or {}))
+
+        def build(halo):
+            return make_cluster(halo, cfg)
+
+    elif source == "snapshot":
+        from .snapshot import ShardParticles
+
+        params = CosmologyParams(**cosmology) if cosmology else PAPER
+        particles = ShardParticles(
+            dict(snapshot_config or {}),
+            [halos[int(h)] for h, _ in groups],
+            {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups},
+            0.5 * npix * pixel_Mpc,
+            params=params,
+            thermo=any(f in fields for f in ("tsz", "xray")),
+            gas=any(f in fields for f in ("gas", "tsz", "xray")),
+            dm="dm" in fields,
+        )
+        build = particles.cluster
+        extra_attrs = particles.attrs()
+        project_kw = {"cosmo": params, "redshift": particles.redshift}
+    else:
+        raise ValueError(f"unknown particle source {source!r}; valid sources are ['mock', 'snapshot']")
     maps = np.full((len(rows), len(fields), npix, npix), np.nan, dtype=np.float32)
     timings = []
     i = 0
-    groups = list(rows.groupby("halo_id", sort=False))
     for halo_id, views in tqdm(groups, desc=f"shard {shard}", unit="halo", disable=not progress):
         t0 = time.perf_counter()
         halo = halos[int(halo_id)]
-        cluster = make_cluster(halo, cfg)
+        cluster = build(halo)
         t1 = time.perf_counter()
         for _, view in views.iterrows():
             out = project_fields(
@@ -69,12 +105,13 @@ def project_shard(
                 pixel_Mpc=pixel_Mpc,
                 backend=backend,
                 fields=tuple(fields),
+                **project_kw,
             )
             maps[i] = np.stack([out[f] for f in fields]).astype(np.float32)
             i += 1
         timings.append((t1 - t0, time.perf_counter() - t1))
         log.info(
-            "halo %d (M200m=%.3g): %d DM + %d gas particles, generate %.2fs, %d projections %.2fs",
+            "halo %d (M200m=%.3g): %d DM + %d gas particles, build %.2fs, %d projections %.2fs",
             halo_id,
             halo["M200m_Msun"],
             cluster.dm.mass.size,
@@ -85,7 +122,7 @@ def project_shard(
         )
     gen, proj = np.array(timings).sum(axis=0)
     # Timings go to the log, never into the store: same config and seed must give the same bytes.
-    log.info("shard %d: %d halos, %d sightlines; generate %.1fs, project %.1fs", shard, len(groups), len(rows), gen, proj)
+    log.info("shard %d: %d halos, %d sightlines; build %.1fs, project %.1fs", shard, len(groups), len(rows), gen, proj)
     coords = {c: rows[c].to_numpy() for c in PLAN_COLUMNS}
     coords["sightline"] = rows["sightline_id"].to_numpy()
     all_attrs = {
@@ -95,6 +132,7 @@ def project_shard(
         "pixel_Mpc": float(pixel_Mpc),
         "field_of_view_Mpc": float(npix * pixel_Mpc),
         "projection_backend": backend,
+        **extra_attrs,
     }
     all_attrs.update(attrs or {})
     return maps_dataset(

@@ -1,10 +1,13 @@
 rule halo_catalog:
+    input:
+        group_catalog=get_group_catalog_files,
     output:
         catalog=f"{RESULTS}/catalog/halos.parquet",
     log:
         f"{RESULTS}/logs/halo_catalog.log",
     params:
         catalog=config["catalog"],
+        snapshot=get_group_catalog_params(),
         cosmology=config["cosmology"],
         seed=config["seed"],
     conda:

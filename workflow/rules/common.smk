@@ -10,12 +10,14 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from massmaps.evaluation import EvalConfig  # noqa: E402
 from massmaps.mock import MockConfig  # noqa: E402
 from massmaps.score import check_ncsnpp_kwargs  # noqa: E402
+from massmaps.snapshot import GROUP_CATALOG_KEYS, check_sources, expand_files  # noqa: E402
 from massmaps.store import config_hash  # noqa: E402
 
 try:
     MockConfig.from_mapping(config["particles"]["mock"])
 except (TypeError, ValueError) as err:
     raise ValueError(f"config: particles.mock: {err}") from None
+check_sources(config["catalog"], config["particles"])
 try:
     check_ncsnpp_kwargs(config["training"]["network"])
 except ValueError as err:
@@ -39,6 +41,24 @@ TRAINING_HASH = config_hash(
     {"data": DATA_HASH, "split": config["split"], "normalisation": config["normalisation"]}
     | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "device", "num_workers")}}
 )
+
+
+def get_group_catalog_files(wildcards):
+    if config["catalog"]["source"] != "group_catalog":
+        return []
+    return [str(p) for p in expand_files(config["particles"]["snapshot"]["group_catalog"], "group catalogue")]
+
+
+def get_group_catalog_params():
+    # only what reading the group catalogue depends on, so that projection knobs do not redo the catalogue
+    snap = config["particles"]["snapshot"]
+    return {k: snap[k] for k in GROUP_CATALOG_KEYS}
+
+
+def get_snapshot_files(wildcards):
+    if config["particles"]["source"] != "snapshot":
+        return []
+    return [str(p) for p in expand_files(config["particles"]["snapshot"]["files"])]
 
 
 def get_shard_stores(wildcards):

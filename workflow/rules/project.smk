@@ -2,12 +2,16 @@ rule project_shard:
     input:
         catalog=rules.halo_catalog.output.catalog,
         plan=rules.sightline_plan.output.plan,
+        snapshot=get_snapshot_files,
     output:
         store=directory(f"{RESULTS}/shards/shard_{{shard}}.zarr"),
     log:
         f"{RESULTS}/logs/project_shard/{{shard}}.log",
     params:
+        source=config["particles"]["source"],
         mock=config["particles"]["mock"],
+        snapshot=config["particles"]["snapshot"],
+        cosmology=config["cosmology"],
         projection=config["projection"],
         data_hash=DATA_HASH,
     conda:

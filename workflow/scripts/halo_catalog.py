@@ -1,4 +1,4 @@
-"""Rule halo_catalog: draw halos from the mass function, or read the user's catalogue."""
+"""Rule halo_catalog: draw halos from the mass function, or read the user's catalogue or a group catalogue."""
 
 import sys
 from pathlib import Path
@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 from massmaps import catalog, logs  # noqa: E402
 from massmaps.cosmology import CosmologyParams  # noqa: E402
+from massmaps.snapshot import read_group_catalog  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cfg = snakemake.params.catalog  # noqa: F821
@@ -17,6 +18,12 @@ model = catalog.HaloModel(
 seed = snakemake.params.seed  # noqa: F821
 if cfg["source"] == "file":
     halos = catalog.read_catalog(cfg["file"], seed=seed, m_min=cfg["m_min_Msun"], model=model, params=params)
+elif cfg["source"] == "group_catalog":
+    snap = snakemake.params.snapshot  # noqa: F821
+    halos = read_group_catalog(
+        snap["group_catalog"], snap, m_min=cfg["m_min_Msun"], n_halos=cfg["n_halos"], seed=seed, params=params
+    )
+    log.info("read %s", snap["group_catalog"])
 else:
     halos = catalog.draw_catalog(
         box_Mpc=cfg["box_Mpc"],

@@ -1,4 +1,4 @@
-"""Rule project_shard: generate particles and project every sightline of one shard to zarr."""
+"""Rule project_shard: build particles (mock or snapshot) and project every sightline of one shard to zarr."""
 
 import sys
 from pathlib import Path
@@ -18,7 +18,10 @@ ds = project_shard(
     pd.read_parquet(snakemake.input.catalog),  # noqa: F821
     pd.read_parquet(snakemake.input.plan),  # noqa: F821
     int(snakemake.wildcards.shard),  # noqa: F821
+    source=snakemake.params.source,  # noqa: F821
     mock_config=snakemake.params.mock,  # noqa: F821
+    snapshot_config=snakemake.params.snapshot,  # noqa: F821
+    cosmology=snakemake.params.cosmology,  # noqa: F821
     npix=proj["npix"],
     pixel_Mpc=proj["pixel_Mpc"],
     backend=proj["backend"],
