@@ -7,7 +7,7 @@ rule project_shard:
     log:
         f"{RESULTS}/logs/project_shard/{{shard}}.log",
     params:
-        mock=config["particles"]["mock"],
+        mock=MOCK_CONFIG,
         projection=config["projection"],
         data_hash=DATA_HASH,
     conda:
