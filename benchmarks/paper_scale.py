@@ -46,7 +46,7 @@ def main() -> None:
     t_plan = time.perf_counter() - t0
     print(f"catalogue + plan: {len(halos)} halos, {len(plan)} sightlines, {plan.halo_id.nunique()} halos to generate, {t_plan:.1f} s")
 
-    cfg = MockConfig.from_mapping(base["particles"]["mock"])
+    cfg = MockConfig.from_mapping({**base["particles"]["mock"], "cosmology": base["cosmology"]})
     shard = plan[plan["shard"] == args.shard]
     ids = shard.drop_duplicates("halo_id")["halo_id"].to_numpy()[:: args.stride]
     by_id = {int(r["halo_id"]): r for r in halos.to_dict("records")}

@@ -1,6 +1,7 @@
 """The config schema: defaults fill in, typos and wrong values fail with the key's name."""
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+
+from massmaps.cosmology import CosmologyParams
+from massmaps.mock import MockConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -68,6 +72,73 @@ def test_per_field_stretch_accepted():
     config = copy.deepcopy(load())
     config["normalisation"]["stretch"] = {"tsz": "log", "xray": "log"}
     validate(config, schema=SCHEMA)
+def mock_schema():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    return schema, schema["properties"]["particles"]["properties"]["mock"]
+
+
+MOCK_FIELDS = [f.name for f in dataclasses.fields(MockConfig) if f.name != "cosmology"]
+
+
+def test_mock_schema_defaults_equal_mockconfig():
+    # One schema property per MockConfig field (cosmology comes from the top-level block), each with the
+    # dataclass default, of the same type, so the two cannot drift apart.
+    schema, mock = mock_schema()
+    props = mock["properties"]
+    assert mock["additionalProperties"] is False
+    assert set(props) == set(MOCK_FIELDS)
+    default = MockConfig()
+    for name in MOCK_FIELDS:
+        want = getattr(default, name)
+        want = list(want) if isinstance(want, tuple) else want
+        got = props[name]["default"]
+        assert got == want and type(got) is type(want), (name, got, want)
+        assert props[name].get("description"), name
+    cosmo = schema["properties"]["cosmology"]["properties"]
+    assert {k: v["default"] for k, v in cosmo.items()} == dataclasses.asdict(CosmologyParams())
+
+
+@pytest.mark.parametrize("config", [{}, {"particles": {}}, {"particles": {"mock": {}}}, "config.yaml"])
+def test_mock_defaults_filled_by_the_schema(config):
+    # snakemake's validate(set_default=True) fills the nested mock block, whether or not it is written.
+    config = load(config) if isinstance(config, str) else copy.deepcopy(config)
+    validate(config, schema=SCHEMA)
+    mock = config["particles"]["mock"]
+    assert set(mock) == set(MOCK_FIELDS)
+    assert MockConfig.from_mapping({**mock, "cosmology": config["cosmology"]}) == MockConfig()
+
+
+def test_unsure_mock_values_are_marked():
+    # Every value PHYSICS.md marks UNSURE (or that is a design choice beyond the spec) says so.
+    props = mock_schema()[1]["properties"]
+    unsure = [
+        "n_ngb", "sigma_ln_outer_norm", "disturbed_c_factor", "gas_ellipticity_scale", "sigma_ln_gas_rho0",
+        "gas_offset_relaxed_R200m", "gas_offset_disturbed_R200m", "hydrostatic_bias", "p_cool_core", "p_universal",
+        "p_disturbed", "sigma_ln_P0", "sigma_ln_c500", "density_modulation_a0", "density_modulation_x0", "g_ff",
+        "subhalo_log10_A0", "gao_a", "gao_alpha", "gao_beta", "subhalo_c_factor", "subhalo_rt_max_R200m",
+        "ram_pressure_alpha", "p_merge", "merger_xi_min", "merger_xi_max", "merger_d_min_R200m",
+        "merger_d_max_R200m", "merger_gas_lag_min_Mpc", "merger_gas_lag_max_Mpc",
+    ]
+    missing = [k for k in unsure if "UNSURE" not in props[k]["description"]]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("p_merge", 1.5),
+        ("components", ["host_gas", "subhaloes"]),
+        ("n_ngb", 64.5),
+        ("hmf_model", "tinker"),
+        ("n_ngbb", 3),
+    ],
+)
+def test_bad_mock_value_rejected_by_schema(key, value):
+    config = copy.deepcopy(load())
+    config["particles"]["mock"][key] = value
+    with pytest.raises(Exception) as err:
+        validate(config, schema=SCHEMA)
+    assert key in str(err.value) or repr(value) in str(err.value)
 
 
 def test_misspelled_key_rejected():

@@ -9,16 +9,27 @@ A cluster is the sum of **components**. A component is a small object built from
 puts inside the host's R200m (:meth:`Component.closure_mass`) and, given its own random stream, returns its
 dark-matter and gas particles plus the pressure profiles it paints onto gas (:class:`ComponentOutput`).
 The host dark matter is built last and absorbs the remainder so that the spherical-overdensity mass inside
-R200m is exactly M200m (mass closure, PHYSICS section 2). New physics (subhalos, a merger secondary,
-neighbours) is added as a new entry of :data:`COMPONENTS` and a name in ``MockConfig.components``.
+R200m is exactly M200m (mass closure, PHYSICS section 2; a merger secondary comes on top, see
+:class:`Merger`). New physics is added as a new entry of :data:`COMPONENTS` and a name in
+``MockConfig.components``.
 
-This issue's components:
+Components (``MockConfig.components``, all on by default):
 
 * ``host_dm`` (always present): triaxial DK14-truncated NFW, normalised by mass closure.
 * ``host_gas``: Battaglia 2016 gas density x pressure-type modulation x the same DK14 truncation, on
   rounder axes about an offset gas centre; paints Arnaud 2010 (or Battaglia 2012) electron pressure.
 * ``smooth``: the smooth matter background rho_m [(1 - f_coll) + (1 - Sigma bf) delta_m(r)] out to R_gen,
   split (Om - Ob) : Ob between dark matter and gas; its gas gets the IGM temperature-density relation.
+* ``subhalos`` (section 3): subhalo mass function above subhalo_min_particles DM particle masses, Gao et al.
+  radii on the host ellipsoid, NFW cut at the Jacobi radius, B16 gas kept inside the ram-pressure stripping
+  radius (retained gas paints its pressure, scaled by the retained fraction); in the mass closure.
+* ``merger`` (section 3): with probability p_merge a secondary of mass ratio xi at 0.5-1.5 R200m whose gas
+  lags its DM; the host is then disturbed. Added on top of the catalogue M200m (not in the closure).
+* ``neighbours`` (section 5): halos of 1e12 - M200m/2 from the biased mass function between R200m + R200m(M')
+  and R_gen, each with DM, gas and pressure. The smooth background already lacks their mass (f_coll, Sigma bf).
+
+The pure draws of these three (mass function, radii, tidal and stripping radii, neighbour intensity) are in
+:mod:`massmaps.substructure`.
 
 After sampling: SPH smoothing lengths and densities per species (:mod:`massmaps.sph`), then per gas
 particle P_e = sum of painted profiles, floored at n_e k T_IGM(rho_j); kT = P_e / n_e with n_e from the SPH
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -42,8 +54,17 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from . import cosmology as cosmo_mod
-from . import profiles
-from .constants import BREMS_COEFF, KEV_K, M_DM_PARTICLE, M_GAS_PARTICLE, M_P_G, MSUN_PER_MPC3_IN_G_PER_CM3, MU_E
+from . import profiles, substructure
+from .constants import (
+    BREMS_COEFF,
+    G_MPC_KMS2_PER_MSUN,
+    KEV_K,
+    M_DM_PARTICLE,
+    M_GAS_PARTICLE,
+    M_P_G,
+    MSUN_PER_MPC3_IN_G_PER_CM3,
+    MU_E,
+)
 from .cosmology import PAPER, CosmologyParams
 from .particles import Cluster, ParticleSet
 
@@ -87,7 +108,8 @@ class MockConfig:
     R_gen: float = 12.5  # Mpc, radius out to which every component is sampled
     n_radial_table: int = 2000  # log-spaced radii of the M(<r) tables
     r_table_min_R200m: float = 1e-3  # innermost table radius in units of R200m
-    components: tuple[str, ...] = ("host_gas", "smooth")  # host_dm is always present
+    # host_dm is always present; order = sampling order of the particles
+    components: tuple[str, ...] = ("host_gas", "smooth", "subhalos", "merger", "neighbours")
     # SPH (section 7)
     n_ngb: int = 64
     sph_workers: int = 2
@@ -136,6 +158,38 @@ class MockConfig:
     paint_radius_R200m: float = 2.0  # painted profiles are cut at this ellipsoidal radius
     # Emission (section 6)
     g_ff: float = 1.2
+    # Halos drawn by the mock itself: merger secondary and neighbours (sections 2, 5); the host's c comes
+    # from the catalogue. c = clip(c_model(M) 10^N(0, sigma), c_min, c_max), x disturbed_c_factor if disturbed.
+    concentration_model: str = "diemer19"
+    sigma_log10_c: float = 0.15
+    c_min: float = 2.0
+    c_max: float = 20.0
+    # Subhalos (section 3): dN/dln psi = A psi^-alpha exp(-beta psi^3), A = 10^log10_A0 (M200m h)^A_mass_slope,
+    # for m >= subhalo_min_particles m_dm and psi <= subhalo_psi_max; Gao et al. 2004 radii.
+    subhalo_min_particles: float = 50.0
+    subhalo_psi_max: float = 0.5
+    subhalo_log10_A0: float = -3.2  # UNSURE (Giocoli amplitude; one implementation uses -3.03)
+    subhalo_A_mass_slope: float = 0.1
+    subhalo_alpha: float = 0.9
+    subhalo_beta: float = 12.2715
+    gao_a: float = 0.244  # UNSURE (from memory)
+    gao_alpha: float = 2.0  # UNSURE
+    gao_beta: float = 2.75  # UNSURE
+    subhalo_c_factor: float = 1.0  # UNSURE (optionally 1.3)
+    subhalo_rt_max_R200m: float = 1.0  # design choice: r_t <= this x the subhalo's own R200m
+    ram_pressure_alpha: float = 2.0  # UNSURE (McCarthy et al. 2008, from memory)
+    subhalo_fv_min: float = 0.8  # v = f_v V_c,host(d), f_v ~ U(min, max)
+    subhalo_fv_max: float = 1.6
+    # Major merger (section 3, UNSURE rates: design choice)
+    p_merge: float = 0.25
+    merger_xi_min: float = 0.1  # mass ratio, log-uniform
+    merger_xi_max: float = 0.5
+    merger_d_min_R200m: float = 0.5  # 3D separation, uniform, in units of the host R200m
+    merger_d_max_R200m: float = 1.5
+    merger_gas_lag_min_Mpc: float = 0.05  # secondary gas lags its DM along -v, uniform
+    merger_gas_lag_max_Mpc: float = 0.25
+    # Neighbours (section 5): masses in [collapsed_M_min, collapsed_M_max_frac M200m], the range the smooth
+    # background removes, at R200m + R200m(M') < r < R_gen.
     # Cosmology (section 0)
     cosmology: CosmologyParams = PAPER
 
@@ -154,6 +208,38 @@ class MockConfig:
             raise ValueError("n_ngb must be >= 2 and n_radial_table >= 10")
         if not (0.0 <= self.hydrostatic_bias < 1.0):
             raise ValueError("hydrostatic_bias must be in [0, 1)")
+        if len(set(self.components)) != len(self.components):
+            raise ValueError(f"components must not repeat, got {list(self.components)}")
+        for lo, hi in (
+            ("merger_xi_min", "merger_xi_max"),
+            ("merger_d_min_R200m", "merger_d_max_R200m"),
+            ("merger_gas_lag_min_Mpc", "merger_gas_lag_max_Mpc"),
+            ("subhalo_fv_min", "subhalo_fv_max"),
+            ("c_min", "c_max"),
+        ):
+            if not (0.0 <= getattr(self, lo) <= getattr(self, hi)):
+                raise ValueError(f"need 0 <= {lo} <= {hi}, got {getattr(self, lo)} and {getattr(self, hi)}")
+        if not (0.0 <= self.p_merge <= 1.0):
+            raise ValueError(f"p_merge must be in [0, 1], got {self.p_merge}")
+        if self.merger_xi_min <= 0 or self.merger_xi_max > 1:
+            raise ValueError("merger mass ratios must lie in (0, 1]")
+        if not (0.0 < self.subhalo_psi_max <= 1.0) or self.subhalo_min_particles <= 0:
+            raise ValueError("need 0 < subhalo_psi_max <= 1 and subhalo_min_particles > 0")
+
+    def non_merger_type_probabilities(self) -> np.ndarray:
+        """Pressure-type probabilities (CC, universal, MD) of hosts without a merger.
+
+        Mergers are disturbed, so with the merger component on the disturbed share of the others is
+        p_disturbed - p_merge (floored at 0), renormalised: the overall type fractions stay
+        (p_cool_core, p_universal, p_disturbed) and the merger fraction p_merge while p_merge <= p_disturbed.
+        """
+        p = np.array([self.p_cool_core, self.p_universal, self.p_disturbed], dtype=float)
+        if "merger" in self.components and self.p_merge > 0:
+            if self.p_merge >= 1.0:
+                return p  # never used: every host merges
+            p[2] = max(p[2] - self.p_merge, 0.0)
+            p /= p.sum()
+        return p
 
     @classmethod
     def from_mapping(cls, d: Mapping | None) -> "MockConfig":
@@ -257,6 +343,11 @@ class PressurePainter:
     r_max: float
     amplitude: float = 1.0
 
+    @property
+    def bounding_radius(self) -> float:
+        """Radius of the sphere about ``centre`` outside which the painter is zero."""
+        return float(self.r_max * np.max(self.axes))
+
     def radius(self, pos: np.ndarray) -> np.ndarray:
         local = (np.asarray(pos) - self.centre[None, :]) @ self.rotation
         return np.sqrt(np.sum((local / self.axes[None, :]) ** 2, axis=1))
@@ -299,7 +390,11 @@ def collapsed_fractions(
 
 @dataclass(frozen=True)
 class HostHalo:
-    """The host's derived quantities and per-cluster draws (masses in Msun, radii in Mpc)."""
+    """A halo's derived quantities and per-cluster draws (masses in Msun, radii in Mpc).
+
+    Built for the host from its catalogue row (:meth:`from_row`), and for a merger secondary or a neighbour
+    from their draws (:meth:`derive`). Positions (``centre``, ``gas_centre``) are relative to the host DM centre.
+    """
 
     halo_id: int
     seed: int
@@ -327,6 +422,8 @@ class HostHalo:
     outer_norm: float
     f_coll: float
     sigma_bf: float
+    centre: np.ndarray = field(default_factory=lambda: np.zeros(3))  # DM centre
+    merger: bool = False  # the host has a merger secondary (section 3)
 
     @classmethod
     def from_row(cls, halo: Mapping, cfg: MockConfig) -> "HostHalo":
@@ -342,16 +439,33 @@ class HostHalo:
         rotation = Rotation.from_quat(quat).as_matrix()
         scatter = cfg.per_cluster_scatter
 
-        # Pressure type (a catalog may fix it with an optional 'pressure_type' column).
-        fixed_type = halo.get("pressure_type")
-        if isinstance(fixed_type, float) and np.isnan(fixed_type):  # an empty catalogue cell
-            fixed_type = None
+        def column(name):
+            """An optional catalogue column (None when absent or an empty cell)."""
+            v = halo.get(name)
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                return None
+            return v
+
+        # Merger flag (section 3): drawn with p_merge when the merger component is on; a catalogue may fix it
+        # with an optional 'merger' column. per_cluster_scatter = False draws no merger.
+        merger = False
+        if "merger" in cfg.components:
+            fixed_merger = column("merger")
+            if fixed_merger is not None:
+                merger = bool(fixed_merger)
+            elif scatter:
+                merger = bool(stream(seed, "host/merger").random() < cfg.p_merge)
+
+        # Pressure type (a catalog may fix it with an optional 'pressure_type' column); mergers are disturbed.
+        fixed_type = column("pressure_type")
         if fixed_type:
             ptype = str(fixed_type)
             if ptype not in PRESSURE_TYPES:
                 raise ValueError(f"pressure_type {ptype!r} not in {PRESSURE_TYPES}")
+        elif merger:
+            ptype = "disturbed"
         elif scatter:
-            probs = [cfg.p_cool_core, cfg.p_universal, cfg.p_disturbed]
+            probs = cfg.non_merger_type_probabilities()
             ptype = PRESSURE_TYPES[int(stream(seed, "host/pressure_type").choice(3, p=probs))]
         else:
             ptype = "universal"
@@ -365,7 +479,56 @@ class HostHalo:
         gas_amplitude = lognormal("host/gas_rho0", cfg.sigma_ln_gas_rho0)
         outer_norm = cfg.outer_norm * lognormal("host/outer_norm", cfg.sigma_ln_outer_norm)
 
-        c = c_cat * (cfg.disturbed_c_factor if disturbed else 1.0)
+        sig_off = (cfg.gas_offset_disturbed_R200m if disturbed else cfg.gas_offset_relaxed_R200m) * R200m
+        gas_centre = stream(seed, "host/gas_offset").normal(0.0, sig_off, 3) if scatter and sig_off > 0 else np.zeros(3)
+        return cls.derive(
+            halo_id=int(halo["halo_id"]),
+            seed=seed,
+            M200m=M200m,
+            R200m=R200m,
+            c200m_catalog=c_cat,
+            s=s,
+            q=q,
+            rotation=rotation,
+            pressure_type=ptype,
+            P0_factor=P0_factor,
+            c500_factor=c500_factor,
+            gas_amplitude=gas_amplitude,
+            gas_centre=gas_centre,
+            outer_norm=outer_norm,
+            cfg=cfg,
+            environment=True,
+            merger=merger,
+        )
+
+    @classmethod
+    def derive(
+        cls,
+        *,
+        halo_id: int,
+        seed: int,
+        M200m: float,
+        R200m: float,
+        c200m_catalog: float,
+        s: float,
+        q: float,
+        rotation: np.ndarray,
+        pressure_type: str,
+        P0_factor: float,
+        c500_factor: float,
+        gas_amplitude: float,
+        gas_centre: np.ndarray,
+        cfg: MockConfig,
+        outer_norm: float = 1.0,
+        centre: np.ndarray | None = None,
+        environment: bool = False,
+        merger: bool = False,
+    ) -> "HostHalo":
+        """Derived quantities from the draws: disturbed c factor, 200c/500c masses (NFW), nu, r_t, gas axes.
+
+        ``environment`` computes the collapsed fractions the smooth background removes (the host only).
+        """
+        c = c200m_catalog * (cfg.disturbed_c_factor if pressure_type == "disturbed" else 1.0)
         params = cfg.cosmology
         M200c, R200c, c200c = cosmo_mod.change_mass_definition(M200m, c, "200m", "200c", params)
         M500c, R500c, _ = cosmo_mod.change_mass_definition(M200m, c, "200m", "500c", params)
@@ -374,22 +537,19 @@ class HostHalo:
 
         k = cfg.gas_ellipticity_scale
         axes_gas = ellipsoid_axes(1.0 - k * (1.0 - q), 1.0 - k * (1.0 - s))
-        sig_off = (cfg.gas_offset_disturbed_R200m if disturbed else cfg.gas_offset_relaxed_R200m) * R200m
-        gas_centre = stream(seed, "host/gas_offset").normal(0.0, sig_off, 3) if scatter and sig_off > 0 else np.zeros(3)
-
-        if cfg.smooth_subtract_collapsed:
+        if environment and cfg.smooth_subtract_collapsed:
             f_coll, sigma_bf = collapsed_fractions(
                 cfg.collapsed_M_min, cfg.collapsed_M_max_frac * M200m, params, cfg.hmf_model, cfg.bias_model
             )
         else:
             f_coll, sigma_bf = 0.0, 0.0
         return cls(
-            halo_id=int(halo["halo_id"]),
-            seed=seed,
-            M200m=M200m,
-            R200m=R200m,
-            c200m=c,
-            c200m_catalog=c_cat,
+            halo_id=int(halo_id),
+            seed=int(seed),
+            M200m=float(M200m),
+            R200m=float(R200m),
+            c200m=float(c),
+            c200m_catalog=float(c200m_catalog),
             nu=nu,
             r_t=r_t,
             M200c=M200c,
@@ -397,19 +557,21 @@ class HostHalo:
             c200c=c200c,
             M500c=M500c,
             R500c=R500c,
-            rotation=rotation,
-            q=q,
-            s=s,
+            rotation=np.asarray(rotation, dtype=float),
+            q=float(q),
+            s=float(s),
             axes_dm=ellipsoid_axes(q, s),
             axes_gas=axes_gas,
-            pressure_type=ptype,
-            P0_factor=P0_factor,
-            c500_factor=c500_factor,
-            gas_amplitude=gas_amplitude,
+            pressure_type=pressure_type,
+            P0_factor=float(P0_factor),
+            c500_factor=float(c500_factor),
+            gas_amplitude=float(gas_amplitude),
             gas_centre=np.asarray(gas_centre, dtype=float),
-            outer_norm=outer_norm,
+            outer_norm=float(outer_norm),
             f_coll=f_coll,
             sigma_bf=sigma_bf,
+            centre=np.zeros(3) if centre is None else np.asarray(centre, dtype=float),
+            merger=bool(merger),
         )
 
     def radial_table(self, rho: Callable, cfg: MockConfig):
@@ -569,13 +731,367 @@ class HostDarkMatter:
 
     def sample(self, rng):
         h = self.host
-        return ComponentOutput(dm=sample_radial(rng, self.r_tab, self.M_tab, self.cfg.m_dm, axes=h.axes_dm, rotation=h.rotation))
+        return ComponentOutput(
+            dm=sample_radial(
+                rng, self.r_tab, self.M_tab, self.cfg.m_dm, axes=h.axes_dm, rotation=h.rotation, centre=h.centre
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Substructure and environment (sections 3, 5)
+# --------------------------------------------------------------------------------------------------
+def _within(ps: ParticleSet, R: float) -> ParticleSet:
+    """The particles inside the sphere |x| <= R about the host centre (satellites are sampled to R_gen too)."""
+    keep = np.einsum("ij,ij->i", ps.pos, ps.pos) <= R * R
+    return ps if keep.all() else ps.subset(keep)
+
+
+def host_delta_m(host: HostHalo, cfg: MockConfig) -> Callable:
+    """The host's outer term delta_m(r) (section 2), shared by the smooth background and the neighbours."""
+
+    def delta_m(r):
+        return profiles.delta_m_outer(
+            r, host.R200m, host.outer_norm, cfg.outer_slope, cfg.outer_pivot_R200m, cfg.outer_max_rho
+        )
+
+    return delta_m
+
+
+def pressure_profile(M200c: float, R200c: float, M500c: float, R500c: float, cfg: MockConfig, **a10_kwargs):
+    """The configured electron-pressure model of a halo: debiased A10 (with type and scatter) or B12."""
+    if cfg.pressure_model == "arnaud10":
+        return profiles.Arnaud10Pressure.debiased(M500c, R500c, b=cfg.hydrostatic_bias, **a10_kwargs)
+    rho_c = cosmo_mod.rho_crit(cfg.cosmology)
+    f_b = cfg.cosmology.Ob0 / cfg.cosmology.Om0
+    return profiles.Battaglia12Pressure(M200c, R200c, rho_c, f_b, P0_factor=a10_kwargs.get("P0_factor", 1.0))
+
+
+def draw_satellite_halos(
+    rng: np.random.Generator,
+    host: HostHalo,
+    cfg: MockConfig,
+    M: np.ndarray,
+    centres: np.ndarray,
+    *,
+    gas_centres: np.ndarray | None = None,
+    pressure_type: str | None = None,
+) -> list[HostHalo]:
+    """Full section 2/4 halos (c + scatter, JS02 shape, rotation, pressure type and scatter) at given centres.
+
+    Every random number is drawn whatever the switches, so ``per_cluster_scatter`` (off: median c, universal
+    type unless ``pressure_type`` forces one, no amplitude scatter) does not shift the other draws.
+    """
+    from .catalog import HaloModel, draw_axis_ratios, draw_rotations
+
+    M = np.asarray(M, dtype=float)
+    n = M.size
+    params = cfg.cosmology
+    c_scatter = 10.0 ** (cfg.sigma_log10_c * rng.standard_normal(n))
+    s, q = draw_axis_ratios(rng, M, HaloModel(), params) if n else (np.zeros(0), np.zeros(0))
+    quats = draw_rotations(rng, n)
+    type_idx = rng.choice(3, size=n, p=[cfg.p_cool_core, cfg.p_universal, cfg.p_disturbed])
+    ln_P0, ln_c500, ln_rho0 = rng.standard_normal((3, n))
+    scatter = cfg.per_cluster_scatter
+    c_med = substructure.median_concentration(M, params, cfg.concentration_model) if n else np.zeros(0)
+    c = np.clip(c_med * (c_scatter if scatter else 1.0), cfg.c_min, cfg.c_max)
+    halos = []
+    for i in range(n):
+        ptype = pressure_type or (PRESSURE_TYPES[int(type_idx[i])] if scatter else "universal")
+        f = (lambda sig, z: float(np.exp(sig * z)) if scatter else 1.0)  # noqa: E731
+        halos.append(
+            HostHalo.derive(
+                halo_id=host.halo_id,
+                seed=host.seed,
+                M200m=float(M[i]),
+                R200m=float(cosmo_mod.R200m(M[i], params)),
+                c200m_catalog=float(c[i]),
+                s=float(s[i]),
+                q=float(q[i]),
+                rotation=Rotation.from_quat(quats[i]).as_matrix(),
+                pressure_type=ptype,
+                P0_factor=f(cfg.sigma_ln_P0, ln_P0[i]),
+                c500_factor=f(cfg.sigma_ln_c500, ln_c500[i]),
+                gas_amplitude=f(cfg.sigma_ln_gas_rho0, ln_rho0[i]),
+                gas_centre=centres[i] if gas_centres is None else gas_centres[i],
+                centre=centres[i],
+                cfg=cfg,
+            )
+        )
+    return halos
+
+
+class Subhalos:
+    """Subhalos of the host (section 3): mass function, Gao radii, tidal truncation, ram-pressure stripping.
+
+    Each subhalo is an NFW (c = subhalo_c_factor x median c(m)) cut sharply at the Jacobi radius r_t, with
+    M(<r_t) = m, placed at x = r / R200m from Gao et al. (2004) on the host DM ellipsoid. Its gas is the B16
+    profile of mass m cut at r_t, of which only the part inside the ram-pressure stripping radius is kept
+    (v = f_v V_c,host(d), ICM density of the host gas profile). Retained gas paints the subhalo's pressure
+    with amplitude = retained fraction. Subhalo DM and retained gas inside R200m enter the mass closure.
+    The host's mass profile for r_t and V_c is its DM shape normalised to M200m at R200m.
+    """
+
+    name = "subhalos"
+
+    def __init__(self, host: HostHalo, cfg: MockConfig):
+        self.host, self.cfg = host, cfg
+        p = cfg.cosmology
+        rng = stream(host.seed, "subhalos/draws")
+        A = substructure.subhalo_amplitude(host.M200m, cfg.subhalo_log10_A0, cfg.subhalo_A_mass_slope, p.h)
+        self.A = A
+        self.m_min = cfg.subhalo_min_particles * cfg.m_dm
+        kw = dict(A=A, alpha=cfg.subhalo_alpha, beta=cfg.subhalo_beta)
+        self.expected_number = substructure.expected_subhalos(host.M200m, self.m_min, cfg.subhalo_psi_max, **kw)
+        m = substructure.draw_subhalo_masses(rng, host.M200m, self.m_min, cfg.subhalo_psi_max, **kw)
+        n = m.size
+        x = substructure.draw_gao_radii(rng, n, host.c200m, cfg.gao_a, cfg.gao_alpha, cfg.gao_beta)
+        dirs = substructure.isotropic_directions(rng, n)
+        f_v = rng.uniform(cfg.subhalo_fv_min, cfg.subhalo_fv_max, n)
+        d = np.maximum(x, 1e-4) * host.R200m  # ellipsoidal radius of the subhalo centre
+        self.m, self.d, self.f_v = m, d, f_v
+        self.centres = (d[:, None] * dirs * host.axes_dm[None, :]) @ host.rotation.T + host.centre[None, :]
+
+        # Host mass profile (DM shape with M(<R200m) = M200m) and ICM density at each subhalo.
+        pot = HostDarkMatter(host, cfg, 0.0)
+        lnr, lnM = np.log(pot.r_tab[1:]), np.log(pot.M_tab[1:])
+        M_h = np.exp(np.interp(np.log(d), lnr, lnM))
+        slope = np.interp(np.log(d), lnr, np.gradient(lnM, lnr))
+        icm = HostGas(host, cfg)
+        rho_icm = icm.density(icm.painter().radius(self.centres)) if n else np.zeros(0)
+        self.ram_pressure = rho_icm * f_v**2 * G_MPC_KMS2_PER_MSUN * M_h / d  # Msun/Mpc^3 (km/s)^2
+
+        rho_c = cosmo_mod.rho_crit(p)
+        f_b = p.Ob0 / p.Om0
+        c_med = substructure.median_concentration(m, p, cfg.concentration_model) if n else np.zeros(0)
+        self.c = c_med * cfg.subhalo_c_factor
+        self.R200m_sub = cosmo_mod.R200m(m, p) if n else np.zeros(0)
+        self.r_s = self.R200m_sub / np.maximum(self.c, 1e-3) if n else np.zeros(0)
+        r_t = substructure.tidal_radius(m, d, M_h, slope)
+        self.r_t = np.minimum(r_t, cfg.subhalo_rt_max_R200m * self.R200m_sub)
+        self.r_strip = np.zeros(n)
+        self.gas_initial = np.zeros(n)
+        self.gas_retained = np.zeros(n)
+        self.tables = []  # per subhalo: (r, M_dm(<r), M_gas,retained(<r))
+        self.painters = []
+        for i in range(n):
+            M200c, R200c, _ = cosmo_mod.change_mass_definition(m[i], self.c[i], "200m", "200c", p)
+            b16 = profiles.Battaglia16GasDensity(M200c, R200c, rho_c, f_b)
+            r, M_gas = profiles.enclosed_mass_table(b16, 1e-3 * self.r_t[i], self.r_t[i], 256)
+            xr = r / self.r_s[i]
+            M_dm = m[i] * profiles.nfw_mu(xr) / profiles.nfw_mu(self.r_t[i] / self.r_s[i])
+            r_strip = substructure.stripping_radius(
+                r[1:], (M_dm + M_gas)[1:], b16(r[1:]), self.ram_pressure[i], cfg.ram_pressure_alpha
+            )
+            kept = float(np.interp(r_strip, r, M_gas))
+            self.r_strip[i], self.gas_initial[i], self.gas_retained[i] = r_strip, M_gas[-1], kept
+            self.tables.append((r, M_dm, np.minimum(M_gas, kept)))
+            if kept > 0:
+                M500c, R500c, _ = cosmo_mod.change_mass_definition(m[i], self.c[i], "200m", "500c", p)
+                self.painters.append(
+                    PressurePainter(
+                        profile=pressure_profile(M200c, R200c, M500c, R500c, cfg),
+                        centre=self.centres[i],
+                        rotation=np.eye(3),
+                        axes=np.ones(3),
+                        r_max=cfg.paint_radius_R200m * self.R200m_sub[i],
+                        amplitude=kept / M_gas[-1],
+                    )
+                )
+
+    @property
+    def retained_fraction(self) -> np.ndarray:
+        out = np.zeros_like(self.gas_retained)
+        return np.divide(self.gas_retained, self.gas_initial, out=out, where=self.gas_initial > 0)
+
+    @functools.cached_property
+    def _closure(self) -> float:
+        R = self.host.R200m
+        return float(
+            sum(
+                substructure.mass_inside_sphere(r, M_dm + M_gas, c - self.host.centre, R)
+                for (r, M_dm, M_gas), c in zip(self.tables, self.centres)
+            )
+        )
+
+    def closure_mass(self) -> float:
+        return self._closure
+
+    def sample(self, rng):
+        cfg = self.cfg
+        dm, gas = [], []
+        for i, (r, M_dm, M_gas) in enumerate(self.tables):
+            n = _stochastic_round(self.m[i] / cfg.m_dm, rng)
+            x_t = self.r_t[i] / self.r_s[i]
+            rr = self.r_s[i] * profiles.nfw_inverse_cdf(rng.random(n), x_t)
+            dm.append(ParticleSet(pos=self.centres[i] + rr[:, None] * substructure.isotropic_directions(rng, n),
+                                  mass=np.full(n, cfg.m_dm)))
+            if M_gas[-1] > 0:
+                gas.append(sample_radial(rng, r, M_gas, cfg.m_gas, centre=self.centres[i]))
+        R = cfg.R_gen
+        return ComponentOutput(
+            dm=_within(ParticleSet.concat(dm), R), gas=_within(ParticleSet.concat(gas), R), painters=list(self.painters)
+        )
+
+    def meta(self) -> dict:
+        return {
+            "n_subhalos": int(self.m.size),
+            "expected_number": self.expected_number,
+            "m_min_Msun": self.m_min,
+            "mass_Msun": self.m.tolist(),
+            "d_over_R200m": (self.d / self.host.R200m).tolist(),
+            "centre_Mpc": self.centres.tolist(),
+            "r_t_Mpc": self.r_t.tolist(),
+            "r_strip_Mpc": self.r_strip.tolist(),
+            "retained_gas_fraction": self.retained_fraction.tolist(),
+        }
+
+
+class Merger:
+    """A major-merger secondary (section 3) when the host is flagged ``merger`` (else nothing).
+
+    Mass xi M200m (xi log-uniform), at d ~ U(d_min, d_max) R200m in an isotropic direction n, moving along
+    v = +-(-n) (pre- or post-pericentre); its gas centre lags its DM centre by U(lag_min, lag_max) along -v.
+    It is a full halo (its own c + scatter, JS02 shape and rotation, B16 gas and pressure), tagged disturbed
+    like the host.
+
+    The catalogue mass stays M200m of the primary (PHYSICS section 3): the secondary is added on top and does
+    not enter the host's mass closure (section 2 lists host DM, host gas, subhalos and the smooth term only),
+    so the sphere of R200m holds M200m + :meth:`mass_inside_host` (reported in the meta). Absorbing it in the
+    host DM instead would drain the primary's DM core (f_gas(<R500c) up to ~0.2 for xi ~ 0.5 at 0.5 R200m).
+    """
+
+    name = "merger"
+
+    def __init__(self, host: HostHalo, cfg: MockConfig):
+        self.host, self.cfg = host, cfg
+        self.halo = None
+        if not host.merger:
+            return
+        rng = stream(host.seed, "merger/draws")
+        self.xi = float(np.exp(rng.uniform(np.log(cfg.merger_xi_min), np.log(cfg.merger_xi_max))))
+        self.separation = float(rng.uniform(cfg.merger_d_min_R200m, cfg.merger_d_max_R200m) * host.R200m)
+        n_hat = substructure.isotropic_directions(rng, 1)[0]
+        self.v_hat = float(rng.choice([-1.0, 1.0])) * (-n_hat)
+        self.gas_lag = float(rng.uniform(cfg.merger_gas_lag_min_Mpc, cfg.merger_gas_lag_max_Mpc))
+        centre = host.centre + self.separation * n_hat
+        gas_centre = centre - self.gas_lag * self.v_hat
+        (self.halo,) = draw_satellite_halos(
+            rng, host, cfg, np.array([self.xi * host.M200m]), centre[None, :],
+            gas_centres=gas_centre[None, :], pressure_type="disturbed",
+        )
+        self.gas = HostGas(self.halo, cfg)
+        self.dm = HostDarkMatter(self.halo, cfg, self.gas.closure_mass())
+
+    def closure_mass(self) -> float:
+        """0: the secondary is added on top of the catalogue halo (see the class docstring)."""
+        return 0.0
+
+    @functools.cached_property
+    def mass_inside_host(self) -> float:
+        """Expected mass of the secondary (DM + gas) inside the host's R200m sphere."""
+        if self.halo is None:
+            return 0.0
+        h, R = self.halo, self.host.R200m
+        return substructure.mass_inside_sphere(
+            self.dm.r_tab, self.dm.M_tab, h.centre - self.host.centre, R, axes=h.axes_dm, rotation=h.rotation
+        ) + substructure.mass_inside_sphere(
+            self.gas.r_tab, self.gas.M_tab, h.gas_centre - self.host.centre, R, axes=h.axes_gas, rotation=h.rotation
+        )
+
+    def sample(self, rng):
+        if self.halo is None:
+            return ComponentOutput()
+        dm, gas = self.dm.sample(rng).dm, self.gas.sample(rng).gas
+        R = self.cfg.R_gen
+        return ComponentOutput(dm=_within(dm, R), gas=_within(gas, R), painters=[self.gas.painter()])
+
+    def meta(self) -> dict:
+        if self.halo is None:
+            return {"merger": False}
+        h = self.halo
+        return {
+            "merger": True,
+            "mass_ratio": self.xi,
+            "M200m_Msun": h.M200m,
+            "c200m": h.c200m,
+            "separation_Mpc": self.separation,
+            "centre_Mpc": h.centre.tolist(),
+            "gas_centre_Mpc": h.gas_centre.tolist(),
+            "velocity_direction": self.v_hat.tolist(),
+            "gas_lag_Mpc": self.gas_lag,
+            "mass_inside_host_R200m_Msun": self.mass_inside_host,
+        }
+
+
+class Neighbours:
+    """Neighbour halos (section 5): a Poisson draw of n_T08(M') [1 + b_T10(M') delta_m(r)] over masses
+    [collapsed_M_min, collapsed_M_max_frac M200m] (the range the smooth background removes) and
+    R200m + R200m(M') < r < R_gen, isotropic directions; each a full section 2/4 halo (no stripping).
+    Particles beyond R_gen are dropped; their mass inside the host's R200m enters the mass closure.
+    """
+
+    name = "neighbours"
+
+    def __init__(self, host: HostHalo, cfg: MockConfig):
+        self.host, self.cfg = host, cfg
+        self.model = substructure.NeighbourModel(
+            R200m_host=host.R200m,
+            R_gen=cfg.R_gen,
+            M_min=cfg.collapsed_M_min,
+            M_max=cfg.collapsed_M_max_frac * host.M200m,
+            delta_m=host_delta_m(host, cfg),
+            params=cfg.cosmology,
+            hmf_model=cfg.hmf_model,
+            bias_model=cfg.bias_model,
+        )
+        rng = stream(host.seed, "neighbours/draws")
+        M, r = self.model.draw(rng)
+        centres = host.centre[None, :] + r[:, None] * substructure.isotropic_directions(rng, M.size)
+        self.halos = draw_satellite_halos(rng, host, cfg, M, centres)
+        self.gases = [HostGas(h, cfg) for h in self.halos]
+        self.dms = [HostDarkMatter(h, cfg, g.closure_mass()) for h, g in zip(self.halos, self.gases)]
+
+    def closure_mass(self) -> float:
+        return self._closure
+
+    @functools.cached_property
+    def _closure(self) -> float:
+        total, R = 0.0, self.host.R200m
+        for h, dm, gas in zip(self.halos, self.dms, self.gases):
+            for comp, axes in ((dm, h.axes_dm), (gas, h.axes_gas)):
+                total += substructure.mass_inside_sphere(
+                    comp.r_tab, comp.M_tab, h.centre - self.host.centre, R, axes=axes, rotation=h.rotation,
+                    n_dir=128, max_shells=64,
+                )
+        return total
+
+    def sample(self, rng):
+        dm = [d.sample(rng).dm for d in self.dms]
+        gas = [g.sample(rng).gas for g in self.gases]
+        R = self.cfg.R_gen
+        return ComponentOutput(
+            dm=_within(ParticleSet.concat(dm), R),
+            gas=_within(ParticleSet.concat(gas), R),
+            painters=[g.painter() for g in self.gases],
+        )
+
+    def meta(self) -> dict:
+        return {
+            "n_neighbours": len(self.halos),
+            "expected_number": self.model.expected_number(),
+            "M200m_Msun": [h.M200m for h in self.halos],
+            "centre_Mpc": [h.centre.tolist() for h in self.halos],
+        }
 
 
 #: Registry of optional components, by the name used in ``MockConfig.components``.
 COMPONENTS: dict[str, Callable[[HostHalo, MockConfig], Component]] = {
     "host_gas": HostGas,
     "smooth": SmoothBackground,
+    "subhalos": Subhalos,
+    "merger": Merger,
+    "neighbours": Neighbours,
 }
 
 
@@ -590,9 +1106,21 @@ def gas_thermodynamics(pos, rho, painters, cfg: MockConfig):
     l = 1.4e-27 g_ff T^1/2 mu_e n_e^2 with T in K.
     """
     rho = np.asarray(rho, dtype=float)
+    pos = np.asarray(pos, dtype=float)
     P = np.zeros(len(rho))
+    tree = None
     for p in painters:
-        P += p(pos)
+        # Small painters (subhalos, neighbours) are evaluated only on the particles of their bounding sphere.
+        if len(painters) > 1 and len(pos) > 1000 and p.bounding_radius < 0.25 * cfg.R_gen:
+            if tree is None:
+                from scipy.spatial import cKDTree
+
+                tree = cKDTree(pos)
+            idx = np.asarray(tree.query_ball_point(p.centre, p.bounding_radius, workers=cfg.sph_workers), dtype=np.intp)
+            if idx.size:
+                P[idx] += p(pos[idx])
+        else:
+            P += p(pos)
     n_e = rho * MSUN_PER_MPC3_IN_G_PER_CM3 / (MU_E * M_P_G)
     T_igm = profiles.t_igm(rho, cosmo_mod.rho_b(cfg.cosmology), cfg.T_igm0_K, cfg.gamma_igm)
     P = np.maximum(P, n_e * T_igm / KEV_K)
@@ -678,6 +1206,7 @@ def generate_particles(halo: Mapping, cfg: MockConfig | Mapping | None = None) -
             "closure_mass_Msun": comp.closure_mass(),
             "n_dm": 0 if out.dm is None else len(out.dm),
             "n_gas": 0 if out.gas is None else len(out.gas),
+            **(comp.meta() if hasattr(comp, "meta") else {}),
         }
     return RawParticles(host, comps, ParticleSet.concat(dm_parts), ParticleSet.concat(gas_parts), painters, comp_meta)
 

@@ -322,3 +322,95 @@ def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict)
             ax.legend(frameon=False, fontsize=7, loc="lower left")
     fig.suptitle(r"Cross-correlation $r(k)$ with the simulated map; dashed/dotted: the inputs themselves", fontsize=10)
     return fig
+GALLERY_FIELDS = (
+    ("gas", r"$\Sigma_{\rm gas}/\bar\Sigma_{\rm gas}$", "viridis"),
+    ("dm", r"$\Sigma_{\rm DM}/\bar\Sigma_{\rm DM}$", "magma"),
+    ("tsz", r"tSZ [$\mu$K]", "cividis"),
+    ("xray", r"$S_X$ [erg s$^{-1}$ cm$^{-2}$]", "inferno"),
+)
+
+
+def figure_substructure_gallery(
+    panels: Sequence[dict], *, pixel_Mpc: float, axis: int = 2, zoom_Mpc: float | None = None, detail_Mpc: float = 3.0
+):
+    """Maps of a few mock clusters (rows): gas, DM, tSZ and X-ray (log colour scale), then a detail panel.
+
+    Each entry of ``panels`` is a dict with ``maps`` ({field: (npix, npix) array} from
+    :func:`massmaps.observables.project_fields` with ``rotation=None`` along ``axis``), ``title`` and
+    ``meta`` (the cluster's meta). Markers from the meta, projected on the image plane: subhalo centres
+    (white circles, DM and X-ray), the merger secondary's DM centre (cyan x) and gas centre (cyan +), the
+    host gas centre (red +; the map centre is the host DM centre). ``zoom_Mpc`` shows the central
+    zoom_Mpc x zoom_Mpc of the four maps (None: the whole map). The fifth panel shows the DM map with gas
+    contours in a ``detail_Mpc`` box about the merger secondary (about the host without one), where the
+    gas-DM offset is visible.
+    """
+    from matplotlib.colors import LogNorm
+
+    from .observables import image_axes
+
+    ic, ir = image_axes(axis)
+    fig, axes = plt.subplots(len(panels), 5, figsize=(16.0, 3.2 * len(panels)), squeeze=False)
+
+    def lognorm(img):
+        positive = img[img > 0]
+        vmax = float(positive.max()) if positive.size else 1.0
+        vmin = max(float(positive.min()) if positive.size else vmax * 1e-6, vmax * 1e-5)
+        return LogNorm(vmin=vmin, vmax=vmax)
+
+    for row, panel in zip(axes, panels):
+        maps, meta = panel["maps"], panel.get("meta", {})
+        comps = meta.get("components", {})
+        npix = next(iter(maps.values())).shape[0]
+        half = 0.5 * npix * pixel_Mpc
+        extent = (-half, half, -half, half)
+        subs = np.asarray(comps.get("subhalos", {}).get("centre_Mpc", []), dtype=float).reshape(-1, 3)
+        merger = comps.get("merger", {})
+        gas_centre = meta.get("gas_centre")
+
+        def markers(ax, field):
+            if field in ("dm", "xray") and len(subs):
+                ax.scatter(subs[:, ic], subs[:, ir], s=60, facecolors="none", edgecolors="white", linewidths=0.5)
+            if merger.get("merger"):
+                c, g = merger["centre_Mpc"], merger["gas_centre_Mpc"]
+                ax.plot(c[ic], c[ir], "x", color="cyan", ms=7, mew=1.4)
+                ax.plot(g[ic], g[ir], "+", color="cyan", ms=9, mew=1.4)
+            if gas_centre is not None and field in ("gas", "xray", "detail"):
+                ax.plot(gas_centre[ic], gas_centre[ir], "+", color="red", ms=7, mew=1.0)
+                if field == "detail":
+                    ax.plot(0.0, 0.0, "x", color="red", ms=6, mew=1.0)
+
+        for ax, (field, label, cmap) in zip(row, GALLERY_FIELDS):
+            img = np.asarray(maps[field], dtype=float)
+            norm = lognorm(img)
+            im = ax.imshow(np.clip(img, norm.vmin, None), origin="lower", extent=extent, cmap=cmap, norm=norm,
+                           interpolation="nearest")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(label, fontsize=8)
+            markers(ax, field)
+            if zoom_Mpc:
+                ax.set_xlim(-zoom_Mpc / 2, zoom_Mpc / 2)
+                ax.set_ylim(-zoom_Mpc / 2, zoom_Mpc / 2)
+        # Detail: DM with gas contours about the secondary (or the host).
+        ax = row[4]
+        centre = merger["centre_Mpc"] if merger.get("merger") else [0.0, 0.0, 0.0]
+        x = (np.arange(npix) + 0.5) * pixel_Mpc - half
+        box = (np.abs(x - centre[ic])[None, :] < detail_Mpc / 2) & (np.abs(x - centre[ir])[:, None] < detail_Mpc / 2)
+        dm = np.asarray(maps["dm"], dtype=float)
+        dm_box = dm[box & (dm > 0)]
+        norm = LogNorm(vmin=float(dm_box.min()), vmax=float(dm_box.max())) if dm_box.size else lognorm(dm)
+        ax.imshow(np.clip(dm, norm.vmin, None), origin="lower", extent=extent, cmap="magma", norm=norm,
+                  interpolation="nearest")
+        lg = np.log10(np.clip(np.asarray(maps["gas"], dtype=float), 1e-6, None))
+        levels = np.linspace(np.percentile(lg[box], 50), lg[box].max(), 8)[:-1]
+        ax.contour(x, x, lg, levels=levels, colors="cyan", linewidths=0.6)
+        markers(ax, "detail")
+        ax.set_xlim(centre[ic] - detail_Mpc / 2, centre[ic] + detail_Mpc / 2)
+        ax.set_ylim(centre[ir] - detail_Mpc / 2, centre[ir] + detail_Mpc / 2)
+        for a in row:
+            a.set_xticks([])
+            a.set_yticks([])
+        row[0].set_ylabel(panel.get("title", ""), fontsize=9)
+    for ax, (_, label, _) in zip(axes[0], GALLERY_FIELDS):
+        ax.set_title(label.split("[")[0].strip(), fontsize=10)
+    axes[0][4].set_title(f"DM + gas contours, {detail_Mpc:g} Mpc box", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -13,8 +13,10 @@ from massmaps.score import check_ncsnpp_kwargs  # noqa: E402
 from massmaps.snapshot import GROUP_CATALOG_KEYS, check_sources, expand_files  # noqa: E402
 from massmaps.store import config_hash  # noqa: E402
 
+# The mock's knobs plus the run's cosmology (the mock has no cosmology key of its own in the config).
+MOCK_CONFIG = {**config["particles"]["mock"], "cosmology": config["cosmology"]}
 try:
-    MockConfig.from_mapping(config["particles"]["mock"])
+    MockConfig.from_mapping(MOCK_CONFIG)
 except (TypeError, ValueError) as err:
     raise ValueError(f"config: particles.mock: {err}") from None
 check_sources(config["catalog"], config["particles"])

@@ -9,7 +9,7 @@ rule project_shard:
         f"{RESULTS}/logs/project_shard/{{shard}}.log",
     params:
         source=config["particles"]["source"],
-        mock=config["particles"]["mock"],
+        mock=MOCK_CONFIG,
         snapshot=config["particles"]["snapshot"],
         cosmology=config["cosmology"],
         projection=config["projection"],
