@@ -8,7 +8,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint report clean
+.PHONY: install run test test-slurm lint report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The workflow through a real single-node Slurm brought up on this machine (root, Debian/Ubuntu: installs
+# slurmctld, slurmd, slurm-client and munge when missing; tests/slurm/up.sh, down.sh). About 5 minutes.
+test-slurm: install
+	MASSMAPS_SLURM_TEST=1 $(BIN)/python -m pytest tests/slurm -rP
 
 lint: install
 	$(BIN)/snakemake --lint

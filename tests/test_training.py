@@ -180,6 +180,41 @@ def test_time_budget_checkpoints_and_exits_75(tmp_path):
     assert not (tmp_path / "model").exists()  # the declared output is written only at the end
 
 
+def test_time_budget_counts_from_budget_start(tmp_path):
+    """A budget that an earlier start (e.g. the script's, before the normalisation) has spent stops at once."""
+    cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=30.0)
+    t0 = time.monotonic()
+    with pytest.raises(TrainingInterrupted) as info:
+        training.train(tmp_path / "model", synthetic(32, 8, 0), None, config=cfg, checkpoint_dir=tmp_path / "ckpt",
+                       log=quiet, budget_start=time.monotonic() - 29.0)
+    assert info.value.step == 1 and time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize(
+    "budget, runtime_min, margin_s, under_scheduler, expected",
+    [
+        (None, 60, 300, True, 3300.0),  # a Slurm job: its time limit less the margin
+        (None, 1, 35, True, 25.0),
+        (None, 240, 300, False, None),  # local: the runtime is a hint, never a limit
+        (None, None, 300, True, None),  # no runtime resource
+        (None, 60, None, True, None),  # margin null: off
+        (120, 60, 300, True, 120.0),  # an explicit budget wins, under Slurm or not
+        (120, None, None, False, 120.0),
+    ],
+)
+def test_attempt_time_budget(budget, runtime_min, margin_s, under_scheduler, expected):
+    assert training.attempt_time_budget(budget, runtime_min, margin_s, under_scheduler=under_scheduler) == expected
+
+
+def test_attempt_time_budget_rejects_a_runtime_shorter_than_the_margin():
+    with pytest.raises(ValueError, match="runtime_margin_s"):
+        training.attempt_time_budget(None, 5, 300, under_scheduler=True)
+    with pytest.raises(ValueError):
+        training.attempt_time_budget(None, 5, -1, under_scheduler=True)
+    with pytest.raises(ValueError):
+        training.attempt_time_budget(0, 5, 60, under_scheduler=True)
+
+
 def _final_weights(model_dir):
     return torch.load(Path(model_dir) / score.WEIGHTS_FILE, weights_only=True)
 

@@ -8,14 +8,26 @@ import sys
 import warnings
 
 
-def setup(path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Send the root logger (and warnings) to ``path`` (or stderr); return the ``massmaps`` logger."""
-    handler: logging.Handler = logging.FileHandler(path, mode="w") if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def setup(
+    path: str | os.PathLike | None = None,
+    level: int = logging.INFO,
+    also_append: str | os.PathLike | None = None,
+) -> logging.Logger:
+    """Send the root logger (and warnings) to ``path`` (or stderr); return the ``massmaps`` logger.
+
+    ``also_append``: a second file that is appended to, never truncated, e.g. one that keeps the log of
+    every attempt of a resumable job (Snakemake deletes a job's log file before each attempt).
+    """
+    handlers: list[logging.Handler] = [logging.FileHandler(path, mode="w") if path else logging.StreamHandler(sys.stderr)]
+    if also_append is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(also_append)), exist_ok=True)
+        handlers.append(logging.FileHandler(also_append, mode="a"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    root.addHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
     warnings.simplefilter("default")

@@ -69,8 +69,13 @@ def train_from_store(
     stretch="none",
     log_decades: float = 6.0,
     progress: bool = True,
+    budget_start: float | None = None,
 ):
-    """Fit the normalisation on the training split, then train (or resume) the score model."""
+    """Fit the normalisation on the training split, then train (or resume) the score model.
+
+    ``training["time_budget_s"]`` counts from ``budget_start`` (``time.monotonic()``; default: when
+    training starts, after the normalisation).
+    """
     ds = store.open_store(store_path)
     train_idx = splits.loc[splits["split"] == "train", "index"].to_numpy()
     val_idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
@@ -82,7 +87,7 @@ def train_from_store(
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
     val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
     return train(model_dir, train_ds, val_ds, config=config, checkpoint_dir=checkpoint_dir, normaliser=normaliser,
-                 log=log.info)
+                 log=log.info, budget_start=budget_start)
 
 
 def sample_from_store(

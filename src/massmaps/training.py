@@ -80,6 +80,40 @@ class LockHeldError(RuntimeError):
     """Another live process holds the checkpoint directory."""
 
 
+def attempt_time_budget(
+    time_budget_s: float | None,
+    runtime_min: float | None,
+    margin_s: float | None,
+    *,
+    under_scheduler: bool,
+) -> float | None:
+    """Wall time in seconds that one training attempt may use, or None for no limit.
+
+    An explicit ``time_budget_s`` always wins. Otherwise, inside a batch job (``under_scheduler``:
+    the caller saw e.g. ``SLURM_JOB_ID``) whose time limit is ``runtime_min`` minutes, the budget is
+    that limit less ``margin_s`` seconds for what the attempt does outside the training loop (the
+    scheduler's and the workflow manager's start-up, the final model write, the job's epilogue); the
+    attempt then checkpoints and exits with :data:`EXIT_RESUMABLE` before the scheduler kills it, and a
+    resubmitted job resumes. Outside a batch job the runtime is only a scheduling hint that nobody
+    enforces, so there is no budget; ``margin_s=None`` turns the derived budget off.
+    """
+    if time_budget_s is not None:
+        if not time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive or None, got {time_budget_s!r}")
+        return float(time_budget_s)
+    if not under_scheduler or runtime_min is None or margin_s is None:
+        return None
+    if margin_s < 0:
+        raise ValueError(f"the runtime margin must be >= 0 s, got {margin_s!r}")
+    budget = float(runtime_min) * 60.0 - float(margin_s)
+    if budget <= 0:
+        raise ValueError(
+            f"a runtime of {runtime_min} min leaves no training time after a margin of {margin_s} s: "
+            "raise the rule's runtime or lower training.runtime_margin_s"
+        )
+    return budget
+
+
 # ------------------------------------------------------------------------------------ config
 @dataclass
 class TrainConfig:
@@ -404,6 +438,7 @@ def train(
     checkpoint_dir: str | os.PathLike,
     normaliser: Normaliser | Mapping | None = None,
     log: Callable[[str], Any] = print,
+    budget_start: float | None = None,
 ) -> TrainResult:
     """Train (or resume training of) the conditional score model; write it to ``model_dir``.
 
@@ -411,9 +446,10 @@ def train(
     (default: ``train_dataset.normaliser`` if present) is stored with the model. Raises
     :class:`TrainingInterrupted` (exit code 75) after checkpointing when the time budget runs out
     or on SIGTERM/SIGUSR1, and :class:`LockHeldError` if another live process trains into
-    ``checkpoint_dir``.
+    ``checkpoint_dir``. ``config.time_budget_s`` counts from ``budget_start`` (a ``time.monotonic()``
+    reading, e.g. taken when the process started; default: now).
     """
-    t_start = time.monotonic()
+    t_start = time.monotonic() if budget_start is None else float(budget_start)
     model_dir, checkpoint_dir = Path(model_dir), Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     device = score_mod.resolve_device(config.device)

@@ -41,7 +41,7 @@ FIGURE_FORMATS = config["figures"]["formats"]
 DATA_HASH = config_hash({k: config[k] for k in ("seed", "cosmology", "catalog", "sightlines", "particles", "projection")})
 TRAINING_HASH = config_hash(
     {"data": DATA_HASH, "split": config["split"], "normalisation": config["normalisation"]}
-    | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "device", "num_workers")}}
+    | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "runtime_margin_s", "device", "num_workers")}}
 )
 
 

@@ -1,10 +1,18 @@
 """Rule train_model: fit the normalisation, train (or resume) the conditional score model.
 
 Exits 75 after checkpointing when the time budget runs out or on SIGTERM/SIGUSR1; a rerun resumes.
+Inside a Slurm job, with ``training.time_budget_s`` null, the budget is the rule's ``runtime``
+resource (the job's time limit) less ``training.runtime_margin_s``, counted from this script's start,
+so that a job about to hit its time limit checkpoints and exits and Snakemake's ``retries`` resubmit it.
 """
 
-import sys
-from pathlib import Path
+import time
+
+T0 = time.monotonic()  # the budget counts from here, before the imports and the normalisation
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
@@ -12,17 +20,32 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from massmaps import logs, reconstruct  # noqa: E402
+from massmaps.training import attempt_time_budget  # noqa: E402
 
-log = logs.setup(snakemake.log[0])  # noqa: F821
+# the log of every attempt, beside the checkpoints (Snakemake deletes the rule's log before each attempt)
+log = logs.setup(snakemake.log[0], also_append=Path(snakemake.params.checkpoint_dir) / "attempts.log")  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
+training = dict(snakemake.params.training)  # noqa: F821
+margin_s = training.pop("runtime_margin_s", None)
+runtime_min = snakemake.resources.get("runtime")  # noqa: F821  (minutes; Snakemake >= 9.20)
+slurm_job = os.environ.get("SLURM_JOB_ID")
+log.info("---- train_model on %s (Slurm job %s)", os.uname().nodename, slurm_job)
+training["time_budget_s"] = attempt_time_budget(
+    training.get("time_budget_s"), runtime_min, margin_s, under_scheduler=slurm_job is not None
+)
+if training["time_budget_s"] is not None:
+    log.info("time budget of this attempt: %.0f s (training.time_budget_s %s, runtime %s min, margin %s s)",
+             training["time_budget_s"], snakemake.params.training.get("time_budget_s"),  # noqa: F821
+             runtime_min, margin_s)
 result = reconstruct.train_from_store(
     snakemake.input.dataset,  # noqa: F821
     pd.read_parquet(snakemake.input.splits),  # noqa: F821
     snakemake.output.model,  # noqa: F821
     snakemake.params.checkpoint_dir,  # noqa: F821
-    training=snakemake.params.training,  # noqa: F821
+    training=training,
     stretch=snakemake.params.normalisation["stretch"],  # noqa: F821
     log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
+    budget_start=T0,
 )
 log.info("trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",
          result.step, result.resumed_from, result.train_loss, result.val_loss, result.images_per_s)
