@@ -9,7 +9,6 @@ nothing here plots.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__, metrics
+from .configkeys import reject_unknown_keys
 
 INPUTS = ("tsz", "xray")
 TARGETS = ("gas", "dm")
@@ -55,10 +55,7 @@ class EvalConfig:
     @classmethod
     def from_mapping(cls, d: Mapping | None) -> "EvalConfig":
         d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown evaluation key(s) {unknown}; allowed: {sorted(names)}")
+        reject_unknown_keys(cls, d, "evaluation")
         return cls(**d)
 
 
@@ -109,12 +106,13 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
     z_sum = np.zeros((nf, cfg.z_bins))
     z_in = np.zeros((nf, 3))  # pixels, inside 1 sigma, inside 2 sigma
     step = max(1, cfg.chunk_sightlines)
+    fields = [str(f) for f in dataset["field"].values]
+    target_pos, input_pos = [fields.index(f) for f in TARGETS], [fields.index(f) for f in INPUTS]
     for start in tqdm(range(0, n_map, step), desc="evaluate", unit="chunk", disable=not progress):
         sl = slice(start, min(start + step, n_map))
         truth_all = dataset["maps"].isel(sightline=pos[sl]).values.astype(np.float64)
-        fields = [str(f) for f in dataset["field"].values]
-        truth = truth_all[:, [fields.index(f) for f in TARGETS]]
-        inputs = truth_all[:, [fields.index(f) for f in INPUTS]]
+        truth = truth_all[:, target_pos]
+        inputs = truth_all[:, input_pos]
         chunk = samples.isel(sightline=sl).sel(field=list(TARGETS))
         mean = chunk["mean"].values.astype(np.float64)
         std = chunk["std"].values.astype(np.float64)

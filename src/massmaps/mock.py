@@ -43,7 +43,6 @@ adding a component or toggling one draw does not change the other draws.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import zlib
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from .constants import (
     MSUN_PER_MPC3_IN_G_PER_CM3,
     MU_E,
 )
+from .configkeys import reject_unknown_keys
 from .cosmology import PAPER, CosmologyParams
 from .particles import Cluster, ParticleSet
 
@@ -246,14 +246,7 @@ class MockConfig:
         """Build from a plain mapping (e.g. YAML). Unknown keys raise ValueError naming them."""
         if d is None:
             return cls()
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(str(k), sorted(names), n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(f"unknown MockConfig key(s): {', '.join(hints)}")
+        reject_unknown_keys(cls, d, "MockConfig")
         kw = dict(d)
         if "components" in kw:
             kw["components"] = tuple(kw["components"])

@@ -75,6 +75,13 @@ GEN_COLOUR, SIM_COLOUR = "tab:orange", "k"
 BASELINE_STYLES = {"tsz": dict(color="tab:purple", ls="--"), "xray": dict(color="tab:green", ls=":")}
 
 
+def _mean_band(ax, x, arr, colour, label, lw=1.6, alpha=0.2):
+    """Mean over maps (rows of ``arr``) as a line and the 16-84th percentile band, NaN-aware."""
+    lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
+    ax.plot(x, np.nanmean(arr, axis=0), color=colour, lw=lw, label=label)
+    ax.fill_between(x, lo, hi, color=colour, alpha=alpha, lw=0)
+
+
 def _unit_label(field: str, units: str) -> str:
     return {"1": "(dimensionless)", "microK": r"$\mu$K", "erg s-1 cm-2": r"erg s$^{-1}$ cm$^{-2}$"}.get(units, units)
 
@@ -128,7 +135,7 @@ def figure3_diffusion(forward: np.ndarray, reverse: np.ndarray, sigmas: Sequence
     nl, nf = forward.shape[:2]
     fig, axes = plt.subplots(2 * nf, nl, figsize=(1.9 * nl, 1.95 * 2 * nf), squeeze=False, constrained_layout=True)
     for fi, f in enumerate(fields):
-        clean = forward[0, fi] if sigmas[0] <= min(sigmas) else forward[np.argmin(sigmas), fi]
+        clean = forward[np.argmin(sigmas), fi]
         vmin, vmax = float(np.min(clean)), float(np.max(clean))
         for row, (name, stack) in enumerate((("forward", forward), ("reverse", reverse))):
             for li in range(nl):
@@ -248,9 +255,7 @@ def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_er
             ax, axr = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
             s, g = prof_sim[b, f], prof_gen[b, f]
             for arr, colour, label in ((s, SIM_COLOUR, "simulated"), (g, GEN_COLOUR, "generated (50-sample mean)")):
-                lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
-                ax.plot(radius, np.nanmean(arr, axis=0), color=colour, lw=1.6, label=label)
-                ax.fill_between(radius, lo, hi, color=colour, alpha=0.18, lw=0)
+                _mean_band(ax, radius, arr, colour, label, alpha=0.18)
             ax.set_yscale("log")
             ax.set_xticklabels([])
             ax.set_ylabel(rf"{FIELD_TITLES[f].split(' ')[0]} $\langle\Sigma/\bar\rho L\rangle$ in annulus", fontsize=8)
@@ -269,7 +274,10 @@ def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_er
     return fig
 
 
-def _spectrum_panels(k: np.ndarray, k_split: float, bins: Sequence[str], fields: Sequence[str], ylabel: str):
+def _spectrum_panels(k: np.ndarray, k_split: float, per_bin: dict, ylabel: str):
+    """Panels of a (mass_bin, field)-keyed dict: fields in rows, mass bins in columns, log k axes."""
+    bins = list(dict.fromkeys(mb for mb, _ in per_bin))
+    fields = list(dict.fromkeys(f for _, f in per_bin))
     fig, axes = plt.subplots(len(fields), len(bins), figsize=(4.4 * len(bins), 3.4 * len(fields)), squeeze=False,
                              sharex=True, constrained_layout=True)
     for ax in axes.flat:
@@ -279,20 +287,16 @@ def _spectrum_panels(k: np.ndarray, k_split: float, bins: Sequence[str], fields:
         ax.set_xlabel(r"$k$ [$h$ Mpc$^{-1}$]")
     for i, f in enumerate(fields):
         axes[i, 0].set_ylabel(f"{FIELD_TITLES[f].split(' ')[0]}: {ylabel}")
-    return fig, axes
+    return fig, axes, bins, fields
 
 
 def figure8_bias(k: np.ndarray, k_split: float, b: dict):
     """Fig. 8: b(k) = sqrt(P_gen/P_sim) per mass bin (columns) and field (rows), mean and 16-84 band."""
-    bins = list(dict.fromkeys(mb for mb, _ in b))
-    fields = list(dict.fromkeys(f for _, f in b))
-    fig, axes = _spectrum_panels(k, k_split, bins, fields, r"$b(k)$")
+    fig, axes, bins, fields = _spectrum_panels(k, k_split, b, r"$b(k)$")
     for i, f in enumerate(fields):
         for j, mb in enumerate(bins):
             ax, arr = axes[i, j], b[mb, f]
-            lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
-            ax.plot(k, np.nanmean(arr, axis=0), color=MASS_BIN_COLOURS.get(mb, "k"), lw=1.6, label=f"{mb} mass ({arr.shape[0]} maps)")
-            ax.fill_between(k, lo, hi, color=MASS_BIN_COLOURS.get(mb, "k"), alpha=0.2, lw=0)
+            _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"{mb} mass ({arr.shape[0]} maps)")
             ax.axhline(1, color="k", lw=0.6)
             ax.legend(frameon=False, fontsize=8)
     fig.suptitle(r"Bias $b(k) = \sqrt{P_{gen}/P_{sim}}$ of the 50-sample mean", fontsize=10)
@@ -304,16 +308,11 @@ def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict)
 
     r: (mass_bin, field) -> (maps, k); baselines: (mass_bin, field, input) -> (maps, k).
     """
-    bins = list(dict.fromkeys(mb for mb, _ in r))
-    fields = list(dict.fromkeys(f for _, f in r))
-    fig, axes = _spectrum_panels(k, k_split, bins, fields, r"$r(k)$")
+    fig, axes, bins, fields = _spectrum_panels(k, k_split, r, r"$r(k)$")
     for i, f in enumerate(fields):
         for j, mb in enumerate(bins):
             ax, arr = axes[i, j], r[mb, f]
-            lo, hi = np.nanpercentile(arr, [16, 84], axis=0)
-            ax.plot(k, np.nanmean(arr, axis=0), color=MASS_BIN_COLOURS.get(mb, "k"), lw=1.8,
-                    label=f"50-sample mean ({arr.shape[0]} maps)")
-            ax.fill_between(k, lo, hi, color=MASS_BIN_COLOURS.get(mb, "k"), alpha=0.2, lw=0)
+            _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"50-sample mean ({arr.shape[0]} maps)", lw=1.8)
             for inp, style in BASELINE_STYLES.items():
                 if (mb, f, inp) in baselines:
                     ax.plot(k, np.nanmean(baselines[mb, f, inp], axis=0), lw=1.2, **style,

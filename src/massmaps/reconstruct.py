@@ -189,11 +189,7 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
     """JSON to ``path`` via a temporary file and a rename."""
     import json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n")
-    os.replace(tmp, path)
+    store.write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n", path)
 
 
 def diffusion_trajectory(
@@ -232,12 +228,7 @@ def diffusion_trajectory(
     forward = np.stack([x0 + s * z for s in levels]).astype(np.float32)
 
     denoiser = trained.denoiser
-    solver, schedule, default_steps = samplers.get_sampler(sampler)
-    n = default_steps if steps is None else int(steps)
-    sigmas = schedule(n, denoiser.sigma_min, denoiser.sigma_max)
-    kwargs = dict(sampler_kwargs or {})
-    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
-        kwargs["s_tmax"] = denoiser.sigma_max / (1 + min(kwargs.get("s_churn", 0.0) / n, np.sqrt(2) - 1))
+    solver, sigmas, kwargs = samplers.solver_setup(sampler, denoiser, steps, sampler_kwargs)
     states: list[tuple[float, np.ndarray]] = []
     dev = denoiser.device
     generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
@@ -260,6 +251,6 @@ def diffusion_trajectory(
         },
         coords={"level": np.arange(len(levels)), "sigma": ("level", levels), "sigma_reached": ("level", reached),
                 "field": list(TARGETS), "y": maps["y"].values, "x": maps["x"].values},
-        attrs={"sightline_id": sid, "M200m_Msun": float(smp["M200m_Msun"].values[k]), "sampler": sampler, "steps": n,
+        attrs={"sightline_id": sid, "M200m_Msun": float(smp["M200m_Msun"].values[k]), "sampler": sampler, "steps": len(sigmas) - 1,
                "seed": int(seed)},
     )

@@ -189,6 +189,26 @@ def sample_seed(seed: int, sightline: int, sample: int) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+def solver_setup(sampler: str, denoiser, steps: int | None = None, sampler_kwargs: dict | None = None, *,
+                 sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0):
+    """The solver, its noise levels and its keywords for ``denoiser``.
+
+    ``steps`` defaults per sampler (see ``SAMPLERS``), the sigma range to the network's. For
+    ``edm_stochastic`` without an explicit ``s_tmax``, churn stops where the churned sigma_hat would
+    leave the range the network was trained on.
+    """
+    solver, schedule, default_steps = get_sampler(sampler)
+    steps = default_steps if steps is None else int(steps)
+    smin = denoiser.sigma_min if sigma_min is None else float(sigma_min)
+    smax = denoiser.sigma_max if sigma_max is None else float(sigma_max)
+    sigmas = schedule(steps, smin, smax, rho=rho) if schedule is karras_sigmas else schedule(steps, smin, smax)
+    kwargs = dict(sampler_kwargs or {})
+    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
+        gamma = min(kwargs.get("s_churn", 0.0) / steps, math.sqrt(2) - 1)
+        kwargs["s_tmax"] = denoiser.sigma_max / (1 + gamma)
+    return solver, sigmas, kwargs
+
+
 def _as_denoiser(model, device):
     from .score import Denoiser, TrainedModel, load_model
 
@@ -239,7 +259,7 @@ def draw_posterior_samples(
     -------
     float32 array (B, n_samples, C_out, H, W), normalised units.
     """
-    solver, schedule, default_steps = get_sampler(sampler)
+    get_sampler(sampler)  # an unknown name fails before a model is loaded
     if n_samples < 1 or batch_size < 1:
         raise ValueError(f"n_samples and batch_size must be positive, got {n_samples}, {batch_size}")
     denoiser = _as_denoiser(model, device)
@@ -251,15 +271,8 @@ def draw_posterior_samples(
     if len(ids) != n_in:
         raise ValueError(f"{len(ids)} sightline_ids for {n_in} inputs")
 
-    steps = default_steps if steps is None else int(steps)
-    smin = denoiser.sigma_min if sigma_min is None else float(sigma_min)
-    smax = denoiser.sigma_max if sigma_max is None else float(sigma_max)
-    sigmas = schedule(steps, smin, smax, rho=rho) if schedule is karras_sigmas else schedule(steps, smin, smax)
-    kwargs = dict(sampler_kwargs or {})
-    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
-        # Keep the churned sigma_hat inside the range the network was trained on.
-        gamma = min(kwargs.get("s_churn", 0.0) / steps, math.sqrt(2) - 1)
-        kwargs["s_tmax"] = denoiser.sigma_max / (1 + gamma)
+    solver, sigmas, kwargs = solver_setup(sampler, denoiser, steps, sampler_kwargs,
+                                          sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
 
     channels = int(denoiser.net.hyperparameters["channels"]) if hasattr(denoiser.net, "hyperparameters") else None
     pairs = [(b, k) for b in range(n_in) for k in range(n_samples)]

@@ -46,8 +46,6 @@ projection cube (every view of the halo), so that particles in the cube see thei
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import glob
 import logging
 import re
@@ -60,6 +58,7 @@ import pandas as pd
 
 from .catalog import CENTRE_COLUMNS, COLUMNS
 from .constants import BREMS_COEFF, K_B_ERG_PER_K, KEV_K, M_P_G, MPC_CM, MSUN_G, MSUN_PER_MPC3_IN_G_PER_CM3
+from .configkeys import reject_unknown_keys
 from .cosmology import CosmologyParams
 from .particles import Cluster, ParticleSet
 
@@ -136,14 +135,7 @@ class SnapshotConfig:
         """Build from a plain mapping (e.g. YAML; a subset of the keys is fine). Unknown keys raise ValueError naming them."""
         if d is None:
             return cls()
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(str(k), sorted(names), n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(f"unknown SnapshotConfig key(s): {', '.join(hints)}")
+        reject_unknown_keys(cls, d, "SnapshotConfig")
         return cls(**d)
 
     @classmethod

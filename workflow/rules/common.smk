@@ -27,11 +27,11 @@ except ValueError as err:
 if abs(sum(config["split"]["fractions"]) - 1) > 1e-9:
     raise ValueError(f"config: split.fractions must sum to 1, got {config['split']['fractions']}")
 
+EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
 try:
-    EVALUATION = EvalConfig.from_mapping({k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"})
+    EvalConfig.from_mapping(EVALUATION)
 except (TypeError, ValueError) as err:
     raise ValueError(f"config: evaluation: {err}") from None
-EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
 
 RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
