@@ -95,3 +95,28 @@ def test_no_named_bin_falls_back_to_all():
     ev = evaluation.evaluate(smp, maps, {"mass_bins": {"huge": [1e16, 2e16]}})
     assert set(evaluation.table1(ev)["mass_bin"]) == {"all"}
     assert metrics.converged_n(ev["V_ratio"].sel(field="gas").mean("sightline").values) is None  # 8 samples
+
+
+def test_linear_baselines_exact_cases():
+    """An input that is a scaled copy of a target has r = 1 at every k; independent fields have r near 0;
+    maps are grouped by the mass bins, 'all' holding every map."""
+    _, maps = _stores(n_maps=8, seed=3)
+    arr = maps["maps"].values.copy()
+    arr[:, 2] = 3.0 * arr[:, 0] + 7.0  # tSZ = a * gas + c: r(tSZ, gas) = 1 at every k > 0
+    rng = np.random.default_rng(5)
+    arr[:, 3] = rng.normal(size=arr[:, 3].shape)  # X-ray independent of everything
+    mass = np.geomspace(2.5e14, 9e14, 8)
+    maps = maps.assign(maps=(maps["maps"].dims, arr)).assign_coords(M200m_Msun=("sightline", mass))
+    per_k, per_scale = evaluation.linear_baselines(maps, {})
+    assert set(per_k["mass_bin"]) == {"low", "high", "all"}
+    assert (per_k.loc[per_k["mass_bin"] == "all", "n_maps"] == 8).all()
+    sz_gas = per_k[(per_k["input"] == "tsz") & (per_k["target"] == "gas")]
+    np.testing.assert_allclose(sz_gas["mean"], 1.0, atol=1e-6)
+    x_gas = per_scale[(per_scale["input"] == "xray") & (per_scale["target"] == "gas") & (per_scale["mass_bin"] == "all")]
+    assert (x_gas["mean"].abs() < 0.15).all(), x_gas
+    sz_dm = per_scale[(per_scale["input"] == "tsz") & (per_scale["target"] == "dm")]
+    # the shared profile correlates on large scales, the independent bumps decorrelate small ones
+    assert (sz_dm.loc[sz_dm["scale"] == "large", "mean"] > 0.95).all()
+    assert (sz_dm.loc[sz_dm["scale"] == "small", "mean"] < 0.8).all()
+    with pytest.raises(ValueError, match="xray"):
+        evaluation.linear_baselines(maps.sel(field=["gas", "dm", "tsz"]), {})

@@ -133,3 +133,23 @@ def test_stretch_by_name_fits_its_parameter():
     assert asinh.scalings["gas"].scale == pytest.approx(med)
     with pytest.raises(ValueError, match="re-iterable"):
         Normaliser(FIELDS, "log").fit(iter(chunks))
+
+
+def test_training_mean_of_normalised_targets():
+    """reconstruct.training_mean: the mean map (or per-field mean) of the normalised targets over the
+    training sightlines only, the same whatever the chunk size."""
+    import xarray as xr
+
+    from massmaps import reconstruct
+
+    x = _maps(n=30)
+    ds = xr.Dataset({"maps": (("sightline", "field", "y", "x"), x)}, coords={"field": list(FIELDS)})
+    train = np.array([3, 0, 7, 8, 21, 29])
+    norm = Normaliser(FIELDS, stretch="asinh").fit([x[np.sort(train)]])
+    want = norm.apply(x[np.sort(train)][:, :2].astype(np.float64), ["gas", "dm"], field_axis=1).mean(axis=0)
+    for chunk in (1, 4, 100):
+        got = reconstruct.training_mean(ds, train, norm, chunk_size=chunk)
+        np.testing.assert_allclose(got, want, rtol=1e-6)  # apply() returns float32
+    np.testing.assert_allclose(reconstruct.training_mean(ds, train, norm, per_pixel=False), want.mean(axis=(1, 2)))
+    with pytest.raises(ValueError, match="no training"):
+        reconstruct.training_mean(ds, np.array([], dtype=int), norm)

@@ -220,3 +220,21 @@ def test_network_samples_independent_of_batch_size():
     a = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=6, seed=9)
     b = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=1, seed=9)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_prior_mean_removes_the_prior_mismatch(toy_score_model):
+    """A prior N(0, 1) leaves the deterministic sampler biased by -mu/sqrt(s^2 + 1) (in units of s); a prior
+    centred on the data's mean, per channel or per pixel, removes that bias."""
+    inputs = np.full((1, 2, 4, 4), 0.9, dtype=np.float32)
+    expected = 0.1 + 0.6 * 0.9  # the toy's conditional mean, every pixel
+    s = S.flatten().numpy()
+    kw = dict(sampler="heun", steps=20, batch_size=256, seed=0)
+    zero = sp.draw_posterior_samples(toy_score_model, inputs, 128, **kw)
+    chan = sp.draw_posterior_samples(toy_score_model, inputs, 128, prior_mean=np.full(2, expected), **kw)
+    pix = sp.draw_posterior_samples(toy_score_model, inputs, 128, prior_mean=np.full((2, 4, 4), expected), **kw)
+    bias = lambda out: (out.mean(axis=(0, 1, 3, 4)) - expected) / s  # noqa: E731
+    np.testing.assert_allclose(bias(zero), -expected / np.sqrt(s**2 + 1), atol=0.05)
+    np.testing.assert_allclose(bias(chan), 0.0, atol=0.05)
+    np.testing.assert_allclose(bias(pix), 0.0, atol=0.05)
+    # the spread is the posterior's either way
+    np.testing.assert_allclose(pix.std(axis=(0, 1, 3, 4)) / s, 1.0, atol=0.1)

@@ -116,6 +116,9 @@ def test_evaluation_tables_and_figures(runs):
     assert (res / "metrics" / "table1.tex").read_text().startswith(r"\begin{tabular}")
     margins = pd.read_csv(res / "metrics" / "r_margin.csv")
     assert {"r_gen", "r_tsz", "r_xray", "margin"} <= set(margins.columns)
+    base = pd.read_csv(res / "metrics" / "linear_baselines_scales.csv")
+    assert set(base["input"]) == {"tsz", "xray"} and set(base["target"]) == {"gas", "dm"}
+    assert ((base["mean"] > -1) & (base["mean"] <= 1)).all()
     for name in FIGURES:
         assert (res / "figures" / f"{name}.png").stat().st_size > 10_000, name
 
@@ -144,7 +147,7 @@ def test_same_config_same_bytes(runs):
     assert digest(a / "metrics" / "evaluation.zarr") == digest(b / "metrics" / "evaluation.zarr")
     for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "split/splits.parquet",
                  "metrics/posterior_summary.json", "metrics/table1.csv", "metrics/table1.tex", "metrics/r_margin.csv",
-                 *[f"figures/{f}.png" for f in FIGURES]]:
+                 "metrics/linear_baselines.csv", *[f"figures/{f}.png" for f in FIGURES]]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 

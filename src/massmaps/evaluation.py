@@ -247,6 +247,41 @@ def baseline_margins(ev: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The linear baselines of the data before any learning: r(k) between each input (SZ, X-ray) and each
+    target (gas, DM) map, over every map of ``dataset`` (all splits), per mass bin of ``cfg``.
+
+    Returns ``(per_k, per_scale)``: per (mass bin, input, target, k) the mean over maps with 16/84
+    percentile offsets; and the same for the per-map mean over the large (k < k_split) and small scales.
+    """
+    cfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_mapping(cfg)
+    fields = [str(f) for f in dataset["field"].values]
+    missing = [f for f in (*INPUTS, *TARGETS) if f not in fields]
+    if missing:
+        raise ValueError(f"the dataset has no {missing} maps (fields: {fields}); the baselines need {INPUTS + TARGETS}")
+    kb = metrics.KBins(int(dataset.sizes["x"]), float(dataset.attrs["pixel_Mpc"]), h=h,
+                       length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
+    maps = dataset["maps"].values.astype(np.float64)
+    labels = mass_bin_labels(dataset["M200m_Msun"].values, cfg.mass_bins)
+    r = np.empty((len(INPUTS), len(TARGETS), maps.shape[0], len(kb.centres)))
+    for i, inp in enumerate(INPUTS):
+        for t, tgt in enumerate(TARGETS):
+            _, r[i, t] = metrics.bias_and_correlation(maps[:, fields.index(inp)], maps[:, fields.index(tgt)], kb)
+    bins = [b for b in cfg.mass_bins if (labels == b).any()] + ["all"]
+    per_k, per_scale = [], []
+    for mb in bins:
+        sel = np.ones(labels.size, bool) if mb == "all" else labels == mb
+        for i, inp in enumerate(INPUTS):
+            for t, tgt in enumerate(TARGETS):
+                key = {"mass_bin": mb, "input": inp, "target": tgt, "n_maps": int(sel.sum())}
+                for j, kc in enumerate(kb.centres):
+                    per_k.append({**key, "k": float(kc), **metrics.mean_with_offsets(r[i, t, sel, j])})
+                for scale in ("large", "small"):
+                    avg = metrics.scale_average(r[i, t, sel], kb, cfg.k_split_h_per_Mpc, scale)
+                    per_scale.append({**key, "scale": scale, **metrics.mean_with_offsets(avg)})
+    return pd.DataFrame(per_k), pd.DataFrame(per_scale)
+
+
 def summary(ev: xr.Dataset) -> dict:
     """Headline numbers: total-mass errors, z-score fractions, convergence and the baseline margins."""
     out: dict = {"n_maps": int(ev.sizes["sightline"]), "n_posterior_samples": int(ev.attrs["n_posterior_samples"]),

@@ -59,6 +59,25 @@ def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chun
         ds["maps"], np.sort(train_index), chunk_size=chunk_size)
 
 
+PRIOR_MEANS = ("none", "field", "pixel")
+
+
+def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
+                  per_pixel: bool = True, chunk_size: int = 256) -> np.ndarray:
+    """Mean of the normalised ``fields`` over the training sightlines: (C, H, W), or (C,) with
+    ``per_pixel=False``. Reads ``chunk_size`` sightlines at a time."""
+    index = np.sort(np.asarray(train_index))
+    if index.size == 0:
+        raise ValueError("no training sightlines to average")
+    total = None
+    for start in range(0, index.size, chunk_size):
+        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
+        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1).sum(axis=0)
+        total = part if total is None else total + part
+    mean = total / index.size
+    return mean if per_pixel else mean.mean(axis=(1, 2))
+
+
 def train_from_store(
     store_path: str | os.PathLike,
     splits: pd.DataFrame,
@@ -104,9 +123,14 @@ def sample_from_store(
     seed: int = 0,
     device: str = "auto",
     sampler_kwargs: Mapping | None = None,
+    prior_mean: str = "none",
     progress: bool = True,
 ) -> xr.Dataset:
     """Posterior samples of (gas, dm) for the sightlines of one split, in physical units.
+
+    ``prior_mean`` centres the sampler's prior N(., sigma_max^2): ``none`` on zero (score_models, the
+    paper), ``field`` on each target's mean over the training split, ``pixel`` on its mean map (all in
+    normalised units; see :func:`massmaps.samplers.draw_posterior_samples`).
 
     Returns a Dataset with ``samples`` (sightline, sample, field, y, x) and the per-pixel ``mean`` and
     ``std`` (ddof=1) over samples, with the dataset's sightline coordinates.
@@ -124,6 +148,12 @@ def sample_from_store(
     if not isinstance(norm, Normaliser):
         norm = Normaliser.from_dict(norm)
     steps = samplers.get_sampler(sampler)[2] if steps is None else int(steps)
+    if prior_mean not in PRIOR_MEANS:
+        raise ValueError(f"prior_mean must be one of {PRIOR_MEANS}, got {prior_mean!r}")
+    mu = None
+    if prior_mean != "none":
+        train = splits.loc[splits["split"] == "train", "index"].to_numpy()
+        mu = training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
     index = rows["index"].to_numpy()
     inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
     cond = norm.apply(inputs, INPUTS, field_axis=1)
@@ -133,6 +163,7 @@ def sample_from_store(
         u = samplers.draw_posterior_samples(
             trained.denoiser, cond[k : k + 1], n_samples, sampler=sampler, steps=steps, batch_size=batch_size,
             seed=seed, sightline_ids=[int(rows["sightline_id"].iloc[k])], sampler_kwargs=dict(sampler_kwargs or {}),
+            prior_mean=mu,
         )
         out[k] = norm.invert(u[0], TARGETS, field_axis=1)
     sub = ds.isel(sightline=index)
@@ -159,6 +190,7 @@ def sample_from_store(
             "sampler": sampler,
             "steps": steps,
             "nfe_per_sample": samplers.nfe(sampler, steps),
+            "prior_mean": prior_mean,
             "seed": int(seed),
             "config_hash": ds.attrs.get("config_hash", ""),
         },
@@ -203,8 +235,12 @@ def diffusion_trajectory(
     sampler_kwargs: Mapping | None = None,
     seed: int = 0,
     device: str = "auto",
+    prior_mean: str = "none",
+    splits: pd.DataFrame | None = None,
 ) -> xr.Dataset:
     """The trained model's forward and reverse SDE on one test sightline, for the paper's Fig. 3.
+
+    ``prior_mean`` as in :func:`sample_from_store` (``field`` and ``pixel`` need the ``splits`` table).
 
     The sightline is the median-mass one of the sample store. Forward: x_sigma = x_0 + sigma z in
     normalised units (one z, seeded). Reverse: one posterior draw with the configured sampler, its state
@@ -234,6 +270,15 @@ def diffusion_trajectory(
     generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
     x = samplers.randn_like(torch.empty((1, len(TARGETS), *x0.shape[-2:]), dtype=torch.float64, device=dev), generators)
     x = x * float(sigmas[0])
+    if prior_mean not in PRIOR_MEANS:
+        raise ValueError(f"prior_mean must be one of {PRIOR_MEANS}, got {prior_mean!r}")
+    if prior_mean != "none":
+        if splits is None:
+            raise ValueError(f"prior_mean={prior_mean!r} needs the splits table (the training sightlines)")
+        train = splits.loc[splits["split"] == "train", "index"].to_numpy()
+        mu = training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
+        mu = mu if mu.ndim == 3 else mu[:, None, None] * np.ones(x0.shape)
+        x = x + torch.as_tensor(mu, device=dev)[None]
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
     denoiser.net.eval()
@@ -252,5 +297,5 @@ def diffusion_trajectory(
         coords={"level": np.arange(len(levels)), "sigma": ("level", levels), "sigma_reached": ("level", reached),
                 "field": list(TARGETS), "y": maps["y"].values, "x": maps["x"].values},
         attrs={"sightline_id": sid, "M200m_Msun": float(smp["M200m_Msun"].values[k]), "sampler": sampler, "steps": len(sigmas) - 1,
-               "seed": int(seed)},
+               "seed": int(seed), "prior_mean": prior_mean},
     )

@@ -237,6 +237,7 @@ def draw_posterior_samples(
     sampler_kwargs: dict | None = None,
     device: str = "auto",
     disable: bool = True,
+    prior_mean=None,
 ) -> np.ndarray:
     """Posterior samples of the normalised targets for each conditioning input.
 
@@ -254,6 +255,11 @@ def draw_posterior_samples(
         sightlines are grouped into calls.
     sigma_min, sigma_max : schedule range (default: the model's).
     sampler_kwargs : extra solver keywords (e.g. s_churn for "edm_stochastic").
+    prior_mean : None (the prior N(0, sigma_max^2) of score_models and the paper) or the mean of the
+        normalised targets, per channel (C_out,) or per pixel (C_out, H, W): the prior becomes
+        N(prior_mean, sigma_max^2). With sigma_max = 1 the data are not negligible against the prior
+        noise, and a prior centred on zero leaves the samples biased low where the data's mean is not
+        small next to sigma_max (e.g. after an asinh stretch).
 
     Returns
     -------
@@ -282,13 +288,14 @@ def draw_posterior_samples(
     try:
         for start in tqdm(range(0, len(pairs), batch_size), disable=disable, desc="posterior batches"):
             out = _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, pairs[start : start + batch_size],
-                                ids, seed, channels, n_in, n_samples, out)
+                                ids, seed, channels, n_in, n_samples, out, prior_mean)
     finally:
         denoiser.net.train(was_training)
     return out
 
 
-def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out):
+def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out,
+                  prior_mean=None):
     """Sample the (sightline, sample) pairs of ``chunk`` in one batch; write them into ``out``."""
     dev = denoiser.device
     rows = torch.tensor([b for b, _ in chunk])
@@ -297,6 +304,9 @@ def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, ch
     shape = (len(chunk), channels or cond.shape[1], *inputs.shape[2:])
     x = torch.empty(shape, dtype=torch.float64, device=dev)
     x = randn_like(x, generators) * float(sigmas[0])  # prior N(0, sigma_max^2), as score_models
+    if prior_mean is not None:
+        mu = torch.as_tensor(np.asarray(prior_mean, dtype=np.float64), device=dev)
+        x = x + (mu[:, None, None] if mu.ndim == 1 else mu)
     x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
     x = x.to(torch.float32).cpu().numpy()
     if out is None:

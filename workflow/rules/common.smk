@@ -89,5 +89,6 @@ def get_final_outputs():
         f"{RESULTS}/dataset/maps.zarr",
         f"{RESULTS}/metrics/posterior_summary.json",
         f"{RESULTS}/metrics/table1.csv",
+        f"{RESULTS}/metrics/linear_baselines.csv",
         *[path for name in FIGURES for path in get_figure(name)],
     ]

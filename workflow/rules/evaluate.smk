@@ -19,6 +19,26 @@ rule evaluate_posterior:
         "../scripts/evaluate_posterior.py"
 
 
+rule linear_baselines:
+    input:
+        dataset=rules.assemble_dataset.output.store,
+    output:
+        per_k=report(f"{RESULTS}/metrics/linear_baselines.csv", caption="../report/linear_baselines.rst", category="Evaluation"),
+        per_scale=f"{RESULTS}/metrics/linear_baselines_scales.csv",
+    log:
+        f"{RESULTS}/logs/linear_baselines.log",
+    params:
+        evaluation=EVALUATION,
+        h=config["cosmology"]["H0"] / 100.0,
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/linear_baselines.py"
+
+
 rule table1:
     input:
         evaluation=rules.evaluate_posterior.output.evaluation,
@@ -43,6 +63,7 @@ rule diffusion_trajectory:
         model=rules.train_model.output.model,
         dataset=rules.assemble_dataset.output.store,
         samples=rules.sample_posterior.output.samples,
+        splits=rules.split_dataset.output.splits,
     output:
         trajectory=directory(f"{RESULTS}/samples/trajectory.zarr"),
     log:

@@ -26,6 +26,7 @@ ds = reconstruct.sample_from_store(
     seed=snakemake.params.seed,  # noqa: F821
     device=cfg["device"],
     sampler_kwargs=cfg["sampler_kwargs"],
+    prior_mean=cfg["prior_mean"],
 )
 store.write_store(ds, snakemake.output.samples, chunk_sightlines=1)  # noqa: F821
 log.info("%d sightlines x %d samples (%s, %s NFE per sample)", ds.sizes["sightline"], ds.sizes["sample"],
