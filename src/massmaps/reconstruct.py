@@ -78,6 +78,19 @@ def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fie
     return mean if per_pixel else mean.mean(axis=(1, 2))
 
 
+def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None, norm: Normaliser) -> np.ndarray | None:
+    """The sampler's prior centre for ``prior_mean`` (``PRIOR_MEANS``): None for ``none``, else the
+    training mean of the normalised targets, per field (C,) or per pixel (C, H, W)."""
+    if prior_mean not in PRIOR_MEANS:
+        raise ValueError(f"prior_mean must be one of {PRIOR_MEANS}, got {prior_mean!r}")
+    if prior_mean == "none":
+        return None
+    if splits is None:
+        raise ValueError(f"prior_mean={prior_mean!r} needs the splits table (the training sightlines)")
+    train = splits.loc[splits["split"] == "train", "index"].to_numpy()
+    return training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
+
+
 def train_from_store(
     store_path: str | os.PathLike,
     splits: pd.DataFrame,
@@ -148,12 +161,7 @@ def sample_from_store(
     if not isinstance(norm, Normaliser):
         norm = Normaliser.from_dict(norm)
     steps = samplers.get_sampler(sampler)[2] if steps is None else int(steps)
-    if prior_mean not in PRIOR_MEANS:
-        raise ValueError(f"prior_mean must be one of {PRIOR_MEANS}, got {prior_mean!r}")
-    mu = None
-    if prior_mean != "none":
-        train = splits.loc[splits["split"] == "train", "index"].to_numpy()
-        mu = training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
+    mu = prior_mean_for(prior_mean, ds, splits, norm)
     index = rows["index"].to_numpy()
     inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
     cond = norm.apply(inputs, INPUTS, field_axis=1)
@@ -270,15 +278,9 @@ def diffusion_trajectory(
     generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
     x = samplers.randn_like(torch.empty((1, len(TARGETS), *x0.shape[-2:]), dtype=torch.float64, device=dev), generators)
     x = x * float(sigmas[0])
-    if prior_mean not in PRIOR_MEANS:
-        raise ValueError(f"prior_mean must be one of {PRIOR_MEANS}, got {prior_mean!r}")
-    if prior_mean != "none":
-        if splits is None:
-            raise ValueError(f"prior_mean={prior_mean!r} needs the splits table (the training sightlines)")
-        train = splits.loc[splits["split"] == "train", "index"].to_numpy()
-        mu = training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
-        mu = mu if mu.ndim == 3 else mu[:, None, None] * np.ones(x0.shape)
-        x = x + torch.as_tensor(mu, device=dev)[None]
+    mu = prior_mean_for(prior_mean, ds, splits, norm)
+    if mu is not None:
+        x = x + torch.as_tensor(mu.reshape(mu.shape + (1, 1)) if mu.ndim == 1 else mu, device=dev)[None]
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
     denoiser.net.eval()
