@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--heun-steps", type=int, nargs="+", default=[6, 11, 18, 26])
     ap.add_argument("--stochastic-steps", type=int, nargs="+", default=[18, 40])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prior-mean", default="pixel", choices=reconstruct.PRIOR_MEANS,
+                    help="centre of the sampler's prior (sampling.prior_mean)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -41,11 +43,13 @@ def main() -> None:
     if test.empty:
         test = splits[splits["split"] == "test"]
     test = test.iloc[: args.n_sightlines]
+    # every split but the test sightlines left out: the prior's training mean needs the training rows
+    table = pd.concat([splits[splits["split"] != "test"], test])
     dataset = store.open_store(res / "dataset" / "maps.zarr")
     settings = [("euler_maruyama", args.em_steps, 0, {}), ("euler_maruyama", args.em_steps, 1, {})]
     settings += [("heun", n, 0, {}) for n in args.heun_steps]
     settings += [("edm_stochastic", n, 0, {"s_churn": 20.0}) for n in args.stochastic_steps]
-    print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}")
+    print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}")
     header = f"{'sampler':>16} {'steps':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
     for f in reconstruct.TARGETS:
         header += f" {f + ' corr':>10} {f + ' dM/M':>9} {f + ' std':>9}"
@@ -54,9 +58,9 @@ def main() -> None:
     for sampler, steps, seed, kw in settings:
         t0 = time.perf_counter()
         out = reconstruct.sample_from_store(
-            res / "model", res / "dataset" / "maps.zarr", test, which="test", eval_range_only=False,
+            res / "model", res / "dataset" / "maps.zarr", table, which="test", eval_range_only=False,
             n_samples=args.n_samples, sampler=sampler, steps=steps, batch_size=50, seed=seed, device="cpu",
-            sampler_kwargs=kw, progress=False,
+            sampler_kwargs=kw, prior_mean=args.prior_mean, progress=False,
         )
         wall = time.perf_counter() - t0
         base = base or wall
