@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from massmaps import constants as C
 from massmaps import cosmology as cm
 from massmaps import mock, profiles
-from massmaps.observables import FIELDS, image_axes, project_fields
+from massmaps.observables import FIELDS, image_axes, in_views, project_fields
 from massmaps.particles import Cluster, ParticleSet
 
 NPIX, PIX = 128, 0.1
@@ -232,3 +232,27 @@ def test_same_halo_and_config_give_identical_bytes():
         assert ma[f].tobytes() == mb[f].tobytes()
     c = mock.make_cluster({**row, "seed": 1235})
     assert c.dm.pos.shape != a.dm.pos.shape or not np.array_equal(c.dm.pos, a.dm.pos)
+
+
+def test_cluster_kept_for_its_views_gives_the_same_maps():
+    # make_cluster(views=...) computes SPH only for the particles those views project, with every drawn
+    # particle as a neighbour: the maps of those views are identical, bit for bit, to the whole cluster's.
+    row = halo_row(1e14, s=0.5, q=0.8, quat=(0.1, 0.2, 0.3, 0.927), seed=77)
+    full = mock.make_cluster(row)
+    rot = Rotation.from_euler("xyz", [0.4, 1.1, -0.7]).as_matrix()
+    views = [None, rot]
+    kept = mock.make_cluster(row, views=views, half_Mpc=L / 2)
+    for name in ("dm", "gas"):
+        whole, part = full.species()[name], kept.species()[name]
+        mask = in_views(whole.pos, views, L / 2)
+        assert 0 < len(part) == mask.sum() < len(whole)
+        assert kept.meta["n_" + name + "_drawn"] == len(whole)
+        for k, v in part.arrays().items():
+            assert v.tobytes() == whole.arrays()[k][mask].tobytes(), (name, k)
+    for R in views:
+        for axis in range(3):
+            a, b = project_fields(full, R, axis), project_fields(kept, R, axis)
+            for f in FIELDS:
+                assert a[f].tobytes() == b[f].tobytes(), (f, axis)
+    with pytest.raises(ValueError, match="half_Mpc"):
+        mock.make_cluster(row, views=views)

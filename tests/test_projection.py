@@ -87,6 +87,27 @@ def test_multi_weight_equals_separate_calls(particles, backend):
         np.testing.assert_allclose(multi[k], single[0], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("backend", ["exact", "mesh"])
+def test_same_bytes_for_any_number_of_threads(particles, backend):
+    # A fixed number of partial images summed in a fixed order: the thread count (a job's `threads`,
+    # scaled down by `snakemake --cores`) must not change a map's bytes.
+    import numba
+
+    x, y, h, m = particles
+    z = np.linspace(0.5, 2.5, x.size)
+    w = np.stack([m, np.cos(x)])
+    extra = dict(z=z, zlim=LIM) if backend == "mesh" else {}
+    n0 = numba.get_num_threads()
+    maps = []
+    try:
+        for t in sorted({1, n0, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            maps.append(project(x, y, h, w, backend=backend, **KW, **extra).tobytes())
+    finally:
+        numba.set_num_threads(n0)
+    assert all(b == maps[0] for b in maps)
+
+
 def test_exact_mass_conservation_inside_map():
     rng = np.random.default_rng(7)
     n = 4000

@@ -427,7 +427,7 @@ catalog: {{source: group_catalog, m_min_Msun: 1.0e+14}}
 sightlines: {{target_per_bin: 2, max_per_cluster: 3, n_shards: 2}}
 particles:
   source: snapshot
-  snapshot: {{files: "{files}", group_catalog: "{groups}", n_ngb: 32, pad_Mpc: 1.0, sph_workers: 1}}
+  snapshot: {{files: "{files}", group_catalog: "{groups}", n_ngb: 32, pad_Mpc: 1.0}}
 projection: {{npix: 16, pixel_Mpc: 0.8}}
 dataset: {{chunk_sightlines: 4}}
 """

@@ -51,6 +51,21 @@ def test_smoothing_length_is_kth_neighbour_distance(cloud):
     np.testing.assert_array_equal(smoothing_lengths(pos, n_ngb=40), H)
 
 
+def test_query_subset_gives_the_same_bytes(cloud):
+    # Only the queried particles are computed; every particle is still a neighbour, so the values are
+    # those of the full computation, bit for bit, in the particles' order.
+    pos, inner = cloud
+    mass = np.random.default_rng(2).uniform(0.5, 2.0, len(pos))
+    H, rho = smoothing_lengths_and_density(pos, mass, n_ngb=40)
+    Hq, rhoq = smoothing_lengths_and_density(pos, mass, n_ngb=40, query=inner)
+    assert Hq.shape == (inner.sum(),)
+    assert Hq.tobytes() == H[inner].tobytes() and rhoq.tobytes() == rho[inner].tobytes()
+    H0, rho0 = smoothing_lengths_and_density(pos, mass, n_ngb=40, query=np.zeros(len(pos), bool))
+    assert H0.shape == rho0.shape == (0,)
+    with pytest.raises(ValueError, match="query must be a boolean mask"):
+        smoothing_lengths_and_density(pos, mass, n_ngb=40, query=np.flatnonzero(inner))
+
+
 def test_density_matches_direct_sum(cloud):
     pos, _ = cloud
     mass = np.random.default_rng(1).uniform(0.5, 2.0, len(pos))

@@ -15,9 +15,9 @@ import numpy as np
 from . import cosmology as cosmo_mod
 from .constants import MPC_CM, T_CMB_K, Y_COEFF_PER_KEV_CM3_MPC
 from .cosmology import PAPER, CosmologyParams
-from .particles import Cluster, ParticleSet
+from .particles import Cluster, ParticleSet, rotate
 
-__all__ = ["FIELDS", "image_axes", "project_fields"]
+__all__ = ["FIELDS", "image_axes", "in_views", "project_fields", "rotate"]
 
 #: Map fields: name -> (units, long name).
 FIELDS: dict[str, tuple[str, str]] = {
@@ -33,6 +33,19 @@ def image_axes(axis: int) -> tuple[int, int]:
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis!r}")
     return (axis + 1) % 3, (axis + 2) % 3
+
+
+def in_views(pos: np.ndarray, rotations: Sequence[np.ndarray | None], half_Mpc: float) -> np.ndarray:
+    """Mask of the particles that at least one view projects: ``|rotate(pos, R)|_inf <= half_Mpc`` for some R.
+
+    This is the selection of :func:`project_fields` (the cube of side ``npix * pixel_Mpc``), so particles
+    outside the mask are never drawn in any of the views. ``None`` stands for the identity.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    keep = np.zeros(len(pos), dtype=bool)
+    for R in rotations:
+        keep |= np.all(np.abs(rotate(pos, R)) <= half_Mpc, axis=1)
+    return keep
 
 
 def project_fields(
@@ -75,7 +88,7 @@ def project_fields(
     rho_bar = {"dm": (cosmo.Om0 - cosmo.Ob0) * rho_c * growth, "gas": cosmo.Ob0 * rho_c * growth}
 
     def prepare(ps: ParticleSet):
-        pos = ps.pos if rotation is None else ps.pos @ np.asarray(rotation, dtype=float).T
+        pos = rotate(ps.pos, rotation)
         inside = np.all(np.abs(pos) <= half, axis=1)
         if ps.hsml is None:
             raise ValueError("particles need smoothing lengths (hsml) to be projected")

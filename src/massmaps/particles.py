@@ -12,7 +12,22 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["Cluster", "ParticleSet"]
+__all__ = ["Cluster", "ParticleSet", "rotate"]
+
+
+def rotate(pos: np.ndarray, rotation: np.ndarray | None) -> np.ndarray:
+    """``pos @ rotation.T`` for (N, 3) positions, without BLAS.
+
+    A BLAS matrix product leaves OpenBLAS's worker threads spinning for a while after it returns; on a
+    2-core machine they then compete with the projection's numba threads, which doubled the time of a
+    mock cluster's projection (211 ms against 100 ms per view, ``OPENBLAS_NUM_THREADS=1`` giving the
+    second). ``einsum`` without path optimisation runs in one thread.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    if rotation is None:
+        return pos
+    return np.einsum("ij,nj->ni", np.asarray(rotation, dtype=np.float64), pos)
+
 
 _OPTIONAL = ("hsml", "density", "pressure_e", "temperature_keV", "xray_emissivity")
 

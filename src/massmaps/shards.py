@@ -65,9 +65,11 @@ def project_shard(
         from .mock import MockConfig, make_cluster
 
         cfg = MockConfig.from_mapping(dict(mock_config or {}))
+        rotations = {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups}
 
         def build(halo):
-            return make_cluster(halo, cfg)
+            # only the particles that this shard's views of the halo project get SPH and thermodynamics
+            return make_cluster(halo, cfg, views=rotations[int(halo["halo_id"])], half_Mpc=0.5 * npix * pixel_Mpc)
 
     elif source == "snapshot":
         from .snapshot import ShardParticles

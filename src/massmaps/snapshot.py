@@ -61,6 +61,7 @@ from .constants import BREMS_COEFF, K_B_ERG_PER_K, KEV_K, M_P_G, MPC_CM, MSUN_G,
 from .configkeys import reject_unknown_keys
 from .cosmology import CosmologyParams
 from .particles import Cluster, ParticleSet
+from .observables import in_views
 
 __all__ = [
     "GAS",
@@ -813,9 +814,7 @@ class ShardParticles:
         if self.cfg.periodic:
             box = self.snap.box_Mpc
             d -= box * np.round(d / box)
-        keep = np.zeros(len(d), dtype=bool)
-        for R in self.rotations.get(halo_id) or [np.eye(3)]:
-            keep |= np.all(np.abs(d @ R.T) <= self.half, axis=1)
+        keep = in_views(d, self.rotations.get(halo_id) or [None], self.half)
         return d[keep], keep
 
     def _smoothing(self, pos, mass, what: str, halo_id: int, density: bool):

@@ -106,7 +106,7 @@ def _density_chunk(dist, nbr, mass, first, out):
 
 
 def smoothing_lengths_and_density(
-    pos, mass, n_ngb: int = 64, workers: int = 2, *, include_self: bool = True
+    pos, mass, n_ngb: int = 64, workers: int = 2, *, include_self: bool = True, query=None
 ):
     """Support radii and SPH densities from the ``n_ngb`` nearest neighbours (self included).
 
@@ -130,12 +130,18 @@ def smoothing_lengths_and_density(
         ``k - 2`` others inside the ball give ``E[rho] = n m`` exactly. Without it, the nearest
         neighbour at distance 0 is dropped: the particle itself, or one of several coincident
         points (the same thing for equal masses).
+    query : array_like of bool, shape (N,), optional
+        Compute ``H`` and ``rho`` only for these particles (every particle still counts as a
+        neighbour). Each value is the one the full computation gives, bit for bit: a particle's
+        neighbours do not depend on which others are queried. Used to skip the particles that
+        no map will show (a mock cluster is drawn out to a sphere larger than the maps' cube).
 
     Returns
     -------
-    H : numpy.ndarray, shape (N,)
-        Distance to the ``n_ngb``-th neighbour (the Wendland C2 support radius).
-    rho : numpy.ndarray, shape (N,)
+    H : numpy.ndarray, shape (N,) or (query.sum(),)
+        Distance to the ``n_ngb``-th neighbour (the Wendland C2 support radius), in particle order
+        (of the queried particles only when ``query`` is given).
+    rho : numpy.ndarray, same shape as ``H``
         ``rho_j = sum_k m_k W(|r_j - r_k|, H_j)`` over the same ``n_ngb`` neighbours (self
         included), in mass per length cubed. ``inf`` where ``n_ngb`` particles coincide (``H = 0``).
 
@@ -151,10 +157,19 @@ def smoothing_lengths_and_density(
     .. [2] Dehnen W., Aly H., 2012, MNRAS, 425, 1068
     """
     pos, n_ngb, mass = _check_inputs(pos, n_ngb, mass)
+    n = pos.shape[0]
     tree = _tree(pos)
     order = tree.indices
-    H = np.empty(pos.shape[0])
-    rho = np.empty(pos.shape[0])
+    if query is None:
+        slot = None
+    else:
+        query = np.asarray(query)
+        if query.dtype != bool or query.shape != (n,):
+            raise ValueError(f"query must be a boolean mask of shape ({n},), got {query.dtype} {query.shape}")
+        order = order[query[order]]  # the queried particles, still in tree order
+        slot = np.cumsum(query) - 1  # particle index -> position among the queried ones
+    H = np.empty(order.size)
+    rho = np.empty(order.size)
     buf = np.empty(min(_CHUNK, order.size))
     for start in range(0, order.size, _CHUNK):
         idx = order[start : start + _CHUNK]
@@ -162,6 +177,7 @@ def smoothing_lengths_and_density(
         out = buf[: idx.size]
         # column 0 is the particle itself (distance 0), unless n_ngb points coincide with it
         _density_chunk(d, nbr, mass, 0 if include_self else 1, out)
-        H[idx] = d[:, -1]
-        rho[idx] = out
+        dest = idx if slot is None else slot[idx]
+        H[dest] = d[:, -1]
+        rho[dest] = out
     return H, rho

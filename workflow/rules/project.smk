@@ -12,11 +12,11 @@ rule project_shard:
         mock=MOCK_CONFIG,
         snapshot=config["particles"]["snapshot"],
         cosmology=config["cosmology"],
-        projection=config["projection"],
+        projection=PROJECTION,
         data_hash=DATA_HASH,
     conda:
         "../../envs/massmaps.yaml"
-    threads: 2
+    threads: config["projection"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,

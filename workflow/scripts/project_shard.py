@@ -19,8 +19,9 @@ ds = project_shard(
     pd.read_parquet(snakemake.input.plan),  # noqa: F821
     int(snakemake.wildcards.shard),  # noqa: F821
     source=snakemake.params.source,  # noqa: F821
-    mock_config=snakemake.params.mock,  # noqa: F821
-    snapshot_config=snakemake.params.snapshot,  # noqa: F821
+    # the k-d tree queries use the job's threads, as the projection kernels do
+    mock_config={**snakemake.params.mock, "sph_workers": snakemake.threads},  # noqa: F821
+    snapshot_config={**snakemake.params.snapshot, "sph_workers": snakemake.threads},  # noqa: F821
     cosmology=snakemake.params.cosmology,  # noqa: F821
     npix=proj["npix"],
     pixel_Mpc=proj["pixel_Mpc"],
