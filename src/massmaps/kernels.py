@@ -22,7 +22,7 @@ Three exact objects describe how the projected kernel fills a pixel:
 For speed the projection writes ``C(u, v) = M(u) M(v) + K(u, v)``: the product of the exact
 marginals carries the whole answer on the edges of the support square (``K = 0`` there), and the
 small non-separable correction ``K`` is interpolated bilinearly in a fine float32 table
-(:func:`correction_table`, about 4e-8 per corner), so a pixel's weight is
+(:func:`correction_table`, about 1.4e-7 per corner), so a pixel's weight is
 ``Delta M(u) Delta M(v) + (mixed difference of K)``.
 
 The scalar functions decorated with :func:`numba.njit` are the building blocks of
@@ -64,7 +64,7 @@ F0 = 7.0 / math.pi
 #: Default number of intervals of the corner table along each axis of [0, 1].
 CORNER_TABLE_SIZE = 128
 #: Default number of intervals of the bilinear correction table (:func:`correction_table`).
-CORRECTION_TABLE_SIZE = 512
+CORRECTION_TABLE_SIZE = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,8 +404,11 @@ def correction_table(n: int = CORRECTION_TABLE_SIZE) -> np.ndarray:
     ``C(u, v) = M(u) M(v) + K(u, v)`` with ``M = 1/2 + m`` the exact polynomial cumulative marginal:
     the product is the whole answer on the edges of the square (``K = 0`` there, so a particle's
     pixel weights telescope to exactly one) and ``K`` is a small correction (``|K| < 1.4e-3``,
-    ``|K_uu| < 0.04``), so bilinear interpolation on ``n = 512`` intervals is accurate to about
-    4e-8 per corner: four loads instead of the sixteen of a bicubic lookup. The node values come
+    ``|K_uu| < 0.04``), so bilinear interpolation on ``n = 256`` intervals is accurate to about
+    1.4e-7 per corner (3.7e-8 at 512, 5.7e-7 at 128): four loads instead of the sixteen of a bicubic
+    lookup. At 256 the float32 table (264 kB) stays in a core's L2 cache beside the images; at 512
+    (1.05 MB) it did not, and the projection of 1e6 NFW particles took 63 ms instead of 52 (same run,
+    one machine), for an L1 error of the map of 7e-9 instead of 2e-8 (the bar is 1e-5). The node values come
     from the bicubic interpolant of :func:`corner_table` (accurate to about 5e-10).
 
     Parameters
@@ -416,8 +419,8 @@ def correction_table(n: int = CORRECTION_TABLE_SIZE) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (n + 1, n + 1), float32
-        Read-only ``K(i / n, j / n)`` (float32 keeps it in a core's L2 cache; its round-off,
-        below 1e-10, is far below the interpolation error). ``K`` is odd in each argument.
+        Read-only ``K(i / n, j / n)`` (float32 halves its cache footprint; its round-off, below
+        1e-10, is far below the interpolation error). ``K`` is odd in each argument.
     """
     if n < 4:
         raise ValueError(f"correction table needs n >= 4 intervals, got {n}")

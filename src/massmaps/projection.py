@@ -13,8 +13,8 @@ Backends
     pixel is the mixed difference of ``C(u, v)`` (the kernel mass below and left of a point) at its
     four corners, for any support radius however small or large. ``C = M(u) M(v) + K(u, v)``
     with ``M`` the exact polynomial 1D cumulative marginal and ``K`` a small non-separable
-    correction, zero on the support boundary, interpolated bilinearly in a 1 MB table (about
-    4e-8 per corner). The weights of a particle telescope to exactly one (mass conserved to
+    correction, zero on the support boundary, interpolated bilinearly in a 264 kB table (about
+    1.4e-7 per corner). The weights of a particle telescope to exactly one (mass conserved to
     round-off) and the part of a kernel outside the map is dropped exactly. Fast paths: a
     support inside one pixel deposits everything there; 1x2 and 2x1 footprints need one
     polynomial; 2x2 footprints two polynomials and one table lookup; 3x3 footprints (written
@@ -609,7 +609,7 @@ def project(x, y, h, weights, *, xlim, ylim, npix, backend="exact", z=None, zlim
         along x. Divide by the pixel area for a surface density. With ``"exact"`` a particle whose
         support lies in the map contributes exactly its weight (to round-off); a particle
         straddling the edge loses exactly its outside part. Individual pixel weights are accurate
-        to about 4e-8 of the particle's weight per pixel corner (the bilinear correction table),
+        to about 1.4e-7 of the particle's weight per pixel corner (the bilinear correction table),
         so a pixel that only grazes a support can hold about -1e-9 of that weight; clip at zero
         before taking logarithms.
 
