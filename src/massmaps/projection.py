@@ -171,8 +171,10 @@ def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs
             sv = sy[l]
             jv = cy[l]
             tv = ty[l]
+            # K is symmetric: K(u, v) = K(v, u) and the table too, so look up (v, u): the row's
+            # loads then fall in two table rows (ktab[jv], ktab[jv + 1]) that stay in L1
             for k in range(k0, k1 + 1):
-                cur[k] = correction_bilinear(sx[k], cx[k], tx[k], sv, jv, tv, ktab)
+                cur[k] = correction_bilinear(sv, jv, tv, sx[k], cx[k], tx[k], ktab)
         else:
             for k in range(k0, k1 + 1):
                 cur[k] = 0.0
