@@ -6,6 +6,10 @@ per-pixel posterior std (physical units), per field. Two Euler-Maruyama runs wit
 the spread that "the same quality" is measured against.
 
     python benchmarks/sampling.py --run default --n-sightlines 4 --n-samples 20
+    python benchmarks/sampling.py --results /tmp/clean/results/default --n-sightlines 8 --heun-steps \
+        --stochastic-steps 40 50 --churn 20 40 80 --stochastic-seeds 0 1
+
+The last lines list, for every setting, the metrics that fall outside the range of the Euler-Maruyama runs.
 """
 
 from __future__ import annotations
@@ -26,18 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="default", help="results/<run>/ holding model/, dataset/ and split/")
+    ap.add_argument("--results", type=Path, default=None, help="that folder given directly (overrides --run)")
     ap.add_argument("--n-sightlines", type=int, default=4)
     ap.add_argument("--n-samples", type=int, default=20)
     ap.add_argument("--em-steps", type=int, default=1000)
-    ap.add_argument("--heun-steps", type=int, nargs="+", default=[6, 11, 18, 26])
-    ap.add_argument("--stochastic-steps", type=int, nargs="+", default=[18, 40])
+    ap.add_argument("--em-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--heun-steps", type=int, nargs="*", default=[6, 11, 18, 26])
+    ap.add_argument("--stochastic-steps", type=int, nargs="*", default=[18, 40])
+    ap.add_argument("--churn", type=float, nargs="+", default=[20.0], help="s_churn values of edm_stochastic")
+    ap.add_argument("--stochastic-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prior-mean", default="pixel", choices=reconstruct.PRIOR_MEANS,
                     help="centre of the sampler's prior (sampling.prior_mean)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    res = ROOT / "results" / args.run
+    res = args.results or ROOT / "results" / args.run
     splits = pd.read_parquet(res / "split" / "splits.parquet")
     test = splits[(splits["split"] == "test") & splits["in_eval_range"]]
     if test.empty:
@@ -46,15 +54,19 @@ def main() -> None:
     # every split but the test sightlines left out: the prior's training mean needs the training rows
     table = pd.concat([splits[splits["split"] != "test"], test])
     dataset = store.open_store(res / "dataset" / "maps.zarr")
-    settings = [("euler_maruyama", args.em_steps, 0, {}), ("euler_maruyama", args.em_steps, 1, {})]
+    settings = [("euler_maruyama", args.em_steps, s, {}) for s in args.em_seeds]
     settings += [("heun", n, 0, {}) for n in args.heun_steps]
-    settings += [("edm_stochastic", n, 0, {"s_churn": 20.0}) for n in args.stochastic_steps]
+    settings += [
+        ("edm_stochastic", n, s, {"s_churn": c})
+        for n in args.stochastic_steps for c in args.churn for s in args.stochastic_seeds
+    ]  # fmt: skip
     print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}")
-    header = f"{'sampler':>16} {'steps':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
+    header = f"{'sampler':>16} {'steps':>5} {'churn':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
     for f in reconstruct.TARGETS:
         header += f" {f + ' corr':>10} {f + ' dM/M':>9} {f + ' std':>9}"
     print(header)
     base = None
+    rows = []
     for sampler, steps, seed, kw in settings:
         t0 = time.perf_counter()
         out = reconstruct.sample_from_store(
@@ -65,7 +77,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         base = base or wall
         pos = pd.Index(dataset["sightline_id"].values).get_indexer(out["sightline_id"].values)
-        line = f"{sampler:>16} {steps:>5} {seed:>4} {out.attrs['nfe_per_sample']:>5} {wall:8.1f} {base / wall:8.1f}"
+        churn = f"{kw['s_churn']:g}" if "s_churn" in kw else "-"
+        line = f"{sampler:>16} {steps:>5} {churn:>5} {seed:>4} {out.attrs['nfe_per_sample']:>5} {wall:8.1f} {base / wall:8.1f}"
+        row = {"name": f"{sampler} {steps} steps churn {churn} seed {seed}", "em": sampler == "euler_maruyama"}
         for f in reconstruct.TARGETS:
             truth = dataset["maps"].isel(sightline=pos).sel(field=f).values
             mean = out["mean"].sel(field=f).values
@@ -73,7 +87,21 @@ def main() -> None:
             dm = np.median(metrics.total_mass_error(mean, truth))
             std = out["std"].sel(field=f).values.mean()
             line += f" {corr:10.4f} {dm:+9.4f} {std:9.3g}"
+            row.update({f"{f} corr": corr, f"{f} dM/M": dm, f"{f} std": std})
+        rows.append(row)
         print(line, flush=True)
+    em = [r for r in rows if r["em"]]
+    if len(em) < 2:
+        return
+    keys = [k for k in rows[0] if k not in ("name", "em")]
+    lo = {k: min(r[k] for r in em) for k in keys}
+    hi = {k: max(r[k] for r in em) for k in keys}
+    print("\nEuler-Maruyama range: " + ", ".join(f"{k} [{lo[k]:.4g}, {hi[k]:.4g}]" for k in keys))
+    for r in rows:
+        if r["em"]:
+            continue
+        out = [f"{k} {r[k]:.4g}" for k in keys if not lo[k] <= r[k] <= hi[k]]
+        print(f"  {r['name']}: " + ("inside on every metric" if not out else "outside: " + ", ".join(out)))
 
 
 if __name__ == "__main__":
