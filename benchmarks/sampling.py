@@ -63,7 +63,7 @@ def main() -> None:
     print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}")
     header = f"{'sampler':>16} {'steps':>5} {'churn':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
     for f in reconstruct.TARGETS:
-        header += f" {f + ' corr':>10} {f + ' dM/M':>9} {f + ' std':>9}"
+        header += f" {f + ' corr':>10} {f + ' dM/M':>9} {f + ' std':>9} {f + ' |z|<1':>9}"
     print(header)
     base = None
     rows = []
@@ -85,9 +85,15 @@ def main() -> None:
             mean = out["mean"].sel(field=f).values
             corr = np.mean(metrics.pixel_correlation(mean, truth))
             dm = np.median(metrics.total_mass_error(mean, truth))
-            std = out["std"].sel(field=f).values.mean()
-            line += f" {corr:10.4f} {dm:+9.4f} {std:9.3g}"
-            row.update({f"{f} corr": corr, f"{f} dM/M": dm, f"{f} std": std})
+            sd = out["std"].sel(field=f).values
+            std = sd.mean()
+            # calibration: the share of pixels whose truth lies within one posterior std of the mean
+            # (0.68 for a calibrated Gaussian posterior)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (truth - mean) / sd
+            z1 = float(np.mean(np.abs(z[np.isfinite(z)]) < 1))
+            line += f" {corr:10.4f} {dm:+9.4f} {std:9.3g} {z1:9.3f}"
+            row.update({f"{f} corr": corr, f"{f} dM/M": dm, f"{f} std": std, f"{f} |z|<1": z1})
         rows.append(row)
         print(line, flush=True)
     em = [r for r in rows if r["em"]]
@@ -96,12 +102,22 @@ def main() -> None:
     keys = [k for k in rows[0] if k not in ("name", "em")]
     lo = {k: min(r[k] for r in em) for k in keys}
     hi = {k: max(r[k] for r in em) for k in keys}
-    print("\nEuler-Maruyama range: " + ", ".join(f"{k} [{lo[k]:.4g}, {hi[k]:.4g}]" for k in keys))
+    print("\nEuler-Maruyama range: " + ", ".join(f"{k} [{lo[k]:.5g}, {hi[k]:.5g}]" for k in keys))
     for r in rows:
         if r["em"]:
             continue
-        out = [f"{k} {r[k]:.4g}" for k in keys if not lo[k] <= r[k] <= hi[k]]
-        print(f"  {r['name']}: " + ("inside on every metric" if not out else "outside: " + ", ".join(out)))
+        out = []
+        for k in keys:
+            if lo[k] <= r[k] <= hi[k]:
+                continue
+            side = "above" if r[k] > hi[k] else "below"
+            if k.endswith("corr"):
+                side += " (better)" if side == "above" else " (worse)"
+            elif k.endswith("dM/M"):
+                better = abs(r[k]) < min(abs(lo[k]), abs(hi[k]))
+                side += " (smaller error)" if better else " (larger error)"
+            out.append(f"{k} {r[k]:.5g} {side}")
+        print(f"  {r['name']}: " + ("inside on every metric" if not out else "outside: " + "; ".join(out)))
 
 
 if __name__ == "__main__":
