@@ -59,13 +59,13 @@ def project_shard(
     # records keep each column's type (a Series row would turn the int64 seed into a float64)
     halos = {int(r["halo_id"]): r for r in catalog.to_dict("records")}
     groups = list(rows.groupby("halo_id", sort=False))
+    rotations = {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups}
     extra_attrs: dict = {"particle_source": source}
     project_kw: dict = {}
     if source == "mock":
         from .mock import MockConfig, make_cluster
 
         cfg = MockConfig.from_mapping(dict(mock_config or {}))
-        rotations = {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups}
 
         def build(halo):
             # only the particles that this shard's views of the halo project get SPH and thermodynamics
@@ -78,7 +78,7 @@ def project_shard(
         particles = ShardParticles(
             dict(snapshot_config or {}),
             [halos[int(h)] for h, _ in groups],
-            {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups},
+            rotations,
             0.5 * npix * pixel_Mpc,
             params=params,
             thermo=any(f in fields for f in ("tsz", "xray")),
@@ -98,10 +98,10 @@ def project_shard(
         halo = halos[int(halo_id)]
         cluster = build(halo)
         t1 = time.perf_counter()
-        for _, view in views.iterrows():
+        for rot, (_, view) in zip(rotations[int(halo_id)], views.iterrows()):
             out = project_fields(
                 cluster,
-                view_rotation_matrix(view),
+                rot,
                 int(view["axis"]),
                 npix=npix,
                 pixel_Mpc=pixel_Mpc,

@@ -60,8 +60,8 @@ from .catalog import CENTRE_COLUMNS, COLUMNS
 from .constants import BREMS_COEFF, K_B_ERG_PER_K, KEV_K, M_P_G, MPC_CM, MSUN_G, MSUN_PER_MPC3_IN_G_PER_CM3
 from .configkeys import reject_unknown_keys
 from .cosmology import CosmologyParams
-from .particles import Cluster, ParticleSet
 from .observables import in_views
+from .particles import Cluster, ParticleSet
 
 __all__ = [
     "GAS",
