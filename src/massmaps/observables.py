@@ -17,7 +17,7 @@ from .constants import MPC_CM, T_CMB_K, Y_COEFF_PER_KEV_CM3_MPC
 from .cosmology import PAPER, CosmologyParams
 from .particles import Cluster, ParticleSet, rotate
 
-__all__ = ["FIELDS", "image_axes", "in_views", "project_fields", "rotate"]
+__all__ = ["FIELDS", "image_axes", "in_views", "project_fields"]
 
 #: Map fields: name -> (units, long name).
 FIELDS: dict[str, tuple[str, str]] = {

@@ -277,10 +277,7 @@ def diffusion_trajectory(
     dev = denoiser.device
     generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
     x = samplers.randn_like(torch.empty((1, len(TARGETS), *x0.shape[-2:]), dtype=torch.float64, device=dev), generators)
-    x = x * float(sigmas[0])
-    mu = prior_mean_for(prior_mean, ds, splits, norm)
-    if mu is not None:
-        x = x + torch.as_tensor(mu.reshape(mu.shape + (1, 1)) if mu.ndim == 1 else mu, device=dev)[None]
+    x = samplers.shift_to_prior(x * float(sigmas[0]), prior_mean_for(prior_mean, ds, splits, norm))
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
     denoiser.net.eval()

@@ -50,6 +50,14 @@ def _check_schedule_args(n, sigma_min, sigma_max):
 
 
 # -------------------------------------------------------------------------------------- helpers
+def shift_to_prior(x: torch.Tensor, prior_mean) -> torch.Tensor:
+    """Centre draws of N(0, sigma_max^2) on ``prior_mean``: None, per channel (C,) or per pixel (C, H, W)."""
+    if prior_mean is None:
+        return x
+    mu = torch.as_tensor(np.asarray(prior_mean, dtype=np.float64), device=x.device)
+    return x + (mu[:, None, None] if mu.ndim == 1 else mu)
+
+
 def randn_like(x: torch.Tensor, generator: GeneratorLike) -> torch.Tensor:
     """Standard normal noise shaped like ``x``; with one generator per row, row b uses generator[b]."""
     if isinstance(generator, torch.Generator):
@@ -303,10 +311,8 @@ def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, ch
     generators = [torch.Generator(device=dev).manual_seed(sample_seed(seed, ids[b], k)) for b, k in chunk]
     shape = (len(chunk), channels or cond.shape[1], *inputs.shape[2:])
     x = torch.empty(shape, dtype=torch.float64, device=dev)
-    x = randn_like(x, generators) * float(sigmas[0])  # prior N(0, sigma_max^2), as score_models
-    if prior_mean is not None:
-        mu = torch.as_tensor(np.asarray(prior_mean, dtype=np.float64), device=dev)
-        x = x + (mu[:, None, None] if mu.ndim == 1 else mu)
+    # prior N(prior_mean, sigma_max^2); score_models centres it on zero
+    x = shift_to_prior(randn_like(x, generators) * float(sigmas[0]), prior_mean)
     x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
     x = x.to(torch.float32).cpu().numpy()
     if out is None:
