@@ -5,12 +5,21 @@ set, itself included (so ``n_ngb - 1`` other particles lie within it), and its d
 kernel sum over those neighbours, ``rho_j = sum_k m_k W(|r_j - r_k|, H_j)`` (Springel 2010, Eq. 1;
 the ``n_ngb``-th neighbour sits at ``q = 1`` and adds nothing).
 
-Speed: the k-d tree is built unbalanced (``balanced_tree=False``, the sliding-midpoint rule) and
-queried in the tree's own order (``tree.indices``), so consecutive queries walk the same nodes and
-stay in cache. Measured for an NFW halo of 1e6 particles, k = 33, 2 workers: build 0.18 s
-unbalanced vs 0.34 s balanced, queries 2.8 s vs 2.7 s (``compact_nodes`` and leaf sizes 16-32 change
-little; leaf size 8 is 10% slower), and querying in input (random) order takes 6.5 s instead of
-2.8 s. Queries run in chunks so the (chunk, k) neighbour arrays stay small.
+Two backends give the same ``H``, bit for bit (tested):
+
+``"numba"`` (default)
+    :mod:`massmaps.knn`: a median-split k-d tree walked once per leaf of 32 points for all of them,
+    whose pruning radius is the largest of their current ``k``-th neighbour distances, with numba
+    threads over the leaves. It answers the all-particles question that SPH asks, rather than one
+    query at a time; ``benchmarks/projection.py`` times it against ``"scipy"`` in the same run.
+``"scipy"``
+    scipy's ``cKDTree``, built unbalanced (``balanced_tree=False``, the sliding-midpoint rule) and
+    queried in the tree's own order (``tree.indices``), so consecutive queries walk the same nodes
+    and stay in cache (PROJECTION.md: 2.8 s instead of 8.1 s in random order for 1e6 NFW particles,
+    k = 33, 2 workers). Queries run in chunks so the (chunk, k) neighbour arrays stay small.
+
+The density sums over the same ``n_ngb`` neighbours in both, in a different order (a few units in
+the last place apart).
 
 References
 ----------
@@ -20,15 +29,37 @@ References
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 from numba import njit, prange
 from scipy.spatial import cKDTree
 
+from massmaps import knn
 from massmaps.kernels import w3d_unit
 
-__all__ = ["smoothing_lengths", "smoothing_lengths_and_density"]
+__all__ = ["BACKENDS", "smoothing_lengths", "smoothing_lengths_and_density"]
 
-_CHUNK = 1 << 16  # query rows per chunk
+_CHUNK = 1 << 16  # query rows per chunk (scipy backend)
+#: Neighbour-search backends (see the module docstring).
+BACKENDS = ("numba", "scipy")
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown neighbour backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+@contextmanager
+def _numba_threads(workers: int):
+    """numba's thread count set to ``workers`` (at most the pool's size) inside the block, then restored."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(workers), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _check_inputs(pos, n_ngb, mass=None):
@@ -57,7 +88,7 @@ def _tree(pos):
     return cKDTree(pos, leafsize=16, balanced_tree=False, compact_nodes=False)
 
 
-def smoothing_lengths(pos, n_ngb: int = 64, workers: int = 2) -> np.ndarray:
+def smoothing_lengths(pos, n_ngb: int = 64, workers: int = 2, *, backend: str = "numba") -> np.ndarray:
     """Support radius ``H_j``: distance to the ``n_ngb``-th nearest neighbour, self included.
 
     Parameters
@@ -67,7 +98,9 @@ def smoothing_lengths(pos, n_ngb: int = 64, workers: int = 2) -> np.ndarray:
     n_ngb : int
         Neighbour number including the particle itself (PHYSICS.md: 64; configurable).
     workers : int
-        Threads for the k-d tree queries.
+        Threads for the neighbour search.
+    backend : {"numba", "scipy"}
+        Neighbour search (module docstring); the same ``H`` either way.
 
     Returns
     -------
@@ -77,9 +110,13 @@ def smoothing_lengths(pos, n_ngb: int = 64, workers: int = 2) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``pos`` is not (N, 3) and finite, ``n_ngb < 2`` or ``N < n_ngb``.
+        If ``pos`` is not (N, 3) and finite, ``n_ngb < 2``, ``N < n_ngb`` or the backend is unknown.
     """
+    _check_backend(backend)
     pos, n_ngb, _ = _check_inputs(pos, n_ngb)
+    if backend == "numba":
+        with _numba_threads(workers):
+            return knn.build_tree(pos).h_rho(n_ngb)[0]
     tree = _tree(pos)
     order = tree.indices
     H = np.empty(pos.shape[0])
@@ -106,7 +143,7 @@ def _density_chunk(dist, nbr, mass, first, out):
 
 
 def smoothing_lengths_and_density(
-    pos, mass, n_ngb: int = 64, workers: int = 2, *, include_self: bool = True, query=None
+    pos, mass, n_ngb: int = 64, workers: int = 2, *, include_self: bool = True, query=None, backend: str = "numba"
 ):
     """Support radii and SPH densities from the ``n_ngb`` nearest neighbours (self included).
 
@@ -119,7 +156,7 @@ def smoothing_lengths_and_density(
     n_ngb : int
         Neighbour number including the particle itself (PHYSICS.md: 64).
     workers : int
-        Threads for the k-d tree queries (the density sum uses numba's threads).
+        Threads for the neighbour search and the density sum.
     include_self : bool
         Whether the sum includes the particle's own term ``m_j W(0, H_j)`` (the SPH definition,
         PHYSICS.md Eq. 1, right for the glass-like order of a simulation). For points drawn
@@ -127,14 +164,16 @@ def smoothing_lengths_and_density(
         uniform cloud of density ``n m`` the ball to the ``(k-1)``-th other neighbour has volume
         ``V ~ Gamma(k - 1, 1/n)`` and ``m W(0, H) = 14 m / V``, so ``E[rho] = n m (k + 12) / (k - 2)``
         with ``k = n_ngb`` (+45% at ``k = 33``, +24% at ``k = 64``), while without it the
-        ``k - 2`` others inside the ball give ``E[rho] = n m`` exactly. Without it, the nearest
-        neighbour at distance 0 is dropped: the particle itself, or one of several coincident
-        points (the same thing for equal masses).
+        ``k - 2`` others inside the ball give ``E[rho] = n m`` exactly. Without it, the particle's
+        own term is dropped (``"scipy"``: the nearest neighbour, at distance 0: the particle itself
+        or one of several coincident points, the same thing for equal masses).
     query : array_like of bool, shape (N,), optional
         Compute ``H`` and ``rho`` only for these particles (every particle still counts as a
         neighbour). Each value is the one the full computation gives, bit for bit: a particle's
         neighbours do not depend on which others are queried. Used to skip the particles that
         no map will show (a mock cluster is drawn out to a sphere larger than the maps' cube).
+    backend : {"numba", "scipy"}
+        Neighbour search (module docstring): the same ``H``; ``rho`` to a few units in the last place.
 
     Returns
     -------
@@ -149,23 +188,29 @@ def smoothing_lengths_and_density(
     ------
     ValueError
         If ``pos`` is not (N, 3), ``mass`` not (N,), any value is non-finite, ``n_ngb < 2`` or
-        ``N < n_ngb``.
+        ``N < n_ngb``, or the backend is unknown.
 
     References
     ----------
     .. [1] Springel V., 2010, ARA&A, 48, 391 (Eq. 1)
     .. [2] Dehnen W., Aly H., 2012, MNRAS, 425, 1068
     """
+    _check_backend(backend)
     pos, n_ngb, mass = _check_inputs(pos, n_ngb, mass)
     n = pos.shape[0]
+    if query is not None:
+        query = np.asarray(query)
+        if query.dtype != bool or query.shape != (n,):
+            raise ValueError(f"query must be a boolean mask of shape ({n},), got {query.dtype} {query.shape}")
+    if backend == "numba":
+        with _numba_threads(workers):
+            H, rho = knn.build_tree(pos).h_rho(n_ngb, mass, query, self_weight=1.0 if include_self else 0.0)
+        return (H, rho) if query is None else (H[query], rho[query])
     tree = _tree(pos)
     order = tree.indices
     if query is None:
         slot = None
     else:
-        query = np.asarray(query)
-        if query.dtype != bool or query.shape != (n,):
-            raise ValueError(f"query must be a boolean mask of shape ({n},), got {query.dtype} {query.shape}")
         order = order[query[order]]  # the queried particles, still in tree order
         slot = np.cumsum(query) - 1  # particle index -> position among the queried ones
     H = np.empty(order.size)
