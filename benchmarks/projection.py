@@ -5,7 +5,7 @@ An NFW halo (c = 5, R200 = 2 Mpc, truncated at 4 Mpc) of equal-mass particles is
 support radius H = distance to the 32nd neighbour (k = 33 with self, :mod:`massmaps.sph`). The smoothing
 lengths themselves are timed first: massmaps' numba all-kNN (:mod:`massmaps.knn`) against scipy's
 cKDTree queried in tree order, interleaved in one run, for k = 33 and 64 (checked to give the same H). Times are
-after one untimed (JIT warm-up) call, minimum over ``--repeat`` runs. ``mass`` is the map's sum over
+after one untimed (JIT warm-up) call, minimum over ``--repeat`` runs taken in rounds over the methods. ``mass`` is the map's sum over
 the particles' total mass; ``L1 = sum|map - ref| / sum(ref)`` against the ``"reference"`` backend
 (Gauss-Legendre quadrature of the column kernel over every pixel: the exact pixel-integrated map).
 
@@ -72,21 +72,26 @@ def nfw_halo(n: int, seed: int) -> np.ndarray:
     return (x * rs)[:, None] * v + 0.5 * BOX
 
 
-def timed(fn, repeat):
-    """One untimed call (JIT warm-up), then the minimum of ``repeat`` timed calls.
+def timed_rounds(methods, repeat):
+    """Per method: one untimed call (JIT warm-up), then the minimum of ``repeat`` timed calls, taken in
+    rounds over the methods (method 1, 2, ..., then again), so that a slow spell of a shared machine
+    falls on every method alike. A method whose warm-up call took more than 2 s is timed once.
 
-    A method whose warm-up call took more than 2 s is timed once.
+    Returns {name: (seconds, output)}.
     """
-    t0 = time.perf_counter()
-    out = fn()
-    if time.perf_counter() - t0 > 2.0:
-        repeat = 1
-    best = np.inf
-    for _ in range(repeat):
+    out, best, reps = {}, {}, {}
+    for name, fn in methods.items():
         t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        out[name] = fn()
+        reps[name] = 1 if time.perf_counter() - t0 > 2.0 else repeat
+        best[name] = np.inf
+    for r in range(repeat):
+        for name, fn in methods.items():
+            if r < reps[name]:
+                t0 = time.perf_counter()
+                out[name] = fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: (best[name], out[name]) for name in methods}
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,8 +229,7 @@ def run_one(n: int, args) -> None:
             methods[name] = (lambda f: (lambda: f(x, y, H, m)))(fn)
 
     rows = []
-    for name, fn in methods.items():
-        t, img = timed(fn, args.repeat)
+    for name, (t, img) in timed_rounds(methods, args.repeat).items():
         rows.append((name, t, img.sum() / m.sum(), np.abs(img - ref).sum() / ref.sum()))
     t_ours = rows[0][1]
     print(f"\n| {'method':<42} | {'time':>10} | {'/ ours':>7} | {'mass':>10} | {'L1':>9} |")

@@ -23,7 +23,11 @@ Backends
     particles go in turn to 8 float64 partial images (numba ``prange`` over the images), summed
     in a fixed order at the end: the threads stay balanced when the cost per particle drifts
     along the arrays, and the map is the same bytes whatever the number of threads. One field
-    is deposited into a 2D image without a loop over fields.
+    is deposited into a 2D image without a loop over fields; several fields (the gas's mass, tSZ
+    and X-ray) take a footprint row's weights once and add them a field at a time along the
+    image row, a loop that vectorises (26% faster for a mock cluster's gas). Tried and dropped:
+    skipping the pixels of a large footprint that the support disc does not touch (19% fewer
+    pixels, 15% fewer lookups, yet 25% slower than the plain square loops).
 ``"mesh"``
     The paper's scheme, for comparison: the 3D kernel sampled at the cell centres of an
     ``npix^3`` mesh spanning ``xlim x ylim x zlim``, summed along z times the cell depth and
@@ -96,6 +100,39 @@ def _deposit_impl(img, w, j, iy, ix, frac):
     return many
 
 
+def _deposit_row(img, w, j, iy, ia, nx, dmx, dmy, cur, prv, row):
+    """Deposit one row of a footprint: pixel (iy, ia + k), k < nx, gets ``w[..., j]`` times
+    ``dmx[k] dmy + (cur[k + 1] - cur[k]) - (prv[k + 1] - prv[k])`` (numba overload below)."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_deposit_row, inline="always")
+def _deposit_row_impl(img, w, j, iy, ia, nx, dmx, dmy, cur, prv, row):
+    if img.ndim == 2:
+        # one field: weight and deposit in one pass (a separate pass over a row buffer was 5-8% slower)
+        def one(img, w, j, iy, ia, nx, dmx, dmy, cur, prv, row):
+            wj = w[j]
+            for k in range(nx):
+                img[iy, ia + k] += wj * (dmx[k] * dmy + ((cur[k + 1] - cur[k]) - (prv[k + 1] - prv[k])))
+
+        return one
+
+    # several fields: the row's weights once, then a field at a time along the contiguous image row, a
+    # loop that vectorises (the per-pixel loop over fields did not): the 3 gas fields of a mock cluster
+    # took 32 ms instead of 44. Every pixel still gets one addition per particle and field, in the same
+    # order, so the maps are the same bytes.
+    def many(img, w, j, iy, ia, nx, dmx, dmy, cur, prv, row):
+        for k in range(nx):
+            row[k] = dmx[k] * dmy + ((cur[k + 1] - cur[k]) - (prv[k + 1] - prv[k]))
+        for c in range(w.shape[0]):
+            wc = w[c, j]
+            dst = img[c, iy, ia : ia + nx]
+            for k in range(nx):
+                dst[k] += wc * row[k]
+
+    return many
+
+
 @njit(cache=True, inline="always")
 def _clip1(u):
     return min(max(u, -1.0), 1.0)
@@ -134,9 +171,9 @@ def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs
 
     The weight of pixel (k, l) is ``dM_x[k] dM_y[l] + (mixed difference of K over its corners)``
     with ``M`` the exact cumulative marginal and ``K`` the bilinear correction table, zero on the
-    support boundary. ``fs`` (7, npix + 1), ``ci`` (2, npix + 1) and ``kc`` (2, npix + 1) are
-    scratch: m, sign and offset per x edge then per y edge, dM per column, the table cells and
-    two rows of K.
+    support boundary. ``fs`` (8, npix + 1), ``ci`` (2, npix + 1) and ``kc`` (2, npix + 1) are
+    scratch: m, sign and offset per x edge then per y edge, dM per column, one row of weights, the
+    table cells and two rows of K.
     """
     nk = ktab.shape[0] - 1
     ia = max(ixl, 0)
@@ -154,6 +191,7 @@ def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs
     sy = fs[4]
     ty = fs[5]
     dmx = fs[6]
+    row = fs[7]
     cx = ci[0]
     cy = ci[1]
     k0, k1 = _edges(ia, ib, ia == ixl, ib == ixh, px, inv_hx, nk, mx, sx, cx, tx)
@@ -179,11 +217,7 @@ def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs
             for k in range(k0, k1 + 1):
                 cur[k] = 0.0
         if l > 0:
-            iy = ja + l - 1
-            dmy = my[l] - my[l - 1]
-            for k in range(nx):
-                frac = dmx[k] * dmy + ((cur[k + 1] - cur[k]) - (prv[k + 1] - prv[k]))
-                _deposit(img, w, j, iy, ia + k, frac)
+            _deposit_row(img, w, j, ja + l - 1, ia, nx, dmx, my[l] - my[l - 1], cur, prv, row)
         prv, cur = cur, prv
 
 
@@ -271,7 +305,7 @@ def _exact_chunk(x, y, h, w, first, step, x0, y0, inv_dx, inv_dy, npix, ktab, im
     fnpix = float(npix)
     ryx = inv_dx / inv_dy  # hx / hy: one division per particle gives both 1/hx and 1/hy
     # scratch reused by every particle
-    fs = np.empty((7, npix + 1))
+    fs = np.empty((8, npix + 1))
     ci = np.empty((2, npix + 1), dtype=np.int64)
     kc = np.empty((2, npix + 1))
     n_part = x.size
