@@ -34,11 +34,13 @@ def main() -> None:
     ap.add_argument("--n-sightlines", type=int, default=4)
     ap.add_argument("--n-samples", type=int, default=20)
     ap.add_argument("--em-steps", type=int, default=1000)
-    ap.add_argument("--em-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--em-seeds", type=int, nargs="*", default=[0, 1],
+                    help="seeds of the Euler-Maruyama runs (none: skip them; same seed, same samples)")
     ap.add_argument("--heun-steps", type=int, nargs="*", default=[6, 11, 18, 26])
     ap.add_argument("--stochastic-steps", type=int, nargs="*", default=[18, 40])
     ap.add_argument("--churn", type=float, nargs="+", default=[20.0], help="s_churn values of edm_stochastic")
     ap.add_argument("--stochastic-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--s-noise", type=float, nargs="+", default=[1.0], help="s_noise values of edm_stochastic")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prior-mean", default="pixel", choices=reconstruct.PRIOR_MEANS,
                     help="centre of the sampler's prior (sampling.prior_mean)")
@@ -57,8 +59,8 @@ def main() -> None:
     settings = [("euler_maruyama", args.em_steps, s, {}) for s in args.em_seeds]
     settings += [("heun", n, 0, {}) for n in args.heun_steps]
     settings += [
-        ("edm_stochastic", n, s, {"s_churn": c})
-        for n in args.stochastic_steps for c in args.churn for s in args.stochastic_seeds
+        ("edm_stochastic", n, s, {"s_churn": c} | ({"s_noise": sn} if sn != 1.0 else {}))
+        for n in args.stochastic_steps for c in args.churn for sn in args.s_noise for s in args.stochastic_seeds
     ]  # fmt: skip
     print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}")
     header = f"{'sampler':>16} {'steps':>5} {'churn':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
@@ -78,6 +80,8 @@ def main() -> None:
         base = base or wall
         pos = pd.Index(dataset["sightline_id"].values).get_indexer(out["sightline_id"].values)
         churn = f"{kw['s_churn']:g}" if "s_churn" in kw else "-"
+        if "s_noise" in kw:
+            churn += f"/{kw['s_noise']:g}"
         line = f"{sampler:>16} {steps:>5} {churn:>5} {seed:>4} {out.attrs['nfe_per_sample']:>5} {wall:8.1f} {base / wall:8.1f}"
         row = {"name": f"{sampler} {steps} steps churn {churn} seed {seed}", "em": sampler == "euler_maruyama"}
         for f in reconstruct.TARGETS:
