@@ -10,12 +10,13 @@ candidates in a max-heap (8 children per node) of squared distances. The leaves 
 than threads, so threads stay balanced; every point's result depends only on the points, so the
 answer is the same bytes for any number of threads.
 
-Measured on 2 cores for the NFW halo of ``benchmarks/projection.py`` (1e6 particles): k = 33 in 1.9 s
-(build 0.3 s) against 3.1-3.3 s for ``cKDTree`` queried in its own order, k = 64 with densities in 3.3 s
-against 5.8 s. Per query point at k = 64 the walk computes about 480 distances and makes about 140 heap
-insertions. Tried and dropped: leaves of 16 or 64 points (within 10%); keeping unsorted candidates and
-selecting the k best when a buffer fills (looser pruning: 45% slower); filling the heap from a
-selection over the first 2k candidates (no faster).
+Measured on 2 cores for the NFW halo of ``benchmarks/projection.py`` (1e6 particles, same run): k = 33
+in 1.68 s against 3.07 s for ``cKDTree`` queried in its own order, k = 64 in 2.48 s against 5.23 s. At
+k = 64 a query point computes about 480 distances and makes about 140 heap insertions, which are most of
+the time. Tried and dropped: leaves of 16 or 64 points (within 10%); keeping unsorted candidates and
+selecting the k best when a buffer fills (looser pruning: 45% slower); filling the heap from a selection
+over the first 2k candidates, and a best-first walk (within noise); heaps of 2, 3, 4, 6, 16 or 64
+children (8 was fastest: 16% faster than 2 at k = 64).
 
 Squared distances are summed as ``(dx dx + dy dy) + dz dz`` without fused multiply-adds, as scipy's
 ``cKDTree`` does for three dimensions, so ``H`` (the square root of the ``k``-th smallest) is the same
