@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from massmaps import kernels as K
-from massmaps.projection import BACKENDS, pixel_centres, pixel_edges, project
+from massmaps.projection import _FIXED, BACKENDS, pixel_centres, pixel_edges, project
 
 NPIX = 32
 LIM = (0.0, 3.2)  # 0.1 per pixel
@@ -129,6 +129,45 @@ def test_exact_mass_conservation_inside_map():
     assert out.min() >= -1e-8 * m.max()
 
 
+def _footprint(x, y, h):
+    """Pixels (columns, rows) covered by each support square, as the exact backend counts them."""
+    fx, fy, fh = x / DX, y / DX, h / DX
+    nx = np.floor(fx + fh) - np.floor(fx - fh) + 1
+    ny = np.floor(fy + fh) - np.floor(fy - fh) + 1
+    return nx.astype(int), ny.astype(int)
+
+
+def test_every_footprint_class_matches_reference():
+    # footprints of 1x1 to 7x7 pixels inside the map, so that every written-out runner (2x3 to 5x5),
+    # the 1x1, 1x2, 2x2 and 3x3 paths and the general one each get many particles; each class on its
+    # own against the reference, and all of them together (the block sort mixes them)
+    rng = np.random.default_rng(11)
+    n = 6000
+    h = DX * rng.uniform(0.05, 3.4, n)
+    x = rng.uniform(0.4, 2.8, n)
+    y = rng.uniform(0.4, 2.8, n)
+    m = rng.uniform(0.5, 2.0, n)
+    nx, ny = _footprint(x, y, h)
+    sizes = set(zip(nx.tolist(), ny.tolist()))
+    assert set(_FIXED) <= sizes and {(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (6, 6), (7, 7)} <= sizes
+    for size in sorted(sizes):
+        sel = (nx == size[0]) & (ny == size[1])
+        if sel.sum() < 5:
+            continue
+        args = (x[sel], y[sel], h[sel], m[sel])
+        out = project(*args, **KW)
+        ref = project(*args, backend="reference", **KW)
+        assert _l1(out, ref) < 1e-6, size
+        assert np.abs(out - ref).max() < 1e-6 * m.max(), size
+        assert abs(out.sum() / m[sel].sum() - 1.0) < 1e-12, size
+    out = project(x, y, h, m, **KW)
+    assert _l1(out, project(x, y, h, m, backend="reference", **KW)) < 1e-6
+    # the block sort changes the order of additions, not the sum beyond round-off
+    single = sum(project(x[i : i + 1], y[i : i + 1], h[i : i + 1], m[i : i + 1], **KW) for i in range(0, n, 50))
+    part = project(x[::50], y[::50], h[::50], m[::50], **KW)
+    np.testing.assert_allclose(part, single, rtol=0, atol=1e-13 * m.max())
+
+
 def test_exact_point_and_tiny_particles():
     # h = 0 is a point; a tiny particle on a pixel corner splits 1/4 each by symmetry
     out = project([0.25, 1.2], [0.35, 1.2], [0.0, 1e-9], [2.0, 1.0], **KW)[0]
@@ -207,17 +246,28 @@ def test_unknown_backend_lists_valid_names():
     "kwargs, match",
     [
         (dict(h=[-0.1]), "non-negative"),
-        (dict(x=[np.nan]), "non-finite"),
+        (dict(x=[np.nan]), "x contains non-finite"),
+        (dict(y=[np.inf]), "y contains non-finite"),
+        (dict(h=[np.inf]), "h .* contains non-finite"),
+        (dict(h=[np.nan]), "h .* contains non-finite"),
+        (dict(weights=[np.nan]), "weights contain non-finite"),
+        # a particle off the map: its weight is never deposited, and still checked
+        (dict(x=[-5.0], weights=[np.inf]), "weights contain non-finite"),
+        (dict(x=[1.0, 9.0], y=[1.0, 1.0], h=[0.1, 0.1], weights=[[1.0, 1.0], [1.0, np.nan]]),
+         "weights contain non-finite"),
         (dict(weights=[[1.0, 2.0]]), "weights must have shape"),
         (dict(npix=0), "positive integer"),
         (dict(xlim=(1.0, 1.0)), "lo < hi"),
     ],
 )
-def test_bad_inputs(kwargs, match):
+@pytest.mark.parametrize("backend", ["exact", "mesh", "reference"])
+def test_bad_inputs(kwargs, match, backend):
     args = dict(x=[1.0], y=[1.0], h=[0.1], weights=[1.0], **KW)
     args.update(kwargs)
+    n = len(args["x"])
+    extra = dict(z=np.ones(n), zlim=LIM) if backend == "mesh" else {}
     with pytest.raises(ValueError, match=match):
-        project(args.pop("x"), args.pop("y"), args.pop("h"), args.pop("weights"), **args)
+        project(args.pop("x"), args.pop("y"), args.pop("h"), args.pop("weights"), backend=backend, **args, **extra)
 
 
 def test_pixel_edges_and_centres():
