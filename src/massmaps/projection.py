@@ -26,9 +26,9 @@ Backends
     the map is the same bytes whatever the number of threads. Each block is first sorted by
     footprint size (a counting sort, which also checks the inputs), so that consecutive particles
     take the same branches: an NFW halo of 1e6 particles in random order took 28.5 ms instead of
-    36.8 (2 threads, same run), of which sorting and the written-out footprints gave about half
-    each (the sort alone gave 1-4%; the written-out footprints alone 6%). Compiling the backend
-    takes about 45 s once (numba caches it). One field
+    36.8 (2 threads, same run). Neither change gains much alone (the sort 1-4%, the written-out
+    footprints 6%): the written-out paths pay once the sort makes the choice between them
+    predictable. Compiling the backend takes about 45 s once (numba caches it). One field
     is deposited into a 2D image without a loop over fields; several fields (the gas's mass, tSZ
     and X-ray) take a footprint row's weights once and add them a field at a time along the
     image row, a loop that vectorises (26% faster for a mock cluster's gas). Tried and dropped:
@@ -81,7 +81,8 @@ _NSIDE = 8
 #: Footprint classes: off the map, any other (clipped or wide), then one per size up to _NSIDE x _NSIDE.
 _NCLS = 2 + _NSIDE * _NSIDE
 #: Footprints (columns, rows) inside the map with a written-out path of their own (:func:`_make_runner`):
-#: 2x3 to 5x5 are 85% of the footprints wider than 3x3 of an NFW halo of 1e6 particles on 128^2 pixels.
+#: they are 93% of the footprints other than 1x1, 1x2, 2x2 and 3x3 of an NFW halo of 1e6 particles on
+#: 128^2 pixels (benchmarks/projection.py); 5x6 to 6x6 (the next 6%) gained nothing measurable.
 _FIXED = ((2, 3), (3, 2), (3, 4), (4, 3), (4, 4), (4, 5), (5, 4), (5, 5))
 
 
@@ -308,10 +309,11 @@ def _exact_3x3(img, w, j, px, py, hx, ryx, ixl, iyl, ktab, nk):
 def _make_runner(NX, NY):
     """A block's particles whose footprint is ``NX x NY`` pixels inside the map.
 
-    The same weights as :func:`_exact_general` (the same operations on the same numbers: the maps
-    agree to the last bit), with trip counts known at compile time: the loops unroll and the scratch
-    rows stay in registers. The math is written out rather than called: numba inlines at the level of
-    its IR, and inlining the helpers into every runner doubled the module's compile time.
+    The same formulas as :func:`_exact_general` (a particle's pixel weights agree to the last bit,
+    or to about 1e-14 where the compiler fuses a multiply-add differently), with trip counts known
+    at compile time: the loops unroll and the scratch rows stay in registers. The math is written
+    out rather than called: numba inlines at the level of its IR, and inlining the helpers into
+    every runner tripled the module's compile time (140 s).
     """
 
     @njit(fastmath={"contract"})
