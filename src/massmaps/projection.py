@@ -20,20 +20,20 @@ Backends
     polynomial; 2x2 footprints two polynomials and one table lookup; 3x3 footprints (written
     out) four of each; larger footprints ``nx + ny - 2`` polynomials and ``(nx - 1)(ny - 1)``
     lookups (the edges and corners on the support boundary are known exactly), written out with
-    fixed loop counts for the common 2x3 to 5x5 footprints. Blocks of 4,096 particles go in turn
-    to 8 float64 partial images (numba ``prange`` over the images), summed in a fixed order at
-    the end: the threads stay balanced when the cost per particle drifts along the arrays, and
-    the map is the same bytes whatever the number of threads. Each block is first sorted by
-    footprint size (a counting sort, which also checks the inputs), so that consecutive particles
-    take the same branches: an NFW halo of 1e6 particles in random order took 28.5 ms instead of
-    36.8 (2 threads, same run). Neither change gains much alone (the sort 1-4%, the written-out
-    footprints 6%): the written-out paths pay once the sort makes the choice between them
-    predictable. Compiling the backend takes about 45 s once (numba caches it). One field
-    is deposited into a 2D image without a loop over fields; several fields (the gas's mass, tSZ
-    and X-ray) take a footprint row's weights once and add them a field at a time along the
-    image row, a loop that vectorises (26% faster for a mock cluster's gas). Tried and dropped:
-    skipping the pixels of a large footprint that the support disc does not touch (19% fewer
-    pixels, 15% fewer lookups, yet 25% slower than the plain square loops).
+    fixed loop counts for the common 2x3 to 5x5 footprints. Blocks of up to 4,096 particles (at
+    least 8 per image) go in turn to 8 float64 partial images (numba ``prange`` over the images),
+    summed in a fixed order at the end: the threads stay balanced when the cost per particle drifts
+    along the arrays, and the map is the same bytes whatever the number of threads. Each block is
+    first sorted by footprint size (a counting sort, which also checks the inputs), so that
+    consecutive particles take the same branches: an NFW halo of 1e6 particles in random order took
+    28.5 ms instead of 36.8 (2 threads, same run). Neither change gains much alone (the sort 1-4%,
+    the written-out footprints 6%): the written-out paths pay once the sort makes the choice between
+    them predictable. Compiling the backend takes about 45 s once (numba caches it). One field is
+    deposited into a 2D image without a loop over fields; several fields (the gas's mass, tSZ and
+    X-ray) take a footprint row's weights once and add them a field at a time along the image row, a
+    loop that vectorises (26% faster for a mock cluster's gas). Tried and dropped: skipping the
+    pixels of a large footprint that the support disc does not touch (19% fewer pixels, 15% fewer
+    lookups, yet 25% slower than the plain square loops).
 ``"mesh"``
     The paper's scheme, for comparison: the 3D kernel sampled at the cell centres of an
     ``npix^3`` mesh spanning ``xlim x ylim x zlim``, summed along z times the cell depth and
@@ -71,8 +71,12 @@ from massmaps.kernels import (
 
 __all__ = ["BACKENDS", "project", "pixel_edges", "pixel_centres"]
 
-#: Particles per block of the exact backend; the threads take blocks in turn (see :func:`_exact_chunk`).
+#: Particles per block of the exact backend, at most; the threads take blocks in turn (see
+#: :func:`_exact_chunk`). Fewer particles get smaller blocks, at least _BLOCKS_PER_PART per partial image,
+#: so that the two threads stay balanced on a mock cluster of 2e4-1e5 particles (with 4,096 always,
+#: such a cluster took up to 40% longer on 2 threads than with the 512 of before).
 _BLOCK = 4096
+_BLOCKS_PER_PART = 8
 #: Partial images of the exact backend: block b goes to image b % _PARTS, and the images are summed in a
 #: fixed order, so the maps are the same bytes whatever the number of threads (which share the parts).
 _PARTS = 8
@@ -511,8 +515,8 @@ def _sort_block(x, y, h, w, b0, b1, x0, y0, inv_dx, inv_dy, npix, cls, order, co
 
 
 @njit(cache=True)
-def _exact_chunk(x, y, h, w, first, step, x0, y0, inv_dx, inv_dy, npix, ktab, img):
-    """Deposit blocks ``first, first + step, ...`` of ``_BLOCK`` particles into ``img`` (one thread's share).
+def _exact_chunk(x, y, h, w, first, step, block, x0, y0, inv_dx, inv_dy, npix, ktab, img):
+    """Deposit blocks ``first, first + step, ...`` of ``block`` particles into ``img`` (one thread's share).
 
     Interleaved blocks balance the threads when the cost per particle drifts along the arrays (a mock
     cluster lists its compact host particles before the wide ones of its outskirts: contiguous halves
@@ -535,8 +539,8 @@ def _exact_chunk(x, y, h, w, first, step, x0, y0, inv_dx, inv_dy, npix, ktab, im
     w2 = w.reshape(1, w.size) if w.ndim == 1 else w
     bad = False
     n_part = x.size
-    for b0 in range(first * _BLOCK, n_part, step * _BLOCK):
-        b1 = min(b0 + _BLOCK, n_part)
+    for b0 in range(first * block, n_part, step * block):
+        b1 = min(b0 + block, n_part)
         bad |= _sort_block(x, y, h, w2, b0, b1, x0, y0, inv_dx, inv_dy, npix, cls, order, corner, end)
         for c in range(1, _NCLS):
             s0 = end[c - 1]
@@ -557,11 +561,13 @@ def _exact_kernel(x, y, h, w, x0, y0, inv_dx, inv_dy, npix, ktab):
     nw = w.shape[0]
     images = np.zeros((_PARTS, nw, npix, npix))
     bad = np.zeros(_PARTS, dtype=np.bool_)
+    # depends on the number of particles only: the same bytes for any number of threads
+    block = min(_BLOCK, max(1, -(-x.size // (_PARTS * _BLOCKS_PER_PART))))
     for t in prange(_PARTS):
         if nw == 1:
-            bad[t] = _exact_chunk(x, y, h, w[0], t, _PARTS, x0, y0, inv_dx, inv_dy, npix, ktab, images[t, 0])
+            bad[t] = _exact_chunk(x, y, h, w[0], t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, images[t, 0])
         else:
-            bad[t] = _exact_chunk(x, y, h, w, t, _PARTS, x0, y0, inv_dx, inv_dy, npix, ktab, images[t])
+            bad[t] = _exact_chunk(x, y, h, w, t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, images[t])
     out = np.zeros((nw, npix, npix))
     for t in range(_PARTS):
         out += images[t]
