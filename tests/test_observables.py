@@ -256,3 +256,36 @@ def test_cluster_kept_for_its_views_gives_the_same_maps():
                 assert a[f].tobytes() == b[f].tobytes(), (f, axis)
     with pytest.raises(ValueError, match="half_Mpc"):
         mock.make_cluster(row, views=views)
+
+
+def test_rotations_and_view_masks_agree_to_the_bit():
+    # rotate, rotate_in_cube and in_views share one arithmetic: the particles in_views keeps are exactly
+    # those that rotate_in_cube (project_fields' selection) keeps for one of the views, including points
+    # placed on the cube's faces and beyond the sqrt(3) half shortcut
+    from massmaps.particles import rotate, rotate_in_cube
+
+    rng = np.random.default_rng(5)
+    half = 6.4
+    views = [None, *Rotation.random(4, random_state=7).as_matrix()]
+    pos = rng.uniform(-1.9 * half, 1.9 * half, (20000, 3))
+    # points on the faces of every view's cube, in that view's frame
+    for R in views[1:]:
+        face = rng.uniform(-half, half, (200, 3))
+        face[:, rng.integers(0, 3)] = half
+        pos = np.vstack([pos, face @ R])
+    keep = np.zeros(len(pos), bool)
+    for R in views:
+        rot, inside = rotate_in_cube(pos, R, half)
+        assert rot.tobytes() == (pos if R is None else rotate(pos, R)).tobytes()
+        if R is not None:
+            np.testing.assert_allclose(rot, pos @ R.T, rtol=0, atol=1e-14)
+        assert np.array_equal(inside, np.all(np.abs(rot) <= half, axis=1))
+        keep |= inside
+    got = in_views(pos, views, half)
+    assert np.array_equal(got, keep)
+    assert 0 < got.sum() < len(pos)
+    assert not got[np.linalg.norm(pos, axis=1) > np.sqrt(3) * half].any()
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        rotate(np.zeros((4, 2)), views[1])
+    with pytest.raises(ValueError, match="3 x 3"):
+        rotate(pos, np.eye(2))

@@ -15,7 +15,7 @@ import numpy as np
 from . import cosmology as cosmo_mod
 from .constants import MPC_CM, T_CMB_K, Y_COEFF_PER_KEV_CM3_MPC
 from .cosmology import PAPER, CosmologyParams
-from .particles import Cluster, ParticleSet, rotate
+from .particles import Cluster, ParticleSet, in_any_cube, rotate_in_cube
 
 __all__ = ["FIELDS", "image_axes", "in_views", "project_fields"]
 
@@ -41,11 +41,7 @@ def in_views(pos: np.ndarray, rotations: Sequence[np.ndarray | None], half_Mpc: 
     This is the selection of :func:`project_fields` (the cube of side ``npix * pixel_Mpc``), so particles
     outside the mask are never drawn in any of the views. ``None`` stands for the identity.
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    keep = np.zeros(len(pos), dtype=bool)
-    for R in rotations:
-        keep |= np.all(np.abs(rotate(pos, R)) <= half_Mpc, axis=1)
-    return keep
+    return in_any_cube(pos, list(rotations), half_Mpc)
 
 
 def project_fields(
@@ -88,10 +84,9 @@ def project_fields(
     rho_bar = {"dm": (cosmo.Om0 - cosmo.Ob0) * rho_c * growth, "gas": cosmo.Ob0 * rho_c * growth}
 
     def prepare(ps: ParticleSet):
-        pos = rotate(ps.pos, rotation)
-        inside = np.all(np.abs(pos) <= half, axis=1)
         if ps.hsml is None:
             raise ValueError("particles need smoothing lengths (hsml) to be projected")
+        pos, inside = rotate_in_cube(ps.pos, rotation, half)
         return pos[inside], inside
 
     def run(pos, hsml, weights):
