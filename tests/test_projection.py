@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from massmaps import kernels as K
-from massmaps.projection import _FIXED, BACKENDS, pixel_centres, pixel_edges, project
+from massmaps.projection import _FIXED, _MODES_MIN, BACKENDS, pixel_centres, pixel_edges, project
 
 NPIX = 32
 LIM = (0.0, 3.2)  # 0.1 per pixel
@@ -166,6 +166,45 @@ def test_every_footprint_class_matches_reference():
     single = sum(project(x[i : i + 1], y[i : i + 1], h[i : i + 1], m[i : i + 1], **KW) for i in range(0, n, 50))
     part = project(x[::50], y[::50], h[::50], m[::50], **KW)
     np.testing.assert_allclose(part, single, rtol=0, atol=1e-13 * m.max())
+
+
+def test_separable_path_matches_reference():
+    # footprints with at least _MODES_MIN inner corners take the separable modes of K (eight terms per
+    # pixel, rows padded to four pixels): inside the map, clipped by its edges and corners, one field
+    # and several, square and non-square pixels
+    rng = np.random.default_rng(12)
+    n = 400
+    h = DX * rng.uniform(3.0, 14.0, n)
+    x = rng.uniform(-0.6, 3.8, n)
+    y = rng.uniform(-0.6, 3.8, n)
+    m = rng.uniform(0.5, 2.0, n)
+    inside = (x - h >= 0) & (x + h < 3.2) & (y - h >= 0) & (y + h < 3.2)
+    clipped = ~inside & (x + h > 0) & (x - h < 3.2) & (y + h > 0) & (y - h < 3.2)
+    corners = (np.minimum(np.floor((x + h) / DX), NPIX - 1) - np.maximum(np.floor((x - h) / DX), 0)) * (
+        np.minimum(np.floor((y + h) / DX), NPIX - 1) - np.maximum(np.floor((y - h) / DX), 0)
+    )
+    big = corners >= _MODES_MIN
+    assert (big & inside).sum() > 20 and (big & clipped).sum() > 100 and (~big & clipped).sum() > 20
+    for sel in (big & inside, big & clipped, clipped):
+        args = (x[sel], y[sel], h[sel], m[sel])
+        out = project(*args, **KW)
+        ref = project(*args, backend="reference", **KW)
+        assert _l1(out, ref) < 1e-6
+        assert np.abs(out - ref).max() < 1e-6 * m.max()
+    # inside: every particle's mass, to round-off
+    for i in np.flatnonzero(big & inside)[:20]:
+        assert project(x[i : i + 1], y[i : i + 1], h[i : i + 1], [1.0], **KW).sum() == pytest.approx(1.0, abs=1e-13)
+    # several fields at once: the same weights, field by field
+    w = np.stack([m, rng.uniform(0, 1, n), np.ones(n)])
+    many = project(x, y, h, w, **KW)
+    for k in range(3):
+        np.testing.assert_allclose(many[k], project(x, y, h, w[k], **KW)[0], rtol=0, atol=1e-15 * w[k].max())
+    # non-square pixels (0.1 x 0.05): x and y edges in their own units
+    kw = dict(xlim=(0.0, 3.2), ylim=(0.0, 1.6), npix=NPIX)
+    sel = np.flatnonzero(big)[:60]
+    args = (x[sel], 0.5 * y[sel], h[sel], m[sel])
+    ref = project(*args, backend="reference", **kw)
+    assert _l1(project(*args, **kw), ref) < 1e-6
 
 
 def test_exact_point_and_tiny_particles():

@@ -23,7 +23,9 @@ For speed the projection writes ``C(u, v) = M(u) M(v) + K(u, v)``: the product o
 marginals carries the whole answer on the edges of the support square (``K = 0`` there), and the
 small non-separable correction ``K`` is interpolated bilinearly in a fine float32 table
 (:func:`correction_table`, about 1.4e-7 per corner), so a pixel's weight is
-``Delta M(u) Delta M(v) + (mixed difference of K)``.
+``Delta M(u) Delta M(v) + (mixed difference of K)``. For footprints of many pixels ``K`` is also
+written as a sum of a few separable modes, ``K(u, v) = sum_r s_r phi_r(u) phi_r(v)``
+(:func:`correction_modes`), so that a footprint's weights are a small matrix product.
 
 The scalar functions decorated with :func:`numba.njit` are the building blocks of
 :mod:`massmaps.projection` and :mod:`massmaps.sph`.
@@ -65,6 +67,10 @@ F0 = 7.0 / math.pi
 CORNER_TABLE_SIZE = 128
 #: Default number of intervals of the bilinear correction table (:func:`correction_table`).
 CORRECTION_TABLE_SIZE = 256
+#: Default number of intervals of the 1D tables of the separable modes of K (:func:`correction_modes`).
+CORRECTION_MODES_SIZE = 1024
+#: Number of separable modes of K that the projection of large footprints uses (:func:`correction_modes`).
+CORRECTION_MODES = 7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +428,13 @@ def correction_table(n: int = CORRECTION_TABLE_SIZE) -> np.ndarray:
         Read-only ``K(i / n, j / n)`` (float32 halves its cache footprint; its round-off, below
         1e-10, is far below the interpolation error). ``K`` is odd in each argument.
     """
+    out = _correction_nodes(n).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _correction_nodes(n: int) -> np.ndarray:
+    """``K(i / n, j / n)`` in float64 (see :func:`correction_table`)."""
     if n < 4:
         raise ValueError(f"correction table needs n >= 4 intervals, got {n}")
     nodes = np.arange(n + 1) / n
@@ -432,7 +445,56 @@ def correction_table(n: int = CORRECTION_TABLE_SIZE) -> np.ndarray:
     k = 0.5 * (k + k.T)
     k[0, :] = k[:, 0] = 0.0
     k[n, :] = k[:, n] = 0.0
-    out = k.astype(np.float32)
+    return k
+
+
+@lru_cache(maxsize=4)
+def correction_modes(n: int = CORRECTION_MODES_SIZE, rank: int = CORRECTION_MODES) -> np.ndarray:
+    """Separable modes of the correction ``K``: ``K(u, v) = sum_r s_r phi_r(u) phi_r(v)``, r < ``rank``.
+
+    ``K`` (:func:`correction_table`) is symmetric, so its leading eigenvectors on the nodes ``i / n``
+    give the best approximation of a given rank; ``phi_r`` is the r-th of them scaled by the square
+    root of its eigenvalue's magnitude and ``s_r`` the eigenvalue's sign. The eigenvalues fall fast
+    (relative to the first: 6e-2, 2.6e-3, 1.2e-3, 1.6e-4, 2.5e-5, 1.9e-5, 3.9e-6), and at rank 7 the
+    corners are within 1e-8 of ``K``. ``phi_r`` vanishes at 0 and 1 as ``K`` does (exactly: those
+    nodes are set to zero), and is odd like ``K`` in each argument. Interpolated linearly, a mode
+    costs one 1D lookup per footprint edge instead of a 2D lookup per pixel corner: the projection
+    uses them for footprints of 9 x 9 pixels and more. Against the quadrature reference, 300
+    particles of a 1e14 Msun mock cluster (support radii of 1-20 pixels) all projected with the
+    modes had a summed error of 5.9e-7 of their mass (1.2e-5 with 4 modes, 2.2e-6 with 6), against
+    9.6e-7 with the bilinear table.
+
+    The values are rounded to float32 (stored as float64), so that they are the same bytes on any
+    machine and with any number of LAPACK threads; their round-off (4e-9 of the largest) is below
+    the truncation.
+
+    Parameters
+    ----------
+    n : int
+        Intervals of the 1D tables along ``[0, 1]``.
+    rank : int
+        Number of modes.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n + 2, rank + 1), float64
+        Read-only. Rows ``0..n``: ``phi_r(i / n)`` in column ``r + 1`` (column 0 is zero: the
+        projection puts the marginal ``m`` there); row ``n + 1``: ``s_r`` in column ``r + 1`` and 1 in
+        column 0.
+    """
+    if not 1 <= rank <= n:
+        raise ValueError(f"correction modes need 1 <= rank <= n, got rank {rank} with n {n}")
+    k = _correction_nodes(n)
+    val, vec = np.linalg.eigh(k)
+    top = np.argsort(-np.abs(val), kind="stable")[:rank]
+    phi = vec[:, top] * np.sqrt(np.abs(val[top]))[None, :]
+    # the sign of an eigenvector is arbitrary: make each mode's largest value positive
+    phi *= np.sign(phi[np.argmax(np.abs(phi), axis=0), np.arange(rank)])[None, :]
+    phi[0] = phi[n] = 0.0
+    out = np.zeros((n + 2, rank + 1))
+    out[: n + 1, 1:] = phi.astype(np.float32)
+    out[n + 1, 0] = 1.0
+    out[n + 1, 1:] = np.sign(val[top])
     out.setflags(write=False)
     return out
 
