@@ -24,7 +24,7 @@ Backends
     corners (9 x 9 pixels and up, or clipped ones as large) write ``K`` as seven separable modes
     instead (:func:`massmaps.kernels.correction_modes`): one 1D lookup per edge, and weights that
     are an eight-term matrix product, four pixels at a time (numba leaves LLVM's SLP vectoriser off;
-    the backend compiles with it on). These are most of the pixels of a mock cluster's map, whose
+    that path's runner alone compiles with it on). These are most of the pixels of a mock cluster's map, whose
     support radii are 5-10 pixels: its DM and gas maps took 1.3-1.5 times less time (one thread),
     and the modes are more accurate than the bilinear table (L1 5.9e-7 against 9.6e-7 per particle).
     Below 64 corners the bilinear path is faster (its cost grows with the pixels, the modes' with
@@ -62,9 +62,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import numba
+import numba.core.event
 import numpy as np
 from numba import njit, prange
 from numba.extending import overload
@@ -93,8 +93,10 @@ _BLOCKS_PER_PART = 8
 _PARTS = 8
 #: Footprints of up to _NSIDE x _NSIDE pixels inside the map have a class of their own in a block's sort.
 _NSIDE = 8
-#: Footprint classes: off the map, any other (clipped or wide), then one per size up to _NSIDE x _NSIDE.
-_NCLS = 2 + _NSIDE * _NSIDE
+#: Footprint classes: off the map, any other (clipped or wide), one per size up to _NSIDE x _NSIDE inside
+#: the map, then those with at least _MODES_MIN inner corners in the map (the separable path).
+_CLS_MODES = 2 + _NSIDE * _NSIDE
+_NCLS = _CLS_MODES + 1
 #: Terms of a pixel weight on the separable path: the marginals' product and the modes of K.
 _NTERMS = 1 + CORRECTION_MODES
 #: Unsigned 1, 2, 3 and _NTERMS, for indices that LLVM's vectorisers can prove non-negative.
@@ -612,9 +614,8 @@ def _run_fixed(nx, ny, x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, in
 
 
 @njit(fastmath={"contract"})
-def _run_any(x, y, h, w, order, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, ktab, modes, img, fs, ci, kc, ex, ey, A, vec, mi):
-    """Deposit order[s0:s1], any footprint: one pixel, 1x2 to 2x2, 3x3, or clipped and large ones
-    (the separable modes from _MODES_MIN inner corners in the map, the bilinear table below)."""
+def _run_any(x, y, h, w, order, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, ktab, img, fs, ci, kc):
+    """Deposit order[s0:s1], any footprint: one pixel, 1x2 to 2x2, 3x3, or clipped and large ones."""
     nk = ktab.shape[0] - 1
     fnpix = float(npix)
     ryx = inv_dx / inv_dy  # hx / hy: one division per particle gives both 1/hx and 1/hy
@@ -638,18 +639,65 @@ def _run_any(x, y, h, w, order, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, ktab, 
             _exact_small(img, w, j, px, py, hx, ryx, ixl, ixh, iyl, iyh, ktab, nk)
         elif inside and ixh - ixl == 2 and iyh - iyl == 2:
             _exact_3x3(img, w, j, px, py, hx, ryx, ixl, iyl, ktab, nk)
-        elif (min(ixh, npix - 1) - max(ixl, 0)) * (min(iyh, npix - 1) - max(iyl, 0)) >= _MODES_MIN:
-            _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex, ey, A, vec, mi)
         else:
             _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs, ci, kc)
+
+
+@njit(fastmath={"contract"})
+def _run_modes(x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, modes, img, ex, ey, A, vec, mi):
+    """Deposit order[s0:s1], footprints with at least _MODES_MIN inner corners in the map, with the
+    separable modes of K (:func:`_exact_modes`). Compiled with LLVM's SLP vectoriser on (see
+    :class:`_SLPForModes`)."""
+    fnpix = float(npix)
+    for jj in range(s0, s1):
+        o = order[jj]
+        j = b0 + o
+        px = (x[j] - x0) * inv_dx
+        py = (y[j] - y0) * inv_dy
+        hx = h[j] * inv_dx
+        hy = h[j] * inv_dy
+        ixh = int(math.floor(min(px + hx, fnpix)))
+        iyh = int(math.floor(min(py + hy, fnpix)))
+        _exact_modes(img, w, j, px, py, hx, hy, corner[0, o], ixh, corner[1, o], iyh, npix, modes, ex, ey, A, vec, mi)
+
+
+class _SLPForModes(numba.core.event.Listener):
+    """Turns LLVM's SLP vectoriser on while numba compiles :func:`_run_modes`, and only then.
+
+    numba leaves the SLP vectoriser off, and :func:`_exact_modes` is written for it (four pixels at a
+    time, unsigned indices): without it the separable path is slower than the bilinear one. With it on
+    for the whole backend, the other paths were 5% slower (1e6 NFW particles: 18.5 ms against 17.5).
+    The runner is compiled as its own function when the backend compiles, so switching the flag
+    around that compilation vectorises it alone; the compiled code then goes into numba's cache with
+    the rest.
+    """
+
+    def __init__(self):
+        self._saved = []
+
+    def _mine(self, event):
+        return getattr(event.data.get("dispatcher"), "py_func", None) is _run_modes.py_func
+
+    def on_start(self, event):
+        if self._mine(event):
+            self._saved.append(numba.core.config.SLP_VECTORIZE)
+            numba.core.config.SLP_VECTORIZE = 1
+
+    def on_end(self, event):
+        if self._mine(event):
+            numba.core.config.SLP_VECTORIZE = self._saved.pop()
+
+
+numba.core.event.register("numba:compile", _SLPForModes())
 
 
 @njit(fastmath={"contract"})
 def _sort_block(x, y, h, w, b0, b1, x0, y0, inv_dx, inv_dy, npix, cls, order, corner, end):
     """Counting-sort particles b0..b1-1 by footprint class; True if one of them is invalid.
 
-    Class 0: off the map; 1: clipped by the map edge or wider than ``_NSIDE`` pixels; otherwise
-    ``2 + (nx - 1) _NSIDE + (ny - 1)`` for a footprint of nx x ny pixels inside the map. On return
+    Class 0: off the map; ``_CLS_MODES``: at least ``_MODES_MIN`` inner corners in the map (the
+    separable path); 1: other footprints clipped by the map edge or wider than ``_NSIDE`` pixels;
+    otherwise ``2 + (nx - 1) _NSIDE + (ny - 1)`` for a footprint of nx x ny pixels inside the map. On return
     ``order[end[c - 1]:end[c]]`` lists the block's particles of class c (offsets from b0), in their
     input order, and ``corner[:, o]`` holds the lower-left pixel (ix, iy) of particle b0 + o.
     Also checks the input: ``0 <= h < inf`` for every particle, and finite positions and weights
@@ -681,7 +729,9 @@ def _sort_block(x, y, h, w, b0, b1, x0, y0, inv_dx, inv_dy, npix, cls, order, co
             corner[0, j - b0] = ixl
             corner[1, j - b0] = iyl
             c = 1
-            if ixl >= 0 and ixh < npix and iyl >= 0 and iyh < npix and dxn < _NSIDE and dyn < _NSIDE:
+            if (min(ixh, npix - 1) - max(ixl, 0)) * (min(iyh, npix - 1) - max(iyl, 0)) >= _MODES_MIN:
+                c = _CLS_MODES
+            elif ixl >= 0 and ixh < npix and iyl >= 0 and iyh < npix and dxn < _NSIDE and dyn < _NSIDE:
                 c = 2 + dxn * _NSIDE + dyn
         else:
             bad |= not (math.isfinite(x[j]) and math.isfinite(y[j]))
@@ -737,12 +787,15 @@ def _exact_chunk(x, y, h, w, first, step, block, x0, y0, inv_dx, inv_dy, npix, k
             s1 = end[c]
             if s0 == s1:
                 continue
+            if c == _CLS_MODES:
+                _run_modes(x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, modes, img, ex, ey, A, vec, mi)
+                continue
             if c >= 2 and _run_fixed(
                 (c - 2) // _NSIDE + 1, (c - 2) % _NSIDE + 1,
                 x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, ktab, img, sc, ic,
             ):  # fmt: skip
                 continue
-            _run_any(x, y, h, w, order, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, ktab, modes, img, fs, ci, kc, ex, ey, A, vec, mi)
+            _run_any(x, y, h, w, order, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, ktab, img, fs, ci, kc)
     return bad
 
 
@@ -764,27 +817,14 @@ def _exact_kernel(x, y, h, w, x0, y0, inv_dx, inv_dy, npix, ktab, modes):
     return out, bad.any()
 
 
-@contextmanager
-def _slp_vectorize():
-    """Compile with LLVM's SLP vectoriser on (numba leaves it off): the separable path's four-pixel
-    blocks are written for it. It matters only when the kernel compiles (the cache keeps the result)."""
-    old = numba.core.config.SLP_VECTORIZE
-    numba.core.config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        numba.core.config.SLP_VECTORIZE = old
-
-
 def _backend_exact(x, y, h, weights, xlim, ylim, npix, z, zlim):
     """Exact pixel integration with the corner table (see the module docstring)."""
     dx = (xlim[1] - xlim[0]) / npix
     dy = (ylim[1] - ylim[0]) / npix
-    with _slp_vectorize():
-        out, bad = _exact_kernel(
-            x, y, h, weights, float(xlim[0]), float(ylim[0]), 1.0 / dx, 1.0 / dy, npix,
-            correction_table(), correction_modes(),
-        )  # fmt: skip
+    out, bad = _exact_kernel(
+        x, y, h, weights, float(xlim[0]), float(ylim[0]), 1.0 / dx, 1.0 / dy, npix,
+        correction_table(), correction_modes(),
+    )  # fmt: skip
     # the values are checked in the kernel's first pass over each block (a separate pass over 1e6
     # particles took 1.7 ms of the 30): a non-finite weight of a particle on the map makes the map
     # non-finite; everything else sets `bad`
