@@ -312,3 +312,23 @@ def test_bad_inputs(kwargs, match, backend):
 def test_pixel_edges_and_centres():
     np.testing.assert_allclose(pixel_edges((0, 12.8), 128)[[0, 1, -1]], [0.0, 0.1, 12.8])
     np.testing.assert_allclose(pixel_centres((0, 12.8), 128)[[0, 63, 64]], [0.05, 6.35, 6.45])
+
+
+def test_slp_vectoriser_only_while_the_separable_runner_compiles():
+    # numba leaves LLVM's SLP vectoriser off; the listener turns it on for the compilation of
+    # _run_modes alone (nested compilations included) and restores the setting after
+    import numba
+    from numba.core import event
+
+    from massmaps import projection as P
+
+    listener = next(lis for lis in event._registered["numba:compile"] if isinstance(lis, P._SLPForModes))
+    before = numba.core.config.SLP_VECTORIZE
+    mine = event.Event("numba:compile", event.EventStatus.START, data={"dispatcher": P._run_modes})
+    other = event.Event("numba:compile", event.EventStatus.START, data={"dispatcher": P._run_any})
+    listener.notify(other)
+    assert numba.core.config.SLP_VECTORIZE == before
+    listener.notify(mine)
+    assert numba.core.config.SLP_VECTORIZE == 1
+    listener.notify(event.Event("numba:compile", event.EventStatus.END, data={"dispatcher": P._run_modes}))
+    assert numba.core.config.SLP_VECTORIZE == before
