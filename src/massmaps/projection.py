@@ -104,10 +104,11 @@ _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _UNT = np.uint64(_NTERMS)
-#: Extra columns of the partial images: footprint rows of the separable path are padded to a multiple of 4.
+#: Extra columns of the partial images (they have one extra row too): the separable path pads its footprint
+#: rows to a multiple of 4 pixels and deposits rows in pairs.
 _PAD = 4
 #: Footprints of at least this many pixels (inner corners: (nx - 1)(ny - 1)) take the separable path.
-_MODES_MIN = 64
+_MODES_MIN = 49
 #: Footprints (columns, rows) inside the map with a written-out path of their own (:func:`_make_runner`):
 #: they are 93% of the footprints other than 1x1, 1x2, 2x2 and 3x3 of an NFW halo of 1e6 particles on
 #: 128^2 pixels (benchmarks/projection.py); 5x6 to 6x6 (the next 6%) gained nothing measurable.
@@ -318,54 +319,78 @@ def _mode_edges(lo, ne, first_exact, last_exact, p, inv_h, modes, e, sg, mm, tt,
         eq[0] = mm[q]
 
 
-def _mode_row(img, w, j, iy, ia, nxp, A, b, row):
-    """Add the footprint row ``sum_r b[r] A[r, k]``, k < nxp, to pixels (iy, ia + k) (overload below)."""
+def _mode_rows(img, w, j, iy, ia, nxp, A, b, c, row, row2):
+    """Add the footprint rows ``sum_r b[r] A[r, k]`` and ``sum_r c[r] A[r, k]``, k < nxp, to pixels
+    (iy, ia + k) and (iy + 1, ia + k) (overload below)."""
     raise NotImplementedError("only callable from numba-compiled code")
 
 
-@overload(_mode_row, inline="always")
-def _mode_row_impl(img, w, j, iy, ia, nxp, A, b, row):
+@overload(_mode_rows, inline="always")
+def _mode_rows_impl(img, w, j, iy, ia, nxp, A, b, c, row, row2):
+    # Two rows at a time: each load of A serves both, and their sums are two independent chains of
+    # multiply-adds (one row at a time was latency-bound: 1.2 ns per pixel)
     if img.ndim == 2:
-        # one field: the particle's weight is in b already
-        def one(img, w, j, iy, ia, nxp, A, b, row):
+        # one field: the particle's weight is in b and c already
+        def one(img, w, j, iy, ia, nxp, A, b, c, row, row2):
             dst = img[iy]
+            dst2 = img[iy + 1]
             uia = np.uint64(ia)
             for kb in range(0, nxp, 4):
                 uk = np.uint64(kb)
                 d0, d1, d2, d3 = _load4(dst, uia + uk)
+                e0, e1, e2, e3 = _load4(dst2, uia + uk)
                 for r in range(_NTERMS):
                     br = b[r]
+                    cr = c[r]
                     a0, a1, a2, a3 = _load4(A[r], uk)
                     d0 += br * a0
                     d1 += br * a1
                     d2 += br * a2
                     d3 += br * a3
+                    e0 += cr * a0
+                    e1 += cr * a1
+                    e2 += cr * a2
+                    e3 += cr * a3
                 _store4(dst, uia + uk, d0, d1, d2, d3)
+                _store4(dst2, uia + uk, e0, e1, e2, e3)
 
         return one
 
-    # several fields: the row's weights once, then a field at a time
-    def many(img, w, j, iy, ia, nxp, A, b, row):
+    # several fields: the rows' weights once, then a field at a time
+    def many(img, w, j, iy, ia, nxp, A, b, c, row, row2):
         uia = np.uint64(ia)
         for kb in range(0, nxp, 4):
             uk = np.uint64(kb)
             d0 = d1 = d2 = d3 = 0.0
+            e0 = e1 = e2 = e3 = 0.0
             for r in range(_NTERMS):
                 br = b[r]
+                cr = c[r]
                 a0, a1, a2, a3 = _load4(A[r], uk)
                 d0 += br * a0
                 d1 += br * a1
                 d2 += br * a2
                 d3 += br * a3
+                e0 += cr * a0
+                e1 += cr * a1
+                e2 += cr * a2
+                e3 += cr * a3
             _store4(row, uk, d0, d1, d2, d3)
-        for c in range(w.shape[0]):
-            wc = w[c, j]
-            dst = img[c, iy]
+            _store4(row2, uk, e0, e1, e2, e3)
+        for f in range(w.shape[0]):
+            wf = w[f, j]
+            dst = img[f, iy]
+            dst2 = img[f, iy + 1]
             for kb in range(0, nxp, 4):
                 uk = np.uint64(kb)
                 d0, d1, d2, d3 = _load4(dst, uia + uk)
                 a0, a1, a2, a3 = _load4(row, uk)
-                _store4(dst, uia + uk, d0 + wc * a0, d1 + wc * a1, d2 + wc * a2, d3 + wc * a3)
+                _store4(dst, uia + uk, d0 + wf * a0, d1 + wf * a1, d2 + wf * a2, d3 + wf * a3)
+            for kb in range(0, nxp, 4):
+                uk = np.uint64(kb)
+                d0, d1, d2, d3 = _load4(dst2, uia + uk)
+                a0, a1, a2, a3 = _load4(row2, uk)
+                _store4(dst2, uia + uk, d0 + wf * a0, d1 + wf * a1, d2 + wf * a2, d3 + wf * a3)
 
     return many
 
@@ -389,9 +414,9 @@ def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex,
     ``C(u, v) = M(u) M(v) + sum_r s_r phi_r(u) phi_r(v)`` (:func:`massmaps.kernels.correction_modes`),
     so the weights of a footprint are the product of its column differences ``A[r, k]``
     (``Delta M``, then ``Delta phi_r``) and its row differences times ``s_r``: eight terms per pixel
-    (``_NTERMS``), four pixels at a time (SLP-vectorised). The rows are padded with zero weights to a multiple of
-    four pixels, which the images' extra columns absorb. Scratch: ``ex``, ``ey`` (npix + 2, _NTERMS), ``A``
-    (_NTERMS, npix + 4), ``vec`` (5, npix + 4), ``mi`` (npix + 2,) int64.
+    (``_NTERMS``), four pixels and two rows at a time (SLP-vectorised). The rows are padded with zero weights to a
+    multiple of four pixels and an even number of rows, which the images' extra columns and row absorb. Scratch: ``ex``, ``ey`` (npix + 2, _NTERMS), ``A``
+    (_NTERMS, npix + 4), ``vec`` (8, npix + 4), ``mi`` (npix + 2,) int64.
     """
     ia = max(ixl, 0)
     ib = min(ixh, npix - 1)
@@ -405,7 +430,10 @@ def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex,
     mm = vec[1]
     tt = vec[2]
     row = vec[3]
-    b = vec[4]
+    row2 = vec[4]
+    b = vec[5]
+    c = vec[6]
+    sc = vec[7]
     _mode_edges(ia, nx + 1, ia == ixl, ib == ixh, px, inv_hx, modes, ex, sg, mm, tt, mi)
     nxp = (nx + 3) // 4 * 4
     for k in range(nx):
@@ -417,10 +445,14 @@ def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex,
     _mode_edges(ja, ny + 1, ja == iyl, jb == iyh, py, inv_hy, modes, ey, sg, mm, tt, mi)
     signs = modes[modes.shape[0] - 1]
     scale = _row_scale(w, j)
-    for l in range(ny):
+    for r in range(_NTERMS):
+        sc[r] = scale * signs[r]
+    # rows in pairs; an odd last row pairs with a zero row, which the images' extra row absorbs
+    for l in range(0, ny, 2):
         for r in range(_NTERMS):
-            b[r] = (ey[l + 1, r] - ey[l, r]) * (scale * signs[r])
-        _mode_row(img, w, j, ja + l, ia, nxp, A, b, row)
+            b[r] = (ey[l + 1, r] - ey[l, r]) * sc[r]
+            c[r] = (ey[l + 2, r] - ey[l + 1, r]) * sc[r] if l + 1 < ny else 0.0
+        _mode_rows(img, w, j, ja + l, ia, nxp, A, b, c, row, row2)
 
 
 @njit(cache=True, inline="always")
@@ -768,7 +800,7 @@ def _exact_chunk(x, y, h, w, first, step, block, x0, y0, inv_dx, inv_dy, npix, k
     ex = np.empty((npix + 2, _NTERMS))
     ey = np.empty((npix + 2, _NTERMS))
     A = np.empty((_NTERMS, npix + _PAD))
-    vec = np.empty((5, npix + _PAD))
+    vec = np.empty((8, npix + _PAD))
     mi = np.empty(npix + 2, dtype=np.int64)
     sc = np.empty((10, _NSIDE + 1))
     ic = np.empty((2, _NSIDE + 1), dtype=np.int64)
@@ -802,7 +834,7 @@ def _exact_chunk(x, y, h, w, first, step, block, x0, y0, inv_dx, inv_dy, npix, k
 @njit(parallel=True, cache=True)
 def _exact_kernel(x, y, h, w, x0, y0, inv_dx, inv_dy, npix, ktab, modes):
     nw = w.shape[0]
-    images = np.zeros((_PARTS, nw, npix, npix + _PAD))
+    images = np.zeros((_PARTS, nw, npix + 1, npix + _PAD))
     bad = np.zeros(_PARTS, dtype=np.bool_)
     # depends on the number of particles only: the same bytes for any number of threads
     block = min(_BLOCK, max(1, -(-x.size // (_PARTS * _BLOCKS_PER_PART))))
@@ -813,7 +845,7 @@ def _exact_kernel(x, y, h, w, x0, y0, inv_dx, inv_dy, npix, ktab, modes):
             bad[t] = _exact_chunk(x, y, h, w, t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, modes, images[t])
     out = np.zeros((nw, npix, npix))
     for t in range(_PARTS):
-        out += images[t, :, :, :npix]
+        out += images[t, :, :npix, :npix]
     return out, bad.any()
 
 
