@@ -20,15 +20,17 @@ Backends
     polynomial; 2x2 footprints two polynomials and one table lookup; 3x3 footprints (written
     out) four of each; larger footprints ``nx + ny - 2`` polynomials and ``(nx - 1)(ny - 1)``
     lookups (the edges and corners on the support boundary are known exactly), written out with
-    fixed loop counts for the common 2x3 to 5x5 footprints. Footprints with at least 64 inner
-    corners (9 x 9 pixels and up, or clipped ones as large) write ``K`` as seven separable modes
+    fixed loop counts for the common 2x3 to 5x5 footprints. Footprints with at least 49 inner
+    corners (8 x 8 pixels and up, or clipped ones as large) write ``K`` as seven separable modes
     instead (:func:`massmaps.kernels.correction_modes`): one 1D lookup per edge, and weights that
-    are an eight-term matrix product, four pixels at a time (numba leaves LLVM's SLP vectoriser off;
-    that path's runner alone compiles with it on). These are most of the pixels of a mock cluster's map, whose
-    support radii are 5-10 pixels: its DM and gas maps took 1.3-1.5 times less time (one thread),
-    and the modes are more accurate than the bilinear table (L1 5.9e-7 against 9.6e-7 per particle).
-    Below 64 corners the bilinear path is faster (its cost grows with the pixels, the modes' with
-    the edges). Blocks of up to 4,096 particles (at
+    are an eight-term matrix product, four pixels and two rows at a time (numba leaves LLVM's SLP
+    vectoriser off; that path's runner alone compiles with it on). These are most of the pixels of
+    a mock cluster's map, whose support radii are 5-10 pixels: the DM and gas maps of clusters of
+    1-2e14 Msun took 1.5-1.8 times less time on one thread (1.1-1.2 for 3.6e15 Msun, whose
+    particles are smaller), and the modes are more accurate than the bilinear table (L1 5.9e-7
+    against 9.6e-7 per particle). Below 49 corners the bilinear path is faster (its cost grows with
+    the pixels, the modes' with the edges: they cross at 7 x 7 to 8 x 8 pixels inside the map, and
+    at support radii of about 6 pixels across the map's edge). Blocks of up to 4,096 particles (at
     least 8 per image) go in turn to 8 float64 partial images (numba ``prange`` over the images),
     summed in a fixed order at the end: the threads stay balanced when the cost per particle drifts
     along the arrays, and the map is the same bytes whatever the number of threads. Each block is
@@ -36,7 +38,7 @@ Backends
     consecutive particles take the same branches: an NFW halo of 1e6 particles in random order took
     28.5 ms instead of 36.8 (2 threads, same run). Neither change gains much alone (the sort 1-4%,
     the written-out footprints 6%): the written-out paths pay once the sort makes the choice between
-    them predictable. Compiling the backend takes about 45 s once (numba caches it). One field is
+    them predictable. Compiling the backend takes about 50 s once (numba caches it). One field is
     deposited into a 2D image without a loop over fields; several fields (the gas's mass, tSZ and
     X-ray) take a footprint row's weights once and add them a field at a time along the image row, a
     loop that vectorises (26% faster for a mock cluster's gas). Tried and dropped: skipping the
