@@ -61,7 +61,10 @@ def _in_any_cube_kernel(pos, Rs, half, out):
             continue
         for v in range(Rs.shape[0]):
             R = Rs[v]
-            if abs(_rot(R, x, y, z, 0)) <= half and abs(_rot(R, x, y, z, 1)) <= half and abs(_rot(R, x, y, z, 2)) <= half:
+            a = abs(_rot(R, x, y, z, 0))
+            b = abs(_rot(R, x, y, z, 1))
+            c = abs(_rot(R, x, y, z, 2))
+            if a <= half and b <= half and c <= half:
                 out[n] = True
                 break
 
@@ -114,7 +117,8 @@ def in_any_cube(pos: np.ndarray, rotations, half: float) -> np.ndarray:
     for the identity), without storing any rotated positions: a point stops at the first cube that
     holds it."""
     pos = _as_pos(pos)
-    Rs = np.stack([np.eye(3) if R is None else _as_rotation(R) for R in rotations]) if len(rotations) else np.zeros((0, 3, 3))
+    Rs = [np.eye(3) if R is None else _as_rotation(R) for R in rotations]
+    Rs = np.stack(Rs) if Rs else np.zeros((0, 3, 3))
     out = np.empty(len(pos), dtype=np.bool_)
     _in_any_cube_kernel(pos, np.ascontiguousarray(Rs), float(half), out)
     return out

@@ -283,7 +283,8 @@ def _store4(a, i, v0, v1, v2, v3):
 
 @njit(cache=True, inline="always")
 def _mode_edges(lo, ne, first_exact, last_exact, p, inv_h, modes, e, sg, mm, tt, ii):
-    """``e[q, 0] = m(u_q)`` and ``e[q, r] = phi_r(u_q)`` (r >= 1) at the edges ``u_q = (lo + q - p) / h``, q < ne.
+    """``e[q, 0] = m(u_q)`` and ``e[q, r] = phi_r(u_q)`` (r >= 1) at the edges ``u_q = (lo + q - p) / h``
+    (q < ne).
 
     Edges on the support boundary (``first_exact``, ``last_exact``) are exactly -1 or 1 (``m = -1/2``
     or ``1/2``, ``phi = 0``). Two passes: the polynomial and the table cell of every edge (a loop
@@ -416,9 +417,10 @@ def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex,
     ``C(u, v) = M(u) M(v) + sum_r s_r phi_r(u) phi_r(v)`` (:func:`massmaps.kernels.correction_modes`),
     so the weights of a footprint are the product of its column differences ``A[r, k]``
     (``Delta M``, then ``Delta phi_r``) and its row differences times ``s_r``: eight terms per pixel
-    (``_NTERMS``), four pixels and two rows at a time (SLP-vectorised). The rows are padded with zero weights to a
-    multiple of four pixels and an even number of rows, which the images' extra columns and row absorb. Scratch: ``ex``, ``ey`` (npix + 2, _NTERMS), ``A``
-    (_NTERMS, npix + 4), ``vec`` (8, npix + 4), ``mi`` (npix + 2,) int64.
+    (``_NTERMS``), four pixels and two rows at a time (SLP-vectorised). The rows are padded with zero
+    weights to a multiple of four pixels and an even number of rows, which the images' extra columns
+    and row absorb. Scratch: ``ex``, ``ey`` (npix + 2, _NTERMS), ``A`` (_NTERMS, npix + 4), ``vec``
+    (8, npix + 4), ``mi`` (npix + 2,) int64.
     """
     ia = max(ixl, 0)
     ib = min(ixh, npix - 1)
@@ -822,7 +824,9 @@ def _exact_chunk(x, y, h, w, first, step, block, x0, y0, inv_dx, inv_dy, npix, k
             if s0 == s1:
                 continue
             if c == _CLS_MODES:
-                _run_modes(x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, modes, img, ex, ey, A, vec, mi)
+                _run_modes(
+                    x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, npix, modes, img, ex, ey, A, vec, mi
+                )
                 continue
             if c >= 2 and _run_fixed(
                 (c - 2) // _NSIDE + 1, (c - 2) % _NSIDE + 1,
@@ -842,7 +846,9 @@ def _exact_kernel(x, y, h, w, x0, y0, inv_dx, inv_dy, npix, ktab, modes):
     block = min(_BLOCK, max(1, -(-x.size // (_PARTS * _BLOCKS_PER_PART))))
     for t in prange(_PARTS):
         if nw == 1:
-            bad[t] = _exact_chunk(x, y, h, w[0], t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, modes, images[t, 0])
+            bad[t] = _exact_chunk(
+                x, y, h, w[0], t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, modes, images[t, 0]
+            )
         else:
             bad[t] = _exact_chunk(x, y, h, w, t, _PARTS, block, x0, y0, inv_dx, inv_dy, npix, ktab, modes, images[t])
     out = np.zeros((nw, npix, npix))
