@@ -211,6 +211,18 @@ def _edges(lo, hi, first_exact, last_exact, p, inv_h, nk, m, sgn, cell, frac):
 
 
 @njit(cache=True, inline="always")
+def _clipped(ixl, ixh, iyl, iyh, npix, hx, hy):
+    """A footprint clipped to the map: first and last column and row, their counts, 1/hx and 1/hy."""
+    ia = max(ixl, 0)
+    ib = min(ixh, npix - 1)
+    ja = max(iyl, 0)
+    jb = min(iyh, npix - 1)
+    inv_hx = 1.0 / hx if hx > 0.0 else 0.0
+    inv_hy = 1.0 / hy if hy > 0.0 else 0.0
+    return ia, ib, ja, jb, ib - ia + 1, jb - ja + 1, inv_hx, inv_hy
+
+
+@njit(cache=True, inline="always")
 def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs, ci, kc):
     """Pixel weights of one particle, footprint clipped to the map.
 
@@ -221,14 +233,7 @@ def _exact_general(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, ktab, fs
     table cells and two rows of K.
     """
     nk = ktab.shape[0] - 1
-    ia = max(ixl, 0)
-    ib = min(ixh, npix - 1)
-    ja = max(iyl, 0)
-    jb = min(iyh, npix - 1)
-    nx = ib - ia + 1
-    ny = jb - ja + 1
-    inv_hx = 1.0 / hx if hx > 0.0 else 0.0
-    inv_hy = 1.0 / hy if hy > 0.0 else 0.0
+    ia, ib, ja, jb, nx, ny, inv_hx, inv_hy = _clipped(ixl, ixh, iyl, iyh, npix, hx, hy)
     mx = fs[0]
     sx = fs[1]
     tx = fs[2]
@@ -322,6 +327,24 @@ def _mode_edges(lo, ne, first_exact, last_exact, p, inv_h, modes, e, sg, mm, tt,
         eq[0] = mm[q]
 
 
+@njit(cache=True, inline="always")
+def _add_rows4(A, b, c, uk, d0, d1, d2, d3, e0, e1, e2, e3):
+    """``d += sum_r b[r] A[r, uk:uk + 4]`` and ``e += sum_r c[r] A[r, uk:uk + 4]``, four lanes each."""
+    for r in range(_NTERMS):
+        br = b[r]
+        cr = c[r]
+        a0, a1, a2, a3 = _load4(A[r], uk)
+        d0 += br * a0
+        d1 += br * a1
+        d2 += br * a2
+        d3 += br * a3
+        e0 += cr * a0
+        e1 += cr * a1
+        e2 += cr * a2
+        e3 += cr * a3
+    return d0, d1, d2, d3, e0, e1, e2, e3
+
+
 def _mode_rows(img, w, j, iy, ia, nxp, A, b, c, row, row2):
     """Add the footprint rows ``sum_r b[r] A[r, k]`` and ``sum_r c[r] A[r, k]``, k < nxp, to pixels
     (iy, ia + k) and (iy + 1, ia + k) (overload below)."""
@@ -342,18 +365,7 @@ def _mode_rows_impl(img, w, j, iy, ia, nxp, A, b, c, row, row2):
                 uk = np.uint64(kb)
                 d0, d1, d2, d3 = _load4(dst, uia + uk)
                 e0, e1, e2, e3 = _load4(dst2, uia + uk)
-                for r in range(_NTERMS):
-                    br = b[r]
-                    cr = c[r]
-                    a0, a1, a2, a3 = _load4(A[r], uk)
-                    d0 += br * a0
-                    d1 += br * a1
-                    d2 += br * a2
-                    d3 += br * a3
-                    e0 += cr * a0
-                    e1 += cr * a1
-                    e2 += cr * a2
-                    e3 += cr * a3
+                d0, d1, d2, d3, e0, e1, e2, e3 = _add_rows4(A, b, c, uk, d0, d1, d2, d3, e0, e1, e2, e3)
                 _store4(dst, uia + uk, d0, d1, d2, d3)
                 _store4(dst2, uia + uk, e0, e1, e2, e3)
 
@@ -366,18 +378,7 @@ def _mode_rows_impl(img, w, j, iy, ia, nxp, A, b, c, row, row2):
             uk = np.uint64(kb)
             d0 = d1 = d2 = d3 = 0.0
             e0 = e1 = e2 = e3 = 0.0
-            for r in range(_NTERMS):
-                br = b[r]
-                cr = c[r]
-                a0, a1, a2, a3 = _load4(A[r], uk)
-                d0 += br * a0
-                d1 += br * a1
-                d2 += br * a2
-                d3 += br * a3
-                e0 += cr * a0
-                e1 += cr * a1
-                e2 += cr * a2
-                e3 += cr * a3
+            d0, d1, d2, d3, e0, e1, e2, e3 = _add_rows4(A, b, c, uk, d0, d1, d2, d3, e0, e1, e2, e3)
             _store4(row, uk, d0, d1, d2, d3)
             _store4(row2, uk, e0, e1, e2, e3)
         for f in range(w.shape[0]):
@@ -422,14 +423,7 @@ def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex,
     and row absorb. Scratch: ``ex``, ``ey`` (npix + 2, _NTERMS), ``A`` (_NTERMS, npix + 4), ``vec``
     (8, npix + 4), ``mi`` (npix + 2,) int64.
     """
-    ia = max(ixl, 0)
-    ib = min(ixh, npix - 1)
-    ja = max(iyl, 0)
-    jb = min(iyh, npix - 1)
-    nx = ib - ia + 1
-    ny = jb - ja + 1
-    inv_hx = 1.0 / hx if hx > 0.0 else 0.0
-    inv_hy = 1.0 / hy if hy > 0.0 else 0.0
+    ia, ib, ja, jb, nx, ny, inv_hx, inv_hy = _clipped(ixl, ixh, iyl, iyh, npix, hx, hy)
     sg = vec[0]
     mm = vec[1]
     tt = vec[2]
