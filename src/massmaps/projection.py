@@ -292,8 +292,9 @@ def _mode_edges(lo, ne, first_exact, last_exact, p, inv_h, modes, e, sg, mm, tt,
     (q < ne).
 
     Edges on the support boundary (``first_exact``, ``last_exact``) are exactly -1 or 1 (``m = -1/2``
-    or ``1/2``, ``phi = 0``). Two passes: the polynomial and the table cell of every edge (a loop
-    that vectorises), then the modes of one edge at a time (``_NTERMS`` lanes).
+    or ``1/2``, ``phi = 0``). Two passes: the polynomial and the table cell of every edge (no table
+    loads: in one pass with the lookups an edge took 12 ns, in two 6 ns), then the modes of one edge
+    at a time (``_NTERMS`` lanes).
     """
     nt = modes.shape[0] - 2
     for q in range(ne):
