@@ -2,13 +2,14 @@
 
 import copy
 import dataclasses
+import inspect
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from massmaps.cosmology import CosmologyParams
 from massmaps.mock import MockConfig
@@ -31,15 +32,25 @@ def test_default_config_valid_and_complete():
 
 
 def test_paper_config_merges_and_is_valid():
+    """--configfile config/paper.yaml, merged the way Snakemake merges it (nested mappings key by key)."""
     config = load()
-    for key, value in load("paper.yaml").items():
-        if isinstance(value, dict):
-            config[key].update(value)
-        else:
-            config[key] = value
+    update_config(config, load("paper.yaml"))
     validate(config, schema=SCHEMA)
     assert config["projection"] == {**config["projection"], "npix": 128, "pixel_Mpc": 0.1}
     assert config["catalog"]["n_halos"] == 6233
+    # the paper's network, not the laptop's keys merged into it
+    from score_models import NCSNpp
+
+    from massmaps.score import build_score_model
+
+    defaults = inspect.signature(NCSNpp.__init__).parameters
+    network = config["training"]["network"]
+    for key in ("nf", "ch_mult", "attention", "fir", "num_res_blocks"):
+        want = defaults[key].default
+        assert network[key] == (list(want) if isinstance(want, tuple) else want), key
+    hparams = build_score_model(network, device="cpu").model.hyperparameters
+    assert (hparams["nf"], tuple(hparams["ch_mult"]), hparams["attention"], hparams["fir"]) == (
+        128, (2, 2, 2, 2), True, True)
 
 
 @pytest.mark.parametrize(
