@@ -9,7 +9,7 @@ from score_models import ScoreModel
 from massmaps import samplers as sp
 from massmaps import score
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 SMIN, SMAX = 1e-3, 1.0
 S = torch.tensor([0.03, 0.1], dtype=torch.float64).view(1, 2, 1, 1)  # per-channel data std

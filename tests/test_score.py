@@ -9,7 +9,7 @@ from score_models import ScoreModel
 from massmaps import score
 from massmaps.normalise import Normaliser
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 TINY = {"nf": 8, "ch_mult": (1, 2), "attention": False, "fir": False}
 

@@ -22,7 +22,7 @@ from massmaps import samplers, score, training
 from massmaps.normalise import Normaliser
 from massmaps.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 TINY_NET = {"nf": 8, "ch_mult": (1, 2), "attention": False, "fir": False}
 
@@ -107,7 +107,7 @@ def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
     import pickle
 
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._maps is None
+    assert clone._array is None
     np.testing.assert_array_equal(clone[2][0].numpy(), x.numpy())
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
     xs = torch.cat([b[0] for b in loader])
@@ -221,6 +221,7 @@ def _final_weights(model_dir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    assert torch.get_num_threads() == 1  # as in the subprocess that gets killed
     d = tmp_path_factory.mktemp("reference")
     result = training.train(d / "model", synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
                             checkpoint_dir=d / "ckpt", log=quiet)
@@ -252,7 +253,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     assert result.step == ref.step == 200
     # Bit-identical to the uninterrupted run: data order, noise, Adam and EMA state all resumed.
     a, b = _final_weights(model_dir), _final_weights(ref_dir / "model")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), (killed_at, [k for k in a if not torch.equal(a[k], b[k])][:3])
     assert result.val_loss == ref.val_loss
     # The checkpoint holds the raw weights; the model directory holds the EMA weights.
     ckpt = training.load_checkpoint(ckpt_dir)
