@@ -40,7 +40,13 @@ def test_roundtrip_coords_units_and_lazy(tmp_path):
     store.write_store(ds, tmp_path / "a.zarr", chunk_sightlines=2)
     back = store.open_store(tmp_path / "a.zarr")
     assert back["maps"].chunks is not None  # lazy (dask)
-    assert back["maps"].chunks[0] == (2, 1)
+    assert back["maps"].chunks[0] == (2, 1)  # dask chunks are the shards (files) of 2 sightlines
+    # inside them, one compressed chunk per sightline: a random read decodes that sightline alone
+    import zarr
+
+    array = zarr.open_array(tmp_path / "a.zarr" / "maps", mode="r")
+    assert array.chunks == (1, 2, 8, 8) and array.shards == (2, 2, 8, 8)
+    assert len(list((tmp_path / "a.zarr" / "maps" / "c").iterdir())) == 2
     np.testing.assert_array_equal(back["maps"].values, ds["maps"].values)
     assert list(back["units"].values) == ["1", "microK"]
     assert back["x"].attrs["units"] == "Mpc"

@@ -33,7 +33,13 @@ def config_hash(config: Mapping) -> str:
 
 
 def _encoding(ds: xr.Dataset, chunk_sightlines: int) -> dict:
-    """Map-like variables (sightline first, 3+ dims): chunked by sightline, zstd, NaN fill value."""
+    """Map-like variables (sightline first, 3+ dims): zstd, NaN fill value, one compressed chunk per
+    sightline inside shards (files) of ``chunk_sightlines`` sightlines.
+
+    A training batch reads single sightlines in random order: with a chunk per sightline each read
+    decompresses that sightline alone (1.1 ms for 4 fields of 128^2 pixels here, against 8.6 ms for
+    a chunk of 64 sightlines), while the shards keep the file count of 64-sightline chunks.
+    """
     import zarr.codecs
 
     blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
@@ -41,7 +47,8 @@ def _encoding(ds: xr.Dataset, chunk_sightlines: int) -> dict:
     for name, var in ds.data_vars.items():
         if var.ndim >= 3 and var.dims[0] == "sightline" and np.issubdtype(var.dtype, np.floating):
             enc[name] = {
-                "chunks": (max(1, min(chunk_sightlines, var.shape[0])), *var.shape[1:]),
+                "chunks": (1, *var.shape[1:]),
+                "shards": (max(1, min(chunk_sightlines, var.shape[0])), *var.shape[1:]),
                 "compressors": [blosc],
                 "fill_value": var.dtype.type(np.nan),
             }
@@ -81,6 +88,13 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, chunk_sightlines: in
     return path
 
 
+def _has_dask() -> bool:
+    """Whether dask imports (without it xarray opens stores as lazy arrays without dask chunks)."""
+    import importlib.util
+
+    return importlib.util.find_spec("dask") is not None
+
+
 def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> xr.Dataset:
     """Open a store lazily (dask chunks as stored unless ``chunks`` says otherwise); refuse one that was
     not completely written."""
@@ -91,7 +105,10 @@ def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> 
         # Snakemake's directory() outputs hold a .snakemake_timestamp file zarr does not know.
         warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
-        ds = xr.open_zarr(path, consolidated=False, chunks={} if chunks is None else chunks)
+        ds = xr.open_zarr(path, consolidated=False, chunks=chunks)
+    if chunks is None and _has_dask():  # dask chunks as stored: a shard, not the one-sightline chunks in it
+        for name, var in ds.data_vars.items():
+            ds[name] = var.chunk(dict(zip(var.dims, var.encoding.get("shards") or var.encoding["chunks"])))
     # per-sightline metadata is small: hold it in memory, keep only the maps lazy
     ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if k not in ds.dims})
     if not ds.attrs.get(COMPLETE_ATTR, False):
