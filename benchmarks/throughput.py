@@ -1,0 +1,194 @@
+"""Training images/s and sampling network evaluations/s of the configs' score models, on one device.
+
+Each size is a config as the workflow resolves it: ``laptop`` is config/config.yaml, ``paper`` is
+config/config.yaml with config/paper.yaml merged in the way Snakemake merges a --configfile (nested
+mappings key by key). Per size, on random normalised maps of the config's npix:
+
+- training: the training loop's step (score_models' DSM loss, backward, Adam, EMA update, loss read
+  back) at ``training.batch_size``, timed over ``--train-steps`` steps after ``--warmup`` untimed ones;
+- sampling: ``massmaps.samplers.draw_posterior_samples`` (the sampler of ``sampling.sampler`` with its
+  per-sample generators), ``sampling.batch_size`` samples of one sightline in one batch, at
+  ``--sample-steps`` noise levels (default: the config's; fewer give the same rate per evaluation),
+  after one untimed call. Reported as network evaluations per second (images through the network) and
+  as the time of the config's ``sampling.n_samples`` samples of one sightline at its steps.
+
+    python benchmarks/throughput.py                                   # both sizes, device auto
+    python benchmarks/throughput.py --sizes laptop --threads 1
+    python benchmarks/throughput.py --sizes paper --train-steps 2 --warmup 1 --train-batch 2 \
+        --sample-steps 2 --sample-batch 2                             # the paper model on a CPU
+
+CUDA timings synchronise the device before each clock reading. ``--cudnn-benchmark`` also times the
+sizes with ``torch.backends.cudnn.benchmark`` on (the pipeline leaves it off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch_ema import ExponentialMovingAverage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from massmaps import samplers, score  # noqa: E402
+
+SIZES = {"laptop": ["config/config.yaml"], "paper": ["config/config.yaml", "config/paper.yaml"]}
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Snakemake's update_config: nested mappings merged key by key, anything else replaced."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """The schema's defaults for keys the config leaves out, as Snakemake's validate() fills them."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict) and sub.get("properties"):
+            fill_defaults(config[key], sub)
+    return config
+
+
+def resolve(files) -> dict:
+    """The config files merged in order, with the schema's defaults filled in (no validation)."""
+    config: dict = {}
+    for f in files:
+        merge(config, yaml.safe_load((ROOT / f).read_text()))
+    return fill_defaults(config, yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text()))
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training(model, batch, npix, steps, warmup, lr, ema_decay, device, seed=0) -> float:
+    """Images per second of the training loop's step."""
+    g = torch.Generator().manual_seed(seed)
+    channels = model.model.channels
+    cond_channels = model.model.condition_input_channels
+    x = torch.rand((batch, channels, npix, npix), generator=g).to(device)
+    cond = torch.rand((batch, cond_channels, npix, npix), generator=g).to(device)
+    optimizer = torch.optim.Adam(model.model.parameters(), lr=lr)
+    ema = ExponentialMovingAverage(model.model.parameters(), decay=ema_decay)
+    model.model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss_fn(x, cond)
+        loss.backward()
+        optimizer.step()
+        ema.update()
+        return loss.item()  # the loop reads the loss every step
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def time_sampling(model, batch, npix, sampler, steps, sampler_kwargs, device) -> tuple[float, float]:
+    """(network evaluations per second, seconds per call) of the sampler on ``batch`` samples."""
+    denoiser = score.Denoiser(model)
+    cond = np.random.default_rng(0).random((1, model.model.condition_input_channels, npix, npix), dtype=np.float32)
+
+    def call():
+        samplers.draw_posterior_samples(denoiser, cond, batch, sampler=sampler, steps=steps, batch_size=batch,
+                                        seed=0, sampler_kwargs=sampler_kwargs, disable=True)
+
+    call()
+    sync(device)
+    t0 = time.perf_counter()
+    call()
+    sync(device)
+    wall = time.perf_counter() - t0
+    return batch * samplers.nfe(sampler, steps) / wall, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--sample-steps", type=int, default=None, help="noise levels of the timed sampling call")
+    ap.add_argument("--sample-batch", type=int, default=None, help="samples per call (default: the config's)")
+    ap.add_argument("--train-batch", type=int, default=None, help="training batch (default: the config's)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="also time with cudnn.benchmark on")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = score.resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({name}); torch {torch.__version__}")
+
+    rows = []
+    modes = [False, True] if (args.cudnn_benchmark and device.type == "cuda") else [False]
+    for size in args.sizes:
+        cfg = resolve(SIZES[size])
+        tr, sa, npix = cfg["training"], cfg["sampling"], int(cfg["projection"]["npix"])
+        sample_steps = args.sample_steps or sa["steps"]
+        sample_batch = args.sample_batch or sa["batch_size"]
+        train_batch = args.train_batch or tr["batch_size"]
+        for bench in modes:
+            torch.backends.cudnn.benchmark = bench
+            torch.manual_seed(0)
+            model = score.build_score_model(tr["network"], sigma_min=tr["sigma_min"], sigma_max=tr["sigma_max"],
+                                            device=device)
+            n_params = sum(p.numel() for p in model.model.parameters())
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            img_s = time_training(model, train_batch, npix, args.train_steps, args.warmup, tr["lr"],
+                                  tr["ema_decay"], device)
+            peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            eval_s, wall = time_sampling(model, sample_batch, npix, sa["sampler"], sample_steps,
+                                         dict(sa["sampler_kwargs"]), device)
+            peak_sample = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+            per_sightline = sa["n_samples"] * samplers.nfe(sa["sampler"], sa["steps"]) / eval_s
+            row = dict(size=size, device=name, cudnn_benchmark=bench, npix=npix, params_M=n_params / 1e6,
+                       network=tr["network"], train_batch=train_batch, train_images_per_s=img_s,
+                       sample_batch=sample_batch, sample_steps=sample_steps, sampler=sa["sampler"],
+                       evaluations_per_s=eval_s, sample_call_s=wall,
+                       s_per_sightline=per_sightline, n_samples=sa["n_samples"], steps=sa["steps"],
+                       peak_train_GiB=peak_train, peak_sample_GiB=peak_sample)
+            rows.append(row)
+            print(f"{size:6s} {npix}^2 {n_params / 1e6:6.2f} M params{' cudnn.benchmark' if bench else ''}: "
+                  f"training {img_s:8.2f} images/s (batch {train_batch}); sampling {eval_s:8.1f} "
+                  f"evaluations/s (batch {sample_batch}, {sample_steps} levels, {wall:.2f} s a call) -> "
+                  f"{per_sightline:.1f} s for {sa['n_samples']} samples at {sa['steps']} levels"
+                  + (f"; peak {peak_train:.1f} / {peak_sample:.1f} GiB" if peak_train is not None else ""),
+                  flush=True)
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if device.type == "cpu":
+        print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
