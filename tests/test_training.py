@@ -107,7 +107,7 @@ def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
     import pickle
 
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._array is None
+    assert clone._array is None and clone._cache == {} and ds._cache
     np.testing.assert_array_equal(clone[2][0].numpy(), x.numpy())
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
     xs = torch.cat([b[0] for b in loader])
@@ -116,6 +116,30 @@ def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
         ZarrMapsDataset(path, train_idx, norm, inputs=("tsz", "lensing"))
     with pytest.raises(ValueError, match="out of range"):
         ZarrMapsDataset(path, [0, 12], norm)
+
+
+def test_zarr_dataset_cache_gives_the_same_items(zarr_store):
+    """Cached items equal uncached ones under every rotation and flip, and a caller cannot alter them."""
+    from massmaps.training import dihedral
+
+    path, maps = zarr_store
+    idx = np.arange(12)
+    norm = Normaliser(stretch="asinh").fit([maps])
+    cached, uncached = ZarrMapsDataset(path, idx, norm), ZarrMapsDataset(path, idx, norm, cache_mb=0)
+    item_mb = 4 * 8 * 8 * 4 / 2**20
+    capped = ZarrMapsDataset(path, idx, norm, cache_mb=3.5 * item_mb)
+    for rep in range(2):
+        for i in range(12):
+            for code in range(8):
+                a, b, c = cached[i, code], uncached[i, code], capped[i, code]
+                for u, v, w in zip(a, b, c):
+                    assert torch.equal(u, v) and torch.equal(u, w)
+                want = dihedral(maps[i], code)
+                np.testing.assert_array_equal(a[0].numpy(), norm.apply(want[:2], ("gas", "dm")))
+    assert len(cached._cache) == 12 and uncached._cache == {} and len(capped._cache) == 3
+    x, _ = cached[5]
+    x += 1.0  # tensors handed out are copies
+    assert torch.equal(cached[5][0], uncached[5][0])
 
 
 def test_train_from_zarr_then_sample(zarr_store, tmp_path):
