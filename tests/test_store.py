@@ -54,6 +54,16 @@ def test_roundtrip_coords_units_and_lazy(tmp_path):
     assert back.attrs[store.COMPLETE_ATTR]
 
 
+def test_opens_without_dask(tmp_path, monkeypatch):
+    """Where dask is missing (as on some GPU images) a store opens as lazy arrays without dask chunks."""
+    ds = make_ds([0, 1, 2])
+    store.write_store(ds, tmp_path / "a.zarr", chunk_sightlines=2)
+    monkeypatch.setattr(store, "_has_dask", lambda: False)
+    back = store.open_store(tmp_path / "a.zarr")
+    assert back["maps"].chunks is None  # no .chunk() call, which would need dask
+    np.testing.assert_array_equal(back["maps"].values, ds["maps"].values)
+
+
 def test_same_data_same_bytes(tmp_path):
     store.write_store(make_ds([0, 1, 2]), tmp_path / "a.zarr")
     store.write_store(make_ds([0, 1, 2]), tmp_path / "b.zarr")
