@@ -45,7 +45,10 @@ SIZES = {"laptop": ["config/config.yaml"], "paper": ["config/config.yaml", "conf
 
 
 def merge(base: dict, over: dict) -> dict:
-    """Snakemake's update_config: nested mappings merged key by key, anything else replaced."""
+    """Snakemake's update_config: nested mappings merged key by key, anything else replaced.
+
+    Written out so that the benchmarks run where Snakemake is not installed (a GPU image, say).
+    """
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             merge(base[key], value)
