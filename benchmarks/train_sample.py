@@ -74,7 +74,7 @@ def main() -> None:
     norm = cfg["normalisation"]
     summary = {"device": name, "torch": torch.__version__, "network": training["network"],
                "batch_size": training["batch_size"], "num_workers": training.get("num_workers", 0),
-               "n_train": int((splits["split"] == "train").sum()), "npix": None}
+               "n_train": int((splits["split"] == "train").sum())}
 
     def train():
         return reconstruct.train_from_store(dataset, splits, model_dir, ckpt_dir, training=training,
