@@ -5,7 +5,7 @@ pytest tests/slurm`` as root on a Debian/Ubuntu machine; CI runs it after ``make
 
 1. brings up slurmctld, slurmd and munge on this machine (``tests/slurm/up.sh``: apt-get install when
    missing, /etc/slurm/slurm.conf with one node of nproc CPUs and one fake GPU);
-2. submits a tiny config through the Slurm profile (``workflow/profiles/slurm``, its resources scaled
+2. submits a tiny config through the Slurm workflow profile (``profiles/slurm``, its resources scaled
    down to the node, status polls every 2 s) and, at the same time, runs the same config locally;
    train_model gets a ``runtime`` of 1 minute in both runs and more steps than fit in one minute;
 3. checks that every job went through sbatch and is seen by squeue (the profile's status command) in
@@ -37,7 +37,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
+PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 STATE = Path(os.environ.get("MASSMAPS_SLURM_STATE", "/tmp/massmaps-slurm"))
 LOCK = Path("/tmp/massmaps-slurm-test.lock")  # one test cluster per machine at a time
 RUN = "slurmtest"
@@ -193,7 +193,7 @@ def _bring_up_and_run(tmp_path_factory, t0: float) -> Runs:
                               *(f"{rule}={n}" for rule, n in threads.items()),
                               "--set-resources", "train_model:runtime=1")
     slurm_cmd = ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_RUN_S),
-                 *snakemake_cmd(slurm, "--profile", str(slurm / "profile"))]
+                 *snakemake_cmd(slurm, "--workflow-profile", str(slurm / "profile"))]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t_runs = time.monotonic()
     with open(local / "run.log", "w") as local_out, open(slurm / "run.log", "w") as slurm_out:
@@ -346,7 +346,7 @@ def test_slurm_profile_dry_run(tmp_path):
     a dry run caps threads at --cores)."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "16", "--profile", str(PROFILE.parent), "-s", str(ROOT / "Snakefile"),
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "16", "--workflow-profile", str(PROFILE.parent), "-s", str(ROOT / "Snakefile"),
          "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml")],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )
