@@ -6,9 +6,18 @@
 #
 # Stages live in workflow/rules/<stage>.smk; the science lives in src/massmaps/.
 
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.20")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from massmaps.config import load_yaml  # noqa: E402
+
+if Path("config/config.yaml").is_file():  # as the configfile below, relative to the working directory
+    load_yaml("config/config.yaml")  # a syntax error names the file and line
 
 
 configfile: "config/config.yaml"
@@ -27,6 +36,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+
+
+# An existing output of the wrong kind (e.g. a folder where a table is written) fails here, before any job.
+check_existing_outputs()
 
 
 rule all:

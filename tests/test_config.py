@@ -210,3 +210,70 @@ def test_snakemake_reports_snapshot_without_centres(tmp_path):
     out = dry_run(tmp_path, bad)
     assert out.returncode != 0
     assert "catalog.source" in out.stdout + out.stderr
+
+
+# ------------------------------------------------------------- bad configurations fail before any job
+BAD_CONFIGS = [
+    ("training.sigma_min", {"training": {"sigma_min": 2.0}}),
+    ("evaluation.mass_bins.low", {"evaluation": {"mass_bins": {"low": [6e14, 2e14], "high": [6e14, 1e15]}}}),
+    ("evaluation.mass_bins.huge", {"evaluation": {"mass_bins": {"huge": [2e15, 5e15]}}}),
+    ("split.eval_mass_range_Msun", {"split": {"eval_mass_range_Msun": [1e15, 2e14]}}),
+    ("split.fractions", {"split": {"fractions": [0.5, 0.2, 0.2]}}),
+    ("split.fractions", {"split": {"fractions": [0.9, 0.1, 0.0]}}),
+    ("sampling.sampler_kwargs", {"sampling": {"sampler_kwargs": {"bogus": 1}}}),
+    ("run", {"run": ".."}),
+    ("figures.formats", {"figures": {"formats": ["png", "png"]}}),
+    ("sightlines.n_shards", {"sightlines": {"n_shards": 5000}}),
+    ("sightlines.n_shards", {"catalog": {"n_halos": 3}, "sightlines": {"n_shards": 4}}),
+    ("catalog.file", {"catalog": {"source": "file"}}),
+    ("catalog.m_min_Msun", {"catalog": {"m_min_Msun": 1e17}}),
+    ("training.steps", {"training": {"steps": -1}}),
+    ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),
+    ("particles.mock", {"particles": {"mock": {"n_ngbb": 3}}}),
+]
+
+
+@pytest.mark.parametrize("key, change", BAD_CONFIGS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(BAD_CONFIGS)])
+def test_bad_config_names_key_and_expectation(key, change):
+    """Each configuration that cannot run is refused by massmaps.config (as the workflow does at start-up),
+    naming the key path, rather than failing late in a job, or running and giving a wrong result."""
+    from massmaps import config as checks
+
+    config = load()
+    update_config(config, copy.deepcopy(change))
+    with pytest.raises(checks.ConfigError) as err:
+        checks.validate(config, SCHEMA)
+        checks.check(config)
+    message = str(err.value)
+    assert message.startswith("config: ") and key in message, message
+    assert "expected" in message or "(" in message, message  # what was expected, or the key's description
+
+
+def test_good_configs_pass_the_checks_and_fill_snakemakes_defaults():
+    from massmaps import config as checks
+
+    for extra in ({}, load("paper.yaml")):
+        ours, theirs = load(), load()
+        update_config(ours, copy.deepcopy(extra))
+        update_config(theirs, copy.deepcopy(extra))
+        checks.validate(ours, SCHEMA)
+        checks.check(ours)
+        validate(theirs, schema=SCHEMA)
+        assert ours == theirs
+    empty = {}
+    checks.validate(empty, SCHEMA)
+    assert empty["training"]["sigma_min"] == 0.001
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    """The workflow refuses a bad key at start-up (dry run: no job), and a YAML syntax error in the
+    embedded config file is named with its line."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: {sigma_min: 2.0}\n")
+    out = dry_run(tmp_path, bad)
+    assert out.returncode != 0 and "config: training.sigma_min" in out.stdout + out.stderr
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("run: default\ntraining: {steps: 3\n")
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "-s",
+                          str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode != 0 and "config/config.yaml, line 3" in out.stdout + out.stderr, out.stderr[-2000:]

@@ -103,6 +103,12 @@ def plan_sightlines(
     plan = plan.sort_values(["M200m_Msun", "halo_id", "rotation", "axis"], ascending=[False, True, True, True])
     plan = plan.reset_index(drop=True)
     order = plan.drop_duplicates("halo_id")["halo_id"].to_numpy()  # halos by decreasing mass
+    if order.size < n_shards:
+        raise ValueError(
+            f"n_shards (config sightlines.n_shards) = {n_shards} projection jobs, but only {order.size} halos of "
+            f"{len(catalog)} in the catalogue get sightlines (log10 M200m >= {log10_min}); expected at most one "
+            "job per halo"
+        )
     shard_of = pd.Series(np.arange(order.size) % n_shards, index=order)
     plan["shard"] = shard_of.loc[plan["halo_id"]].to_numpy().astype(np.int64)
     plan["sightline_id"] = np.arange(len(plan), dtype=np.int64)

@@ -1,5 +1,6 @@
 rule halo_catalog:
     input:
+        user_catalog=get_user_catalog_file,
         group_catalog=get_group_catalog_files,
     output:
         catalog=f"{RESULTS}/catalog/halos.parquet",

@@ -1,37 +1,15 @@
 # Config validation and input functions only: logic belongs in src/massmaps.
-import sys
-from pathlib import Path
+from massmaps import config as config_checks
+from massmaps.snapshot import GROUP_CATALOG_KEYS, expand_files
+from massmaps.store import config_hash
 
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
-
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from massmaps.evaluation import EvalConfig  # noqa: E402
-from massmaps.mock import MockConfig  # noqa: E402
-from massmaps.score import check_ncsnpp_kwargs  # noqa: E402
-from massmaps.snapshot import GROUP_CATALOG_KEYS, check_sources, expand_files  # noqa: E402
-from massmaps.store import config_hash  # noqa: E402
+# Every bad key fails here, before any job runs, naming the key path and what was expected.
+config_checks.validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+config_checks.check(config)
 
 # The mock's knobs plus the run's cosmology (the mock has no cosmology key of its own in the config).
 MOCK_CONFIG = {**config["particles"]["mock"], "cosmology": config["cosmology"]}
-try:
-    MockConfig.from_mapping(MOCK_CONFIG)
-except (TypeError, ValueError) as err:
-    raise ValueError(f"config: particles.mock: {err}") from None
-check_sources(config["catalog"], config["particles"])
-try:
-    check_ncsnpp_kwargs(config["training"]["network"])
-except ValueError as err:
-    raise ValueError(f"config: training.network: {err}") from None
-if abs(sum(config["split"]["fractions"]) - 1) > 1e-9:
-    raise ValueError(f"config: split.fractions must sum to 1, got {config['split']['fractions']}")
-
 EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
-try:
-    EvalConfig.from_mapping(EVALUATION)
-except (TypeError, ValueError) as err:
-    raise ValueError(f"config: evaluation: {err}") from None
 
 RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
@@ -47,6 +25,11 @@ TRAINING_HASH = config_hash(
     {"data": DATA_HASH, "split": config["split"], "normalisation": config["normalisation"]}
     | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "runtime_margin_s", "device", "num_workers")}}
 )
+
+
+def get_user_catalog_file(wildcards):
+    # the user's catalogue is an input: editing it reruns halo_catalog and what depends on it
+    return [config["catalog"]["file"]] if config["catalog"]["source"] == "file" else []
 
 
 def get_group_catalog_files(wildcards):
@@ -86,6 +69,14 @@ FIGURES = (
     "fig8_bias",
     "fig9_correlation",
 )
+
+
+def check_existing_outputs():
+    from snakemake.io import is_flagged
+
+    from massmaps.files import check_output_kinds
+
+    check_output_kinds((str(out), is_flagged(out, "directory")) for rule in workflow.rules for out in rule.output)
 
 
 def get_final_outputs():

@@ -1,0 +1,199 @@
+"""The workflow's configuration: YAML loading, schema validation with defaults, and the checks across keys
+that a schema cannot express.
+
+Every error is a :class:`ConfigError` that names the file and line (YAML syntax) or the key path
+(``training.sigma_min``) and what was expected, so that a bad configuration fails before any job runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key path (or file and line)."""
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """A YAML config file as a mapping; syntax errors name the file, line and column."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); expected a YAML config file") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: YAML syntax error: {err.problem or err.context}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def validate(config: dict, schema_path: str | os.PathLike) -> dict:
+    """Check ``config`` against the JSON schema and fill in every default, in place (as Snakemake's
+    ``validate`` does); the first error names the key path, the value and the key's description."""
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
+
+    schema = load_yaml(schema_path)
+    base_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, sub["default"])
+        yield from base_properties(validator, properties, instance, subschema)
+
+    validator_cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
+    if error is None:
+        return config
+    described = next((s for s in [error.schema, *_parent_schemas(schema, error)] if "description" in s), {})
+    hint = f" ({' '.join(str(described['description']).split())})" if described else ""
+    raise ConfigError(f"config: {_key_path(error.absolute_path)}: {error.message}{hint}")
+
+
+def _parent_schemas(schema: Mapping, error) -> list[Mapping]:
+    """The schemas of the error's key, innermost first (for a description to quote)."""
+    found, node = [], schema
+    for part in error.absolute_path:
+        node = node.get("properties", {}).get(part) if isinstance(part, str) else node.get("items", {})
+        if not isinstance(node, Mapping):
+            break
+        found.append(node)
+    return found[::-1]
+
+
+# ------------------------------------------------------------------------------- checks across keys
+def _pair(pair) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in pair) + "]"
+
+
+def _ordered_range(errors: list, key: str, pair) -> bool:
+    """Whether ``pair`` is [lower, upper] with lower < upper; else an error naming ``key``."""
+    if pair[0] < pair[1]:
+        return True
+    errors.append(f"config: {key}: {_pair(pair)} is not an increasing pair; expected [lower, upper] with lower < upper")
+    return False
+
+
+def _check_run(config: Mapping, errors: list) -> None:
+    if set(str(config["run"])) <= {"."}:
+        errors.append(f"config: run: {config['run']!r} would put outputs outside results/; expected a name such as "
+                      "'default' (letters, digits, '_', '-', '.')")
+
+
+def _check_catalog(config: Mapping, errors: list) -> None:
+    cat = config["catalog"]
+    if cat["source"] == "file" and not cat.get("file"):
+        errors.append("config: catalog.file: null, but catalog.source is 'file'; expected the path of a CSV or "
+                      "parquet halo catalogue")
+    if cat["source"] == "hmf":
+        _ordered_range(errors, "catalog.m_min_Msun, catalog.m_max_Msun", (cat["m_min_Msun"], cat["m_max_Msun"]))
+
+
+def _check_shards(config: Mapping, errors: list) -> None:
+    """More projection jobs than halos leaves jobs with nothing to project. Known before any job runs
+    for a catalogue drawn from the mass function; other catalogues are checked when the plan is made."""
+    cat, n_shards = config["catalog"], config["sightlines"]["n_shards"]
+    if cat["source"] != "hmf":
+        return
+    m_lo = max(cat["m_min_Msun"], 10 ** config["sightlines"]["log10_min"])
+    if cat["n_halos"] is not None:
+        n, how = cat["n_halos"], "catalog.n_halos"
+    else:
+        from .catalog import expected_count
+        from .cosmology import CosmologyParams
+
+        if not m_lo < cat["m_max_Msun"]:
+            return
+        n = expected_count(cat["box_Mpc"] ** 3, m_lo, cat["m_max_Msun"], CosmologyParams(**config["cosmology"]),
+                           cat["mass_function"])
+        how = f"the expected number above {m_lo:.3g} Msun in a box of catalog.box_Mpc = {cat['box_Mpc']}"
+    if n_shards > n:
+        errors.append(f"config: sightlines.n_shards: {n_shards} projection jobs for about {n:.0f} halos ({how}); "
+                      "expected at most one job per halo")
+
+
+def _check_split_and_bins(config: Mapping, errors: list) -> None:
+    split, evaluation, sampling = config["split"], config["evaluation"], config["sampling"]
+    fractions = split["fractions"]
+    if abs(sum(fractions) - 1) > 1e-9:
+        errors.append(f"config: split.fractions: {fractions} sum to {sum(fractions):.6g}; expected fractions of "
+                      "train, val and test that sum to 1")
+    names = ("train", "val", "test")
+    for name in ("train", sampling["split"]):
+        if fractions[names.index(name)] <= 0:
+            errors.append(f"config: split.fractions: the {name} fraction is 0, but the {name} split is needed "
+                          f"({'training' if name == 'train' else 'sampling.split'}); expected a positive fraction")
+    eval_range = split["eval_mass_range_Msun"]
+    range_ok = _ordered_range(errors, "split.eval_mass_range_Msun", eval_range)
+    for name, pair in evaluation["mass_bins"].items():
+        bin_ok = _ordered_range(errors, f"evaluation.mass_bins.{name}", pair)
+        outside = pair[1] <= eval_range[0] or pair[0] > eval_range[1]
+        if range_ok and bin_ok and sampling["eval_range_only"] and outside:
+            errors.append(f"config: evaluation.mass_bins.{name}: {_pair(pair)} lies outside "
+                          f"split.eval_mass_range_Msun {_pair(eval_range)}, so it would hold no map "
+                          "(sampling.eval_range_only is true); expected a bin inside the evaluation range")
+
+
+def _check_learning(config: Mapping, errors: list) -> None:
+    training, sampling = config["training"], config["sampling"]
+    if not training["sigma_min"] < training["sigma_max"]:
+        errors.append(f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
+                      f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max")
+    from .samplers import get_sampler
+
+    solver = get_sampler(sampling["sampler"])[0]
+    shared = {"denoiser", "x", "sigmas", "cond", "generator", "callback", "disable"}
+    accepted = sorted(set(inspect.signature(solver).parameters) - shared)
+    bad = sorted(set(sampling["sampler_kwargs"]) - set(accepted))
+    if bad:
+        errors.append(f"config: sampling.sampler_kwargs: {bad} not accepted by sampler {sampling['sampler']!r}; "
+                      f"expected some of {accepted}")
+
+
+def _check_library_configs(config: Mapping, errors: list) -> None:
+    """The blocks that library dataclasses check (mock, evaluation, network, sources)."""
+    from .evaluation import EvalConfig
+    from .mock import MockConfig
+    from .score import check_ncsnpp_kwargs
+    from .snapshot import check_sources
+
+    evaluation = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
+    for key, check in (
+        ("particles.mock", lambda: MockConfig.from_mapping({**config["particles"]["mock"],
+                                                            "cosmology": config["cosmology"]})),
+        ("evaluation", lambda: EvalConfig.from_mapping(evaluation)),
+        ("training.network", lambda: check_ncsnpp_kwargs(config["training"]["network"])),
+        (None, lambda: check_sources(config["catalog"], config["particles"])),
+    ):
+        try:
+            check()
+        except (TypeError, ValueError) as err:
+            message = str(err)
+            errors.append(message if message.startswith("config:") else f"config: {key}: {message}")
+
+
+def check(config: Mapping) -> None:
+    """Checks across keys, on a config that passed :func:`validate`; every problem found is reported at once."""
+    errors: list[str] = []
+    for step in (_check_run, _check_catalog, _check_split_and_bins, _check_learning, _check_library_configs):
+        step(config, errors)
+    if not errors:
+        _check_shards(config, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))

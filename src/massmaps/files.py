@@ -1,0 +1,46 @@
+"""Checks on the files a run has already produced."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+
+
+def wrong_kind_outputs(outputs: Iterable[tuple[str, bool]]) -> list[str]:
+    """Problems with existing outputs of the wrong kind: ``outputs`` holds (path pattern, is_directory);
+    a pattern may hold ``{wildcard}`` parts, which match any existing name. Missing paths are fine."""
+    problems = []
+    for pattern, is_dir in outputs:
+        for path in sorted(glob.glob(_as_glob(pattern))) if "{" in pattern else [pattern]:
+            if not os.path.lexists(path) or os.path.isdir(path) == is_dir:
+                continue
+            found = "a directory" if os.path.isdir(path) else "a file"
+            expected = "a directory (zarr store or model folder)" if is_dir else "a file"
+            problems.append(f"{path}: expected {expected}, found {found}")
+    return problems
+
+
+def _as_glob(pattern: str) -> str:
+    out, depth = [], 0
+    for ch in pattern:
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                out.append("*")
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0:
+            out.append(glob.escape(ch))
+    return "".join(out)
+
+
+def check_output_kinds(outputs: Iterable[tuple[str, bool]]) -> None:
+    """Raise FileExistsError naming every existing output of the wrong kind (a file where a directory
+    is written, or the reverse), so that no job runs on, or deletes, something it did not write."""
+    problems = wrong_kind_outputs(outputs)
+    if problems:
+        raise FileExistsError(
+            "outputs of the wrong kind (not written by this workflow; move or delete them, then run again):\n  "
+            + "\n  ".join(problems)
+        )
