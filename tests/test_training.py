@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from massmaps import samplers, score, training
+from massmaps import samplers, score, store, training
 from massmaps.normalise import Normaliser
 from massmaps.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
 
@@ -86,9 +86,7 @@ def zarr_store(tmp_path_factory):
         coords={"field": ["gas", "dm", "tsz", "xray"], "halo_id": ("sightline", np.arange(n) // 2)},
     )
     path = tmp_path_factory.mktemp("store") / "maps.zarr"
-    with warnings.catch_warnings():  # zarr 3 on the string field coordinate
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-        ds.to_zarr(path, consolidated=False, encoding={"maps": {"chunks": (1, 4, size, size)}})
+    store.write_store(ds, path, chunk_sightlines=4)
     (path / ".snakemake_timestamp").write_text("")  # as Snakemake's directory() leaves it
     return path, maps
 

@@ -7,6 +7,12 @@ plan's columns as per-sightline coordinates, and provenance in the attributes.
 Atomicity: a store is written under a temporary sibling name and renamed onto its final path only once
 complete, so an interrupted job never leaves a store that looks complete. Map variables use NaN as the
 fill value, so a chunk that was never written reads back as NaN, never as real-looking zeros.
+
+Integrity: the root attributes hold a manifest of every file of the store and its size, written last;
+:func:`open_store` refuses a store whose files are missing or changed in size since (a deleted or
+truncated chunk), naming the store, the file and the sightlines it holds. Each compressed chunk of a
+map variable carries a CRC32C checksum, so a chunk whose bytes changed fails its read instead of
+decoding to wrong numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ import xarray as xr
 
 #: Attribute marking a store that was completely written.
 COMPLETE_ATTR = "massmaps_complete"
+#: Attribute holding {file path inside the store: size in bytes}, written after every other file.
+MANIFEST_ATTR = "massmaps_manifest"
+
+
+class StoreError(ValueError):
+    """A store that is missing, of the wrong kind, incomplete or damaged; the message names it."""
 
 
 def config_hash(config: Mapping) -> str:
@@ -49,7 +61,7 @@ def _encoding(ds: xr.Dataset, chunk_sightlines: int) -> dict:
             enc[name] = {
                 "chunks": (1, *var.shape[1:]),
                 "shards": (max(1, min(chunk_sightlines, var.shape[0])), *var.shape[1:]),
-                "compressors": [blosc],
+                "compressors": [blosc, zarr.codecs.Crc32cCodec()],
                 "fill_value": var.dtype.type(np.nan),
             }
     return enc
@@ -78,14 +90,31 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, chunk_sightlines: in
     ds = ds.copy()
     for var in ds.variables.values():  # chunking is decided here, not inherited from a source store
         var.encoding = {}
-    ds.attrs[COMPLETE_ATTR] = True
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in (COMPLETE_ATTR, MANIFEST_ATTR)}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         ds.to_zarr(tmp, mode="w-", consolidated=False, encoding=_encoding(ds, chunk_sightlines), zarr_format=3)
-    if path.exists():
+    _seal(tmp)
+    if path.is_dir():
         shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
     os.replace(tmp, path)
     return path
+
+
+def _manifest(root: Path) -> dict[str, int]:
+    """{path relative to the store: size} of every file but the root metadata (which will hold this)."""
+    files = (p for p in root.rglob("*") if p.is_file() and p != root / "zarr.json" and p.name != ".snakemake_timestamp")
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(files)}
+
+
+def _seal(root: Path) -> None:
+    """Record the manifest and the completion mark in the root attributes, after every other file."""
+    import zarr
+
+    group = zarr.open_group(root, mode="r+", zarr_format=3)
+    group.attrs.update({MANIFEST_ATTR: _manifest(root), COMPLETE_ATTR: True})
 
 
 def _has_dask() -> bool:
@@ -95,25 +124,64 @@ def _has_dask() -> bool:
     return importlib.util.find_spec("dask") is not None
 
 
+RERUN_HINT = "delete it and run snakemake again (the job that writes it, and what depends on it, rerun)"
+
+
 def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> xr.Dataset:
-    """Open a store lazily (dask chunks as stored unless ``chunks`` says otherwise); refuse one that was
-    not completely written."""
+    """Open a store lazily (dask chunks as stored unless ``chunks`` says otherwise).
+
+    Raises FileNotFoundError for a missing store, and :class:`StoreError` naming the store for one that is
+    not a zarr store, not completely written, or whose files no longer match its manifest (naming the
+    file and its sightlines).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: zarr store not found")
+    if not (path / "zarr.json").is_file():
+        kind = "a file" if path.is_file() else "a directory without zarr.json"
+        raise StoreError(f"{path}: expected a zarr store (a directory holding zarr.json), found {kind}; {RERUN_HINT}")
     with warnings.catch_warnings():
         # Snakemake's directory() outputs hold a .snakemake_timestamp file zarr does not know.
         warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
         ds = xr.open_zarr(path, consolidated=False, chunks=chunks)
+    if not ds.attrs.get(COMPLETE_ATTR, False):
+        raise StoreError(f"{path}: store is incomplete (attribute {COMPLETE_ATTR!r} missing); {RERUN_HINT}")
+    _check_manifest(path, ds)
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k != MANIFEST_ATTR}
     if chunks is None and _has_dask():  # dask chunks as stored: a shard, not the one-sightline chunks in it
         for name, var in ds.data_vars.items():
             ds[name] = var.chunk(dict(zip(var.dims, var.encoding.get("shards") or var.encoding["chunks"])))
     # per-sightline metadata is small: hold it in memory, keep only the maps lazy
     ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if k not in ds.dims})
-    if not ds.attrs.get(COMPLETE_ATTR, False):
-        raise ValueError(f"{path}: store is incomplete (attribute {COMPLETE_ATTR!r} missing): rerun the job that writes it")
     return ds
+
+
+def _check_manifest(path: Path, ds: xr.Dataset) -> None:
+    """Raise StoreError when a file of the manifest is missing or changed in size since the store was written."""
+    manifest = ds.attrs.get(MANIFEST_ATTR)
+    if manifest is None:  # written before stores carried a manifest: nothing to compare with
+        return
+    for rel, size in manifest.items():
+        f = path / rel
+        found = f.stat().st_size if f.is_file() else None
+        if found != size:
+            what = "is missing" if found is None else f"has {found} bytes, {size} were written"
+            raise StoreError(f"{path}: store damaged since it was written: {rel} {what}"
+                             f"{_sightlines_of(ds, rel)}; {RERUN_HINT}")
+
+
+def _sightlines_of(ds: xr.Dataset, rel: str) -> str:
+    """' (sightline_id a..b)' for a chunk file of a per-sightline variable, else ''."""
+    parts = rel.split("/")
+    if len(parts) < 3 or parts[1] != "c" or parts[0] not in ds.data_vars or "sightline_id" not in ds.coords:
+        return ""
+    var = ds[parts[0]]
+    if var.dims[0] != "sightline":
+        return ""
+    per_file = (var.encoding.get("shards") or var.encoding["chunks"])[0]
+    ids = ds["sightline_id"].values[int(parts[2]) * per_file : (int(parts[2]) + 1) * per_file]
+    return f" (sightline_id {ids.min()}..{ids.max()})" if ids.size else ""
 
 
 def maps_dataset(
@@ -175,7 +243,7 @@ def assemble(shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, 
     ids = ds["sightline_id"].values
     if np.unique(ids).size != ids.size:
         raise ValueError(f"{path}: duplicate sightline_id across shards")
-    ds.attrs = {k: v for k, v in ref.items() if k != COMPLETE_ATTR}
+    ds.attrs = dict(ref)
     ds.attrs["n_shards"] = len(parts)
     write_store(ds, path, chunk_sightlines=chunk_sightlines)
     return ds

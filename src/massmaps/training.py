@@ -54,6 +54,7 @@ from .normalise import Normaliser
 
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: checkpoint written, run again to resume
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  # the one before, kept as a fallback
 LOCK_FILE = "lock.json"
 CHECKPOINT_FORMAT = 1
 TRAIN_LOG_FILE = "training.json"
@@ -222,13 +223,9 @@ class ZarrMapsDataset(Dataset):
         self.variable = variable
         self._array = None
         self._pid = None
-        import warnings
+        from .store import open_store
 
-        import xarray as xr
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
-            maps = xr.open_zarr(self.store_path, consolidated=False, chunks=None)[variable]
+        maps = open_store(self.store_path)[variable]  # refuses an incomplete or damaged store
         names = [str(f) for f in maps["field"].values]
         missing = [f for f in self.targets + self.inputs if f not in names]
         if missing:
@@ -249,6 +246,18 @@ class ZarrMapsDataset(Dataset):
             self._pid = os.getpid()
         return self._array
 
+    def _read(self, index: int) -> np.ndarray:
+        """The fields of sightline ``index``; a damaged chunk or a non-finite pixel names the store and sightline."""
+        try:
+            raw = self._open()[index][self._field_pos]
+        except ValueError as err:  # e.g. a chunk whose checksum no longer matches
+            raise ValueError(f"{self.store_path}: sightline {index} cannot be read ({err}); the store is damaged: "
+                             "delete it and run snakemake again") from err
+        if not np.isfinite(raw).all():
+            raise ValueError(f"{self.store_path}: sightline {index} has non-finite pixels in fields "
+                             f"{[f for f, a in zip(self.targets + self.inputs, raw) if not np.isfinite(a).all()]}")
+        return raw
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_array"] = None
@@ -265,7 +274,7 @@ class ZarrMapsDataset(Dataset):
         nt = len(self.targets)
         block = self._cache.get(i)
         if block is None:
-            raw = self._open()[int(self.indices[i])][self._field_pos]
+            raw = self._read(int(self.indices[i]))
             block = np.concatenate([self.normaliser.apply(raw[:nt], self.targets),
                                     self.normaliser.apply(raw[nt:], self.inputs)])
             if (len(self._cache) + 1) * block.nbytes <= self.cache_mb * 2**20:
@@ -392,12 +401,16 @@ class _DirLock:
 
 
 # -------------------------------------------------------------------------------- checkpoints
-def _atomic_torch_save(obj, path: Path) -> None:
+def _atomic_torch_save(obj, path: Path, keep_previous: bool = False) -> None:
+    """``torch.save`` under a temporary name, then a rename onto ``path``; with ``keep_previous`` the file
+    it replaces becomes :data:`PREVIOUS_CHECKPOINT_FILE` (the fallback of :func:`load_checkpoint`)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
+    if keep_previous and path.is_file():
+        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_FILE))
     os.replace(tmp, path)
 
 
@@ -414,12 +427,58 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict | None:
-    """The latest training checkpoint in ``checkpoint_dir`` (loaded on the CPU), or None."""
-    path = Path(checkpoint_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+class CheckpointError(ValueError):
+    """No usable checkpoint where one was written; the message names the files and why each failed."""
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """Load a checkpoint after checking every record's CRC (torch.load alone reads a flipped byte as data)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"record {bad} fails its CRC check")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as err:
+        raise ValueError(f"unreadable ({type(err).__name__}: {str(err)[:200]})") from err
+    missing = {"format", "step", "model", "ema", "optimizer", "rng", "config", "hparams", "history"} - set(ckpt)
+    if missing:
+        raise ValueError(f"not a training checkpoint (missing {sorted(missing)})")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"unknown checkpoint format {ckpt['format']!r}")
+    return ckpt
+
+
+def load_checkpoint(checkpoint_dir: str | os.PathLike, log: Callable = print) -> dict | None:
+    """The latest usable training checkpoint in ``checkpoint_dir`` (loaded on the CPU), or None if none was written.
+
+    The checkpoint is verified (CRC of every record, expected content); a damaged one is renamed to
+    ``<name>.damaged`` with a warning naming it, and the previous checkpoint is used instead. When no
+    checkpoint is usable, :class:`CheckpointError` names each file and what is wrong with it.
+    """
+    folder = Path(checkpoint_dir)
+    problems = []
+    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = _read_checkpoint(path)
+        except ValueError as err:
+            problems.append(f"{path}: {err}")
+            damaged = path.with_name(f"{name}.damaged")
+            os.replace(path, damaged)
+            log(f"warning: {path} is damaged ({err}); kept as {damaged.name}, trying the previous checkpoint")
+            continue
+        if problems:
+            log(f"resuming from the previous checkpoint {path} (step {ckpt['step']})")
+        return ckpt
+    if problems:
+        raise CheckpointError("no usable training checkpoint: " + "; ".join(problems)
+                              + f"; delete {folder} to train from the start")
+    return None
 
 
 # ------------------------------------------------------------------------------------- training
@@ -515,10 +574,8 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
     history = {"loss": [], "val": []}
     rng_state = None
 
-    ckpt = load_checkpoint(checkpoint_dir)
+    ckpt = load_checkpoint(checkpoint_dir, log)
     if ckpt is not None:
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint_dir / CHECKPOINT_FILE}: unknown checkpoint format")
         if ckpt["hparams"] != hparams:
             raise ValueError(
                 f"{checkpoint_dir / CHECKPOINT_FILE} was written for another model "
@@ -580,6 +637,7 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
                 "history": history,
             },
             checkpoint_dir / CHECKPOINT_FILE,
+            keep_previous=True,
         )
         os.utime(lock.path)
         return time.monotonic() - t0
