@@ -18,13 +18,17 @@ def test_pixel_correlation_known_cases():
 
 
 def test_total_mass_error_and_z():
-    t = np.ones((2, 4, 4))
+    t = np.random.default_rng(1).uniform(1.0, 2.0, (2, 4, 4))
     np.testing.assert_allclose(metrics.total_mass_error(1.02 * t, t), 0.02)
     z = metrics.standardized_errors(t + 0.5, np.full_like(t, 0.25), t)
     np.testing.assert_allclose(z, 2.0)
-    s = metrics.posterior_summary({"gas": t + 0.1}, {"gas": np.full_like(t, 0.2)}, {"gas": t}, {"tsz": t})
-    assert s["gas"]["z_within_1sigma"] == 1.0 and s["gas"]["z_within_2sigma"] == 1.0
-    assert s["gas"]["total_mass_error"]["median"] == pytest.approx(0.1)
+    # |z| = 0.5, 1.5 and 2.5 on a third of the pixels each: 1/3 inside 1 sigma, 2/3 inside 2 sigma
+    offsets = np.resize([0.5, -1.5, 2.5], t.size).reshape(t.shape) * 0.2
+    s = metrics.posterior_summary({"gas": t + offsets}, {"gas": np.full_like(t, 0.2)}, {"gas": t}, {"tsz": t})
+    assert s["gas"]["z_within_1sigma"] == pytest.approx(11 / 32) and s["gas"]["z_within_2sigma"] == pytest.approx(22 / 32)
+    assert s["gas"]["corr_tsz_truth"]["median"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        metrics.percentiles([0.1, np.nan])
 
 
 # ---- spectra: the analytic cases of issue 4 ----------------------------------------------------------

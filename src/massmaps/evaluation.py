@@ -72,14 +72,26 @@ def mass_bin_labels(mass_msun: np.ndarray, bins: Mapping[str, Sequence[float]]) 
     return out
 
 
+def require_finite(values: np.ndarray, what: str, sightline_ids: np.ndarray, source: str = "") -> None:
+    """Raise ValueError naming ``source``, ``what`` and the first sightline_id (axis 0) holding a non-finite value."""
+    bad = ~np.isfinite(np.asarray(values)).reshape(len(sightline_ids), -1).all(axis=1)
+    if bad.any():
+        ids = np.asarray(sightline_ids)[bad]
+        raise ValueError(f"{source + ': ' if source else ''}{what}: non-finite values in {ids.size} sightline(s), "
+                         f"first sightline_id {ids[0]}" + (f" (also {ids[1:6].tolist()})" if ids.size > 1 else ""))
+
+
 def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7,
-             progress: bool = False) -> xr.Dataset:
+             progress: bool = False, sources: Mapping[str, str] | None = None) -> xr.Dataset:
     """Per-map metrics of a posterior sample store against the dataset it was drawn from.
 
     ``samples`` holds ``samples`` (sightline, sample, field, y, x), ``mean`` and ``std`` in physical units
     (:func:`massmaps.reconstruct.sample_from_store`); ``dataset`` the maps (sightline, field, y, x). Reads
     ``cfg.chunk_sightlines`` sightlines at a time, so the paper-scale sample store need not fit in memory.
+    A non-finite map, sample or per-map metric raises ValueError naming the sightline (and the store
+    path from ``sources``, keys ``samples`` and ``dataset``).
     """
+    sources = dict(sources or {})
     from tqdm.auto import tqdm
 
     cfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_mapping(cfg)
@@ -108,12 +120,16 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
     step = max(1, cfg.chunk_sightlines)
     fields = [str(f) for f in dataset["field"].values]
     target_pos, input_pos = [fields.index(f) for f in TARGETS], [fields.index(f) for f in INPUTS]
+    ids = samples["sightline_id"].values
     for start in tqdm(range(0, n_map, step), desc="evaluate", unit="chunk", disable=not progress):
         sl = slice(start, min(start + step, n_map))
         truth_all = dataset["maps"].isel(sightline=pos[sl]).values.astype(np.float64)
+        require_finite(truth_all, "dataset maps", ids[sl], sources.get("dataset", ""))
         truth = truth_all[:, target_pos]
         inputs = truth_all[:, input_pos]
         chunk = samples.isel(sightline=sl).sel(field=list(TARGETS))
+        for name in ("samples", "mean", "std"):
+            require_finite(chunk[name].values, f"posterior {name}", ids[sl], sources.get("samples", ""))
         mean = chunk["mean"].values.astype(np.float64)
         std = chunk["std"].values.astype(np.float64)
         arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
@@ -131,6 +147,8 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
             z_sum[i] += np.histogram(zf, bins=z_edges)[0]
             z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
 
+    for name in ("P_sim", "P_gen", "b", "r", "r_input", "profile_sim", "profile_gen", "mass_error", "V"):
+        require_finite(arrays[name], f"metric {name}", ids, "evaluation")
     n_z = z_in[:, :1]
     mass = samples["M200m_Msun"].values
     s, f, k, r = "sightline", "field", "k", "radius"
@@ -247,7 +265,8 @@ def baseline_margins(ev: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7,
+                     source: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The linear baselines of the data before any learning: r(k) between each input (SZ, X-ray) and each
     target (gas, DM) map, over every map of ``dataset`` (all splits), per mass bin of ``cfg``.
 
@@ -262,11 +281,13 @@ def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = Non
     kb = metrics.KBins(int(dataset.sizes["x"]), float(dataset.attrs["pixel_Mpc"]), h=h,
                        length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
     maps = dataset["maps"].values.astype(np.float64)
+    require_finite(maps, "dataset maps", dataset["sightline_id"].values, source)
     labels = mass_bin_labels(dataset["M200m_Msun"].values, cfg.mass_bins)
     r = np.empty((len(INPUTS), len(TARGETS), maps.shape[0], len(kb.centres)))
     for i, inp in enumerate(INPUTS):
         for t, tgt in enumerate(TARGETS):
             _, r[i, t] = metrics.bias_and_correlation(maps[:, fields.index(inp)], maps[:, fields.index(tgt)], kb)
+            require_finite(r[i, t], f"baseline r(k) of {inp} against {tgt}", dataset["sightline_id"].values, source)
     bins = [b for b in cfg.mass_bins if (labels == b).any()] + ["all"]
     per_k, per_scale = [], []
     for mb in bins:

@@ -28,10 +28,18 @@ def standardized_errors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) ->
     return np.where(std > 0, (np.asarray(mean, np.float64) - truth) / np.where(std > 0, std, 1.0), np.nan)
 
 
-def percentiles(x: np.ndarray) -> dict:
-    """Median with 16th and 84th percentiles of finite values."""
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x`` as float64; a non-finite value raises (a summary never silently drops a map)."""
     x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} non-finite of {x.size} values (first at index {int(np.flatnonzero(bad)[0])})")
+    return x
+
+
+def percentiles(x: np.ndarray) -> dict:
+    """Median with 16th and 84th percentiles; a non-finite value raises ValueError."""
+    x = _finite(x)
     p16, p50, p84 = np.percentile(x, [16, 50, 84]) if x.size else (np.nan,) * 3
     return {"median": float(p50), "p16": float(p16), "p84": float(p84), "n": int(x.size)}
 
@@ -148,9 +156,9 @@ def scale_average(per_k: np.ndarray, kbins: KBins, k_split: float, which: str) -
 
 
 def mean_with_offsets(x: np.ndarray) -> dict:
-    """Mean over maps with the 16th/84th percentile offsets (Table 1's ``a +b/-c``), finite values only."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    """Mean over maps with the 16th/84th percentile offsets (Table 1's ``a +b/-c``); a non-finite value
+    raises ValueError."""
+    x = _finite(x)
     if not x.size:
         return {"mean": float("nan"), "plus": float("nan"), "minus": float("nan"), "n": 0}
     m = float(x.mean())
