@@ -138,6 +138,7 @@ def sample_from_store(
     sampler_kwargs: Mapping | None = None,
     prior_mean: str = "none",
     progress: bool = True,
+    resume_dir: str | os.PathLike | None = None,
 ) -> xr.Dataset:
     """Posterior samples of (gas, dm) for the sightlines of one split, in physical units.
 
@@ -145,8 +146,15 @@ def sample_from_store(
     paper), ``field`` on each target's mean over the training split, ``pixel`` on its mean map (all in
     normalised units; see :func:`massmaps.samplers.draw_posterior_samples`).
 
+    ``resume_dir``: each sightline's samples are also written there, atomically, as soon as they are
+    drawn, in a folder keyed by the model's bytes and every argument that shapes the samples; a run that
+    was killed picks up the sightlines already written (the samples of a sightline depend only on the
+    seed and its sightline_id, so the result is the same bytes as an uninterrupted run). The caller
+    removes the folder once the result is safely stored (:func:`clear_resume`).
+
     Returns a Dataset with ``samples`` (sightline, sample, field, y, x) and the per-pixel ``mean`` and
-    ``std`` (ddof=1) over samples, with the dataset's sightline coordinates.
+    ``std`` (ddof=1) over samples, with the dataset's sightline coordinates. Non-finite samples raise
+    ValueError naming the model and the sightline.
     """
     from tqdm.auto import tqdm
 
@@ -158,22 +166,38 @@ def sample_from_store(
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
-    if not isinstance(norm, Normaliser):
-        norm = Normaliser.from_dict(norm)
     steps = samplers.get_sampler(sampler)[2] if steps is None else int(steps)
+    parts = None
+    if resume_dir is not None:
+        parts = Path(resume_dir) / resume_key(model_dir, ds, split=which, n_samples=n_samples, sampler=sampler,
+                                              steps=steps, seed=seed, sampler_kwargs=sampler_kwargs,
+                                              prior_mean=prior_mean)
+        parts.mkdir(parents=True, exist_ok=True)
     mu = prior_mean_for(prior_mean, ds, splits, norm)
     index = rows["index"].to_numpy()
+    ids = rows["sightline_id"].to_numpy()
     inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
     cond = norm.apply(inputs, INPUTS, field_axis=1)
     out = np.empty((index.size, n_samples, len(TARGETS), *inputs.shape[-2:]), dtype=np.float32)
+    resumed = 0
     # one sightline at a time keeps memory flat and shows progress; seeds depend only on (seed, sightline_id)
     for k in tqdm(range(index.size), desc="posterior", unit="sightline", disable=not progress):
+        part = parts / f"sightline_{int(ids[k])}.npy" if parts is not None else None
+        if part is not None and _load_part(part, out[k]):
+            resumed += 1
+            continue
         u = samplers.draw_posterior_samples(
             trained.denoiser, cond[k : k + 1], n_samples, sampler=sampler, steps=steps, batch_size=batch_size,
-            seed=seed, sightline_ids=[int(rows["sightline_id"].iloc[k])], sampler_kwargs=dict(sampler_kwargs or {}),
+            seed=seed, sightline_ids=[int(ids[k])], sampler_kwargs=dict(sampler_kwargs or {}),
             prior_mean=mu,
         )
         out[k] = norm.invert(u[0], TARGETS, field_axis=1)
+        if not np.isfinite(out[k]).all():
+            raise ValueError(f"{model_dir}: non-finite posterior samples for sightline_id {int(ids[k])} of {store_path}")
+        if part is not None:
+            _save_part(part, out[k])
+    if resumed:
+        log.info("%d of %d sightlines taken from %s (an earlier, interrupted run)", resumed, index.size, parts)
     sub = ds.isel(sightline=index)
     coords = {name: ("sightline", sub[name].values) for name in sub.coords if sub[name].dims == ("sightline",)}
     coords.update(
@@ -204,6 +228,49 @@ def sample_from_store(
         },
     )
     return result
+
+
+def resume_key(model_dir: str | os.PathLike, ds: xr.Dataset, **sampling) -> str:
+    """Name of the folder of resumable per-sightline samples: a hash of the model's files, the dataset's
+    config hash and the sampling arguments."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted(p for p in Path(model_dir).rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"):
+        digest.update(f.relative_to(model_dir).as_posix().encode())
+        digest.update(f.read_bytes())
+    return store.config_hash({"model": digest.hexdigest(), "data": ds.attrs.get("config_hash", ""),
+                              "version": __version__, **sampling})
+
+
+def _save_part(path: Path, samples: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, samples)
+    os.replace(tmp, path)
+
+
+def _load_part(path: Path, out: np.ndarray) -> bool:
+    """Fill ``out`` from a sightline written by an earlier run; False when there is none (or it is unusable)."""
+    if not path.is_file():
+        return False
+    try:
+        part = np.load(path)
+    except (OSError, ValueError) as err:
+        log.warning("%s: unreadable (%s); sampling that sightline again", path, err)
+        return False
+    if part.shape != out.shape or part.dtype != out.dtype or not np.isfinite(part).all():
+        log.warning("%s: shape %s %s or non-finite values; sampling that sightline again", path, part.shape, part.dtype)
+        return False
+    out[...] = part
+    return True
+
+
+def clear_resume(resume_dir: str | os.PathLike) -> None:
+    """Remove the resumable per-sightline samples once the sample store is written."""
+    import shutil
+
+    shutil.rmtree(resume_dir, ignore_errors=True)
 
 
 def evaluate_samples(samples: xr.Dataset, dataset: xr.Dataset) -> dict:

@@ -10,6 +10,8 @@ rule sample_posterior:
     params:
         sampling=config["sampling"],
         seed=config["seed"],
+        # per-sightline samples of an interrupted job, outside the declared output (which Snakemake deletes)
+        resume_dir=f"{RESULTS}/checkpoints/samples_{config['sampling']['split']}",
     conda:
         "../../envs/massmaps.yaml"
     threads: 2

@@ -27,7 +27,9 @@ ds = reconstruct.sample_from_store(
     device=cfg["device"],
     sampler_kwargs=cfg["sampler_kwargs"],
     prior_mean=cfg["prior_mean"],
+    resume_dir=snakemake.params.resume_dir,  # noqa: F821
 )
 store.write_store(ds, snakemake.output.samples, chunk_sightlines=1)  # noqa: F821
+reconstruct.clear_resume(snakemake.params.resume_dir)  # noqa: F821
 log.info("%d sightlines x %d samples (%s, %s NFE per sample)", ds.sizes["sightline"], ds.sizes["sample"],
          ds.attrs["sampler"], ds.attrs["nfe_per_sample"])
