@@ -20,16 +20,34 @@ Halos of a simulation (``massmaps.snapshot.read_group_catalog``, or a user file 
 carry their centre, ``centre_x_Mpc``, ``centre_y_Mpc``, ``centre_z_Mpc`` (:data:`CENTRE_COLUMNS`, physical
 Mpc in the snapshot's box): the projection of snapshot particles needs them. Their c200m and axis
 ratios are NaN there (the particles carry the real shape) and their orientation is the identity.
+
+A user's catalogue (:func:`read_catalog`) is checked before anything is drawn; a file that breaks one of these
+rules gets a ValueError naming the file, the column and the first bad row (rows are counted from 0, the first
+data row after the header), never a silently wrong catalogue:
+
+* the file is a non-empty UTF-8 CSV with a header line, or a parquet table;
+* every column of the table above holds numbers (a parquet column of strings is rejected; a CSV is parsed by
+  pandas, so numeric text there is fine, any other text is not);
+* ``M200m_Msun`` is M200m in Msun without h, within :data:`M200M_RANGE_MSUN` (1e10 to 1e17 Msun): a value
+  outside is a unit slip (units of 1e10 Msun/h, log10 M, grams), and at least one halo is at or above ``m_min``;
+* ``halo_id`` and ``seed`` are integers in [0, 2**63) (no fraction, no NaN); ``halo_id`` is unique;
+* no two rows are identical in every column of the table above: a duplicated halo would be realised twice with
+  different seeds and could land in both the training and the test set (give distinct ``halo_id`` values to
+  keep distinct halos of equal properties);
+* ``rot_qx`` ... ``rot_qw`` come all four or none, finite and not all zero; the centre columns all three or none,
+  finite.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import cosmology as cosmo_mod
 from .cosmology import PAPER, CosmologyParams
@@ -54,6 +72,17 @@ CENTRE_COLUMNS = ["centre_x_Mpc", "centre_y_Mpc", "centre_z_Mpc"]
 
 #: Columns a user catalogue must have; every other one is drawn when missing.
 REQUIRED_USER_COLUMNS = ["M200m_Msun"]
+
+#: Plausible M200m of a halo in Msun (no h); a user's mass outside is taken for a unit slip.
+M200M_RANGE_MSUN = (1e10, 1e17)
+
+ROTATION_COLUMNS = ["rot_qx", "rot_qy", "rot_qz", "rot_qw"]
+
+#: What each readable format must look like (quoted by the errors on a file that cannot be read).
+_FORMATS = {
+    "csv": "CSV file (UTF-8 text, comma-separated, a header line of column names, one halo per line)",
+    "parquet": "parquet file (a table, as written by pandas.DataFrame.to_parquet)",
+}
 
 
 @dataclass(frozen=True)
@@ -156,7 +185,7 @@ def _fill_properties(
     out["c200m"] = df["c200m"].to_numpy(dtype=float) if "c200m" in df else c
     out["axis_ratio_s"] = df["axis_ratio_s"].to_numpy(dtype=float) if "axis_ratio_s" in df else s
     out["axis_ratio_q"] = df["axis_ratio_q"].to_numpy(dtype=float) if "axis_ratio_q" in df else q
-    for i, name in enumerate(["rot_qx", "rot_qy", "rot_qz", "rot_qw"]):
+    for i, name in enumerate(ROTATION_COLUMNS):
         out[name] = df[name].to_numpy(dtype=float) if name in df else quat[:, i]
     out["seed"] = df["seed"].astype("int64") if "seed" in df else seeds
     centre = CENTRE_COLUMNS if all(c in df for c in CENTRE_COLUMNS) else []
@@ -187,17 +216,149 @@ def draw_catalog(
     return _fill_properties(pd.DataFrame({"M200m_Msun": M}), rng, model, params)
 
 
+def _utf8_text(path: Path) -> str:
+    """The text of a CSV file, with a ValueError naming the first byte that is not UTF-8 and its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: byte offset {err.start} (line {line}) is not UTF-8 ({data[err.start : err.start + 1]!r}); "
+            f"expected a {_FORMATS['csv']}"
+        ) from err
+
+
+def _positional(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows numbered 0..n-1; a named index a parquet file restored (e.g. halo_id) goes back to a column."""
+    index = df.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None:
+        return df
+    return df.reset_index(drop=all(name is None for name in index.names))
+
+
 def _read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: unknown catalogue format {suffix!r}; expected .csv or .parquet")
+    """The table in ``path``, or a ValueError naming the file and the format expected of it."""
+    kind = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unknown catalogue format {path.suffix!r}; expected .csv or .parquet")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; expected a {_FORMATS[kind]}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: is empty (0 bytes); expected a {_FORMATS[kind]}")
+    text = _utf8_text(path) if kind == "csv" else None
+    try:
+        df = pd.read_csv(io.StringIO(text)) if kind == "csv" else pd.read_parquet(path)
+    except (ValueError, OSError, pa.ArrowException) as err:  # pandas' ParserError and EmptyDataError included
+        raise ValueError(f"{path}: cannot be read ({str(err).strip()}); expected a {_FORMATS[kind]}") from err
+    return _positional(df)
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    return column.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _cell(df: pd.DataFrame, column: str, row: int):
+    """The value at a row position, as a plain Python object for the error messages."""
+    value = df[column].iloc[row]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check(df: pd.DataFrame, source, column: str, bad, expected: str) -> None:
+    """Raise a ValueError naming ``source``, ``column`` and the first rows where ``bad`` holds."""
+    rows = np.flatnonzero(np.asarray(bad))
+    if rows.size:
+        more = f"; {rows.size} bad rows, the first: {rows[:5].tolist()}" if rows.size > 1 else ""
+        raise ValueError(
+            f"{source}: column {column!r} must be {expected}; row {rows[0]} (counted from 0 after the header) "
+            f"holds {_cell(df, column, rows[0])!r}{more}"
+        )
+
+
+def _check_numeric(df: pd.DataFrame, source) -> None:
+    """Every known column must have a numeric dtype (text in a parquet file, or text in a CSV, is rejected)."""
+    for column in [c for c in COLUMNS + CENTRE_COLUMNS if c in df]:
+        dtype = df[column].dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            continue
+        not_number = pd.to_numeric(df[column], errors="coerce").isna() & df[column].notna()
+        row = int(np.argmax(not_number.to_numpy())) if not_number.any() else int(np.argmax(df[column].notna()))
+        raise ValueError(
+            f"{source}: column {column!r} must hold numbers, found dtype {dtype}; row {row} (counted from 0 "
+            f"after the header) holds {_cell(df, column, row)!r} (store numbers, not text or booleans)"
+        )
+
+
+def _bad_integers(column: pd.Series) -> np.ndarray:
+    """Rows of a numeric column that are not integers in [0, 2**63): fractions, NaN, negative, too large."""
+    if pd.api.types.is_unsigned_integer_dtype(column.dtype):
+        return column.isna().to_numpy() | (column.fillna(0).to_numpy() > np.iinfo(np.int64).max)
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.isna().to_numpy() | (column.fillna(0).to_numpy() < 0)
+    values = _floats(column)
+    return ~np.isfinite(values) | (values % 1 != 0) | (values < 0) | (values >= 2.0**63)
+
+
+def _check_values(df: pd.DataFrame, source) -> None:
+    """Ranges of the numeric columns; ``df`` has passed :func:`_check_numeric`."""
+    lo, hi = M200M_RANGE_MSUN
+    mass = _floats(df["M200m_Msun"])
+    expected = f"finite and positive, M200m in Msun without h, within [{lo:.0e}, {hi:.0e}] Msun"
+    _check(df, source, "M200m_Msun", ~((mass >= lo) & (mass <= hi)), expected)
+    for column in [c for c in ["halo_id", "seed"] if c in df]:
+        _check(df, source, column, _bad_integers(df[column]), "an integer in [0, 2**63)")
+    for column in [c for c in ["R200m_Mpc", "c200m", "axis_ratio_s", "axis_ratio_q"] if c in df]:
+        values = _floats(df[column])
+        _check(df, source, column, ~np.isfinite(values) | (values <= 0), "finite and positive")
+    for column in [c for c in ["axis_ratio_s", "axis_ratio_q"] if c in df]:
+        _check(df, source, column, _floats(df[column]) > 1, "at most 1")
+    if "axis_ratio_s" in df and "axis_ratio_q" in df:
+        _check(df, source, "axis_ratio_q", _floats(df["axis_ratio_q"]) < _floats(df["axis_ratio_s"]), ">= axis_ratio_s")
+    for kind, group in (("centre", CENTRE_COLUMNS), ("rotation", ROTATION_COLUMNS)):
+        partial = [c for c in group if c in df]
+        if partial and len(partial) < len(group):
+            raise ValueError(f"{source}: has {partial} but not all of the {kind} columns {group}")
+        for column in partial:
+            _check(df, source, column, ~np.isfinite(_floats(df[column])), "finite")
+    if "rot_qw" in df:
+        norm = np.linalg.norm(np.stack([_floats(df[c]) for c in ROTATION_COLUMNS], axis=1), axis=1)
+        _check(df, source, "rot_qw", norm == 0, "such that (rot_qx, rot_qy, rot_qz, rot_qw) is not all zero")
+
+
+def _first_duplicate(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """The first rows (i < j) that are identical in every column of ``frame``, or None."""
+    later = frame.duplicated(keep="first").to_numpy()
+    if not later.any():
+        return None
+    j = int(np.argmax(later))
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return int(np.argmax(hashes == hashes[j])), j
+
+
+def _check_duplicates(df: pd.DataFrame, source) -> None:
+    """Duplicated halo ids, and rows identical in every catalogue column, are rejected."""
+    pair = _first_duplicate(df[["halo_id"]]) if "halo_id" in df else None
+    if pair:
+        raise ValueError(
+            f"{source}: column 'halo_id' must be unique; rows {pair[0]} and {pair[1]} (counted from 0 after the "
+            f"header) both hold {_cell(df, 'halo_id', pair[1])!r}"
+        )
+    columns = [c for c in COLUMNS + CENTRE_COLUMNS if c in df]
+    pair = _first_duplicate(df[columns])
+    if pair:
+        raise ValueError(
+            f"{source}: rows {pair[0]} and {pair[1]} (counted from 0 after the header) are identical in every "
+            f"catalogue column {columns}; duplicated halos are rejected (the same cluster would be realised twice, "
+            "with different seeds, and could land in both the training and the test set): remove the copy, or give "
+            "distinct halo_id values to keep distinct halos of equal properties"
+        )
 
 
 def validate_catalog(df: pd.DataFrame, source: str | os.PathLike = "<catalogue>") -> None:
-    """Raise a ValueError naming ``source``, the column and the rows that break the catalogue contract."""
+    """Raise a ValueError naming ``source``, the column and the first row that break the catalogue rules.
+
+    The rules are listed in the module's docstring; rows are counted from 0 (the first data row after the header).
+    """
     missing = [c for c in REQUIRED_USER_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(
@@ -206,34 +367,9 @@ def validate_catalog(df: pd.DataFrame, source: str | os.PathLike = "<catalogue>"
         )
     if len(df) == 0:
         raise ValueError(f"{source}: the catalogue has no rows")
-
-    def check(column: str, bad: np.ndarray, expected: str) -> None:
-        if np.any(bad):
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"{source}: column {column!r} must be {expected}; bad value(s) "
-                f"{df[column].to_numpy()[rows[:5]].tolist()} at row(s) {rows[:5].tolist()}"
-                + (f" and {rows.size - 5} more" if rows.size > 5 else "")
-            )
-
-    for column in ["M200m_Msun", "R200m_Mpc", "c200m", "axis_ratio_s", "axis_ratio_q"]:
-        if column in df:
-            values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
-            check(column, ~np.isfinite(values) | (values <= 0), "finite and positive")
-    for column in ["axis_ratio_s", "axis_ratio_q"]:
-        if column in df:
-            check(column, df[column].to_numpy(dtype=float) > 1, "at most 1")
-    if "axis_ratio_s" in df and "axis_ratio_q" in df:
-        check("axis_ratio_q", df["axis_ratio_q"].to_numpy() < df["axis_ratio_s"].to_numpy(), ">= axis_ratio_s")
-    if "halo_id" in df:
-        check("halo_id", df["halo_id"].duplicated().to_numpy(), "unique")
-    partial = [c for c in CENTRE_COLUMNS if c in df]
-    if partial and len(partial) < len(CENTRE_COLUMNS):
-        raise ValueError(f"{source}: has {partial} but not all of the centre columns {CENTRE_COLUMNS}")
-    for column in CENTRE_COLUMNS:
-        if column in df:
-            values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
-            check(column, ~np.isfinite(values), "finite")
+    _check_numeric(df, source)
+    _check_values(df, source)
+    _check_duplicates(df, source)
 
 
 def read_catalog(
@@ -244,14 +380,27 @@ def read_catalog(
     model: HaloModel = HaloModel(),
     params: CosmologyParams = PAPER,
 ) -> pd.DataFrame:
-    """Read a user catalogue (CSV or parquet), validate it, and draw every optional column it lacks."""
+    """Read a user catalogue (CSV or parquet), validate it, keep the halos with M200m >= ``m_min``, and draw
+    every optional column it lacks.
+
+    A file that cannot be read, or that breaks a rule of the module's docstring (masses in Msun without h within
+    :data:`M200M_RANGE_MSUN`, integer and unique ``halo_id``, integer ``seed`` >= 0, numeric columns, no
+    duplicated rows), gets a ValueError naming the file, the column and the first bad row; so does a catalogue
+    with no halo left at or above ``m_min`` (the config key ``catalog.m_min_Msun``).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: halo catalogue not found")
     df = _read_table(path)
     validate_catalog(df, path)
     if m_min is not None:
+        largest = df["M200m_Msun"].max()
         df = df[df["M200m_Msun"] >= m_min]
+        if df.empty:
+            raise ValueError(
+                f"{path}: no halo has M200m_Msun >= m_min = {m_min:.4g} Msun (config key catalog.m_min_Msun); "
+                f"the largest mass found is {largest:.4g} Msun"
+            )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     return _fill_properties(df.sort_values("M200m_Msun", ascending=False, kind="stable"), rng, model, params)
 
