@@ -387,7 +387,7 @@ def test_swift_layout_reads_the_same_halo(snap, tmp_path):
     # the same physical particles at the same redshift, written the SWIFT way
     z = 0.25
     write_swift(tmp_path / "swift.hdf5", parts, BOX, a=1 / (1 + z))
-    cfg = {"layout": "swift", "hsml_factor": 1.936492}
+    cfg = {"layout": "swift"}  # the default hsml_factor turns SWIFT's h into the Wendland C2 support radius
     with pytest.raises(SnapshotError, match="missing dataset PartType0/ElectronAbundance"):
         maps_of(tmp_path / "swift.hdf5", centre, cfg)
     cl_s, m_s = maps_of(tmp_path / "swift.hdf5", centre, {**cfg, "missing_electron_abundance": "fully_ionised"})

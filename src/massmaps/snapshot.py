@@ -37,7 +37,8 @@ n_e = x_e X rho / m_p, P_e = n_e k T, and l_bol = 1.4e-27 g_ff T^1/2 n_e (n_H + 
 n_H + 4 n_He = rho / m_p.
 
 Smoothing: gas uses the file's ``SmoothingLength`` times ``hsml_factor`` as the Wendland C2 support radius
-where present (Gadget's ``Hsml`` is the support radius; SWIFT writes h = H / gamma_kernel), else the
+where present (null: the layout's, 1 for Gadget, whose ``Hsml`` is the support radius, and 1.936492 for
+SWIFT, which writes h = H / gamma_K with gamma_K = 1.936492 for its Wendland C2 kernel in 3D), else the
 distance to the ``n_ngb``-th gas neighbour; gas densities come from ``Density`` where present, else the
 SPH sum. Dark matter always gets its smoothing lengths from its ``n_ngb`` neighbours. Stars and black
 holes (types 4, 5) are not read. The neighbour search runs on the particles within ``pad_Mpc`` of the
@@ -109,7 +110,7 @@ class SnapshotConfig:
     n_ngb: int = 64
     sph_workers: int = 2
     use_file_hsml: bool = True
-    hsml_factor: float = 1.0
+    hsml_factor: float | None = None  # null: the layout's (Layout.hsml_factor)
     hydrogen_fraction: float = 0.76
     missing_electron_abundance: str = "error"
     g_ff: float = 1.2
@@ -122,8 +123,10 @@ class SnapshotConfig:
             raise ValueError(
                 f"missing_electron_abundance must be one of {ELECTRON_POLICIES}, got {self.missing_electron_abundance!r}"
             )
-        if self.n_ngb < 2 or self.read_chunk < 1 or self.pad_Mpc < 0 or self.hsml_factor <= 0:
-            raise ValueError("need n_ngb >= 2, read_chunk >= 1, pad_Mpc >= 0 and hsml_factor > 0")
+        if self.n_ngb < 2 or self.read_chunk < 1 or self.pad_Mpc < 0:
+            raise ValueError("need n_ngb >= 2, read_chunk >= 1 and pad_Mpc >= 0")
+        if not (self.hsml_factor is None or self.hsml_factor > 0):
+            raise ValueError(f"hsml_factor must be positive or null (the layout's), got {self.hsml_factor!r}")
         if not 0 < self.hydrogen_fraction <= 1:
             raise ValueError(f"hydrogen_fraction must be in (0, 1], got {self.hydrogen_fraction}")
         for name in ("length_unit_cm", "mass_unit_g", "velocity_unit_cm_s"):
@@ -142,6 +145,11 @@ class SnapshotConfig:
     @classmethod
     def coerce(cls, cfg: "SnapshotConfig | Mapping | None") -> "SnapshotConfig":
         return cfg if isinstance(cfg, cls) else cls.from_mapping(cfg)
+
+    @property
+    def support_factor(self) -> float:
+        """Kernel support radius over the file's smoothing length: ``hsml_factor``, or the layout's where null."""
+        return LAYOUT[self.layout].hsml_factor if self.hsml_factor is None else self.hsml_factor
 
 
 def check_sources(catalog: Mapping, particles: Mapping) -> None:
@@ -188,6 +196,8 @@ DIMENSIONS: dict[str, tuple[int, int, int, int, int]] = {
     "group_m200m": (0, -1, 0, 1, 0),
     "group_r200m": (1, -1, 1, 0, 0),
 }
+#: Support radius H over SWIFT's smoothing length h for the Wendland C2 kernel in 3D (SWIFT writes h = H / gamma_K)
+WENDLAND_C2_GAMMA_K = 1.936492
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,7 @@ class Layout:
     attrs: dict
     # names of the per-dataset scaling attributes: exponents of (a, h, L, M, V) and the cgs factor
     scaling_attrs: tuple | None
+    hsml_factor: float  # kernel support radius over the file's smoothing length (SnapshotConfig.hsml_factor null)
 
 
 GADGET = Layout(
@@ -227,6 +238,7 @@ GADGET = Layout(
         "velocity": ["Header/UnitVelocity_in_cm_per_s", "Parameters/UnitVelocity_in_cm_per_s"],
     },
     scaling_attrs=("a_scaling", "h_scaling", "length_scaling", "mass_scaling", "velocity_scaling", "to_cgs"),
+    hsml_factor=1.0,  # Gadget's and AREPO's smoothing length is the support radius
 )
 
 SWIFT = Layout(
@@ -262,6 +274,7 @@ SWIFT = Layout(
         "U_t exponent",
         "Conversion factor to CGS (not including cosmological corrections)",
     ),
+    hsml_factor=WENDLAND_C2_GAMMA_K,
 )
 
 LAYOUT = {"gadget": GADGET, "swift": SWIFT}
@@ -847,10 +860,10 @@ class ShardParticles:
             have_h = self.cfg.use_file_hsml and "hsml" in g
             have_rho = "density" in g
             if have_h and have_rho:
-                H, rho = g["hsml"][keep] * self.cfg.hsml_factor, g["density"][keep]
+                H, rho = g["hsml"][keep] * self.cfg.support_factor, g["density"][keep]
             else:
                 H_sph, rho_sph = self._smoothing(pos, mass, "gas", halo_id, density=not have_rho)
-                H = g["hsml"][keep] * self.cfg.hsml_factor if have_h else H_sph
+                H = g["hsml"][keep] * self.cfg.support_factor if have_h else H_sph
                 rho = g["density"][keep] if have_rho else rho_sph
             kw = {}
             if self.thermo:
