@@ -349,25 +349,27 @@ def test_source_combinations_checked():
 
 
 # ------------------------------------------------------------------------------------------------ SWIFT-style
-def write_swift(path, parts, box, a=0.8, h=0.7, with_xe=False):
-    """SWIFT layout: comoving Mpc and 1e10 Msun without h, h = H / gamma in SmoothingLengths."""
+def write_swift(path, parts, box, a=0.8, h=0.7, physical=()):
+    """What SWIFT writes: comoving Mpc and 1e10 Msun without h, h = H / gamma_K in SmoothingLengths, and each
+    dataset's a-scale exponent (comoving InternalEnergies: a^(3 (gamma - 1)) u = a^2 u). ``physical``: datasets
+    written as physical values, flagged "Value stored as physical" = 1 as SWIFT does."""
     UL, UM, Ut = 3.08567758e24, 1.98841e43, 3.08567758e19
+    counts = np.array([len(parts[GAS]["pos"]), len(parts[DM]["pos"]), 0, 0, 0, 0, 0])
     with h5py.File(path, "w") as f:
         hdr = f.create_group("Header")
-        hdr.attrs["BoxSize"] = np.full(3, box / a)
-        hdr.attrs["Scale-factor"] = a
-        hdr.attrs["Redshift"] = 1 / a - 1
-        hdr.attrs["NumPart_ThisFile"] = np.array([len(parts[GAS]["pos"]), len(parts[DM]["pos"]), 0, 0, 0, 0])
-        hdr.attrs["NumPart_Total"] = hdr.attrs["NumPart_ThisFile"]
-        hdr.attrs["MassTable"] = np.zeros(6)
-        hdr.attrs["NumFilesPerSnapshot"] = 1
+        hdr.attrs.update({"BoxSize": np.full(3, box / a), "Scale-factor": [a], "Redshift": [1 / a - 1],
+                          "NumPart_ThisFile": counts, "NumPart_Total": counts, "NumPart_Total_HighWord": 0 * counts,
+                          "MassTable": np.zeros(7), "NumFilesPerSnapshot": [1]})  # fmt: skip
         cosmo = f.create_group("Cosmology")
-        cosmo.attrs.update({"h": h, "Omega_m": 0.3, "Omega_b": 0.045, "Scale-factor": a, "Redshift": 1 / a - 1})
+        cosmo.attrs.update({"h": [h], "Omega_m": [0.3], "Omega_b": [0.045], "Scale-factor": [a],
+                            "Redshift": [1 / a - 1]})  # fmt: skip
         units = f.create_group("Units")
-        units.attrs.update({"Unit length in cgs (U_L)": UL, "Unit mass in cgs (U_M)": UM, "Unit time in cgs (U_t)": Ut})
-        L, M, V = UL / 3.0856776e24 * a, UM / 1.98841e33, UL / Ut
+        units.attrs.update({"Unit length in cgs (U_L)": [UL], "Unit mass in cgs (U_M)": [UM],
+                            "Unit time in cgs (U_t)": [Ut]})  # fmt: skip
+        L, M, V = UL / 3.0856776e24, UM / 1.98841e33, UL / Ut  # comoving Mpc, Msun, cm/s per internal unit
+        # (a-scale exponent, U_L, U_M, U_t exponents) of each dataset, as SWIFT writes them
         dims = {"Coordinates": (1, 1, 0, 0), "Masses": (0, 0, 1, 0), "Densities": (-3, -3, 1, 0),
-                "InternalEnergies": (0, 2, 0, -2), "SmoothingLengths": (1, 1, 0, 0)}  # fmt: skip
+                "InternalEnergies": (-2, 2, 0, -2), "SmoothingLengths": (1, 1, 0, 0)}  # fmt: skip
         for t, p in parts.items():
             g = f.create_group(f"PartType{t}")
             data = {"Coordinates": p["pos"] / L, "Masses": p["mass"] / M}
@@ -375,11 +377,14 @@ def write_swift(path, parts, box, a=0.8, h=0.7, with_xe=False):
                 data |= {"Densities": p["density"] / (M / L**3), "InternalEnergies": p["u"] / V**2,
                          "SmoothingLengths": p["hsml"] / L / 1.936492}  # fmt: skip
             for name, v in data.items():
-                d = g.create_dataset(name, data=v)
                 ea, el, em, et = dims[name]
-                d.attrs.update({"a-scale exponent": float(ea), "h-scale exponent": 0.0, "U_L exponent": float(el),
-                                "U_M exponent": float(em), "U_t exponent": float(et),
-                                "Conversion factor to CGS (not including cosmological corrections)": UL**el * UM**em * Ut**et})  # fmt: skip
+                stored_physical = name in physical
+                d = g.create_dataset(name, data=v if stored_physical else v / a**ea)
+                cgs = UL**el * UM**em * Ut**et
+                d.attrs.update({"a-scale exponent": [float(ea)], "h-scale exponent": [0.0], "U_L exponent": [float(el)],
+                                "U_M exponent": [float(em)], "U_t exponent": [float(et)],
+                                "Conversion factor to CGS (not including cosmological corrections)": [cgs],
+                                "Value stored as physical": [int(stored_physical)]})  # fmt: skip
 
 
 def test_swift_layout_reads_the_same_halo(snap, tmp_path):

@@ -24,12 +24,16 @@ energy per unit mass in ``UnitVelocity_in_cm_per_s ** 2`` (physical). With ``a =
 * u [erg / g] = InternalEnergy x UnitVelocity_in_cm_per_s^2.
 
 ``layout: swift`` reads SWIFT's names (``Densities``, ``InternalEnergies``, ``SmoothingLengths``), its
-``Units`` and ``Cosmology`` groups, and has no factors of h. The unit attributes of the file
-(``UnitLength_in_cm`` ... in ``Header`` or ``Parameters``; SWIFT's ``Units`` group) are used when the
-config leaves the unit null, and must agree with the config's unit when both are given. Where a dataset
+``Units`` and ``Cosmology`` groups, and has no factors of h. SWIFT stores the comoving internal energy
+a^(3 (gamma - 1)) u, so its u [erg / g] = InternalEnergies x (U_L / U_t)^2 x a^-2. The unit attributes of
+the file (``UnitLength_in_cm`` ... in ``Header`` or ``Parameters``; SWIFT's ``Units`` group) are used when
+the config leaves the unit null, and must agree with the config's unit when both are given. Where a dataset
 carries its own scaling attributes (``a_scaling``, ``h_scaling``, ``length_scaling``, ``mass_scaling``,
-``velocity_scaling``, ``to_cgs``; SWIFT's ``a-scale exponent`` ... ``Conversion factor to CGS``), they
-are checked against the conversion above. Every error names the file and the dataset or attribute.
+``velocity_scaling``, ``to_cgs``; SWIFT's ``a-scale exponent`` ... ``Conversion factor to CGS``), the h
+and unit exponents and the cgs factor are checked against the conversion above, and the power of a is the
+one the dataset declares (physical = stored x a^exponent; 0 where SWIFT flags ``Value stored as
+physical``), provided the quantity can have it: 1 for lengths, 0 for masses, -3 for densities, 0
+(physical) or -2 (comoving) for the internal energy. Without the attribute the layout's convention holds.
 
 Gas thermodynamics (PHYSICS.md sections 0 and 6), from x_e = ElectronAbundance = n_e / n_H and the
 hydrogen mass fraction X: mu = 4 / (1 + 3X + 4X x_e), T = (gamma - 1) u mu m_p / k_B (gamma = 5/3),
@@ -184,7 +188,7 @@ GROUP_CATALOG_KEYS = ("layout", "group_catalog", "length_unit_cm", "mass_unit_g"
 # Layouts: dataset names, header attributes, unit conventions
 # --------------------------------------------------------------------------------------------------
 #: Dimensions of each quantity: exponents of (a, h, length unit, mass unit, velocity unit) in the
-#: Gadget convention (SWIFT: the same without h).
+#: Gadget convention (SWIFT: the same without h, and a comoving internal energy, U_COMOVING_A_EXPONENT).
 DIMENSIONS: dict[str, tuple[int, int, int, int, int]] = {
     "pos": (1, -1, 1, 0, 0),
     "mass": (0, -1, 0, 1, 0),
@@ -196,8 +200,15 @@ DIMENSIONS: dict[str, tuple[int, int, int, int, int]] = {
     "group_m200m": (0, -1, 0, 1, 0),
     "group_r200m": (1, -1, 1, 0, 0),
 }
+#: a-scale exponent of a comoving internal energy (SWIFT stores a^(3 (gamma - 1)) u): its values times a^-2 are physical
+U_COMOVING_A_EXPONENT = -3.0 * (GAMMA_ADIABATIC - 1.0)
 #: Support radius H over SWIFT's smoothing length h for the Wendland C2 kernel in 3D (SWIFT writes h = H / gamma_K)
 WENDLAND_C2_GAMMA_K = 1.936492
+
+
+def _a_exponents(quantity: str) -> tuple[float, ...]:
+    """The a-scale exponents a dataset of ``quantity`` may declare: its DIMENSIONS one; u physical (0) or comoving."""
+    return (0.0, U_COMOVING_A_EXPONENT) if quantity == "u" else (float(DIMENSIONS[quantity][0]),)
 
 
 @dataclass(frozen=True)
@@ -208,8 +219,10 @@ class Layout:
     # header quantity -> candidate attribute locations "group/attr", first found wins
     attrs: dict
     # names of the per-dataset scaling attributes: exponents of (a, h, L, M, V) and the cgs factor
-    scaling_attrs: tuple | None
+    scaling_attrs: tuple
+    u_a_exponent: float  # a-scale exponent of the internal energy where the dataset does not declare one
     hsml_factor: float  # kernel support radius over the file's smoothing length (SnapshotConfig.hsml_factor null)
+    physical_flag: str | None = None  # dataset attribute whose value 1 marks values stored physical
 
 
 GADGET = Layout(
@@ -238,6 +251,7 @@ GADGET = Layout(
         "velocity": ["Header/UnitVelocity_in_cm_per_s", "Parameters/UnitVelocity_in_cm_per_s"],
     },
     scaling_attrs=("a_scaling", "h_scaling", "length_scaling", "mass_scaling", "velocity_scaling", "to_cgs"),
+    u_a_exponent=0.0,  # Gadget's InternalEnergy is physical
     hsml_factor=1.0,  # Gadget's and AREPO's smoothing length is the support radius
 )
 
@@ -274,7 +288,9 @@ SWIFT = Layout(
         "U_t exponent",
         "Conversion factor to CGS (not including cosmological corrections)",
     ),
+    u_a_exponent=U_COMOVING_A_EXPONENT,
     hsml_factor=WENDLAND_C2_GAMMA_K,
+    physical_flag="Value stored as physical",
 )
 
 LAYOUT = {"gadget": GADGET, "swift": SWIFT}
@@ -444,10 +460,9 @@ class _Files:
             raise SnapshotError(f"{h0.path}: {self.layout.attrs['h'][0]} = {h0.h} must be positive")
         self.units = self._resolve_units()
         self.a, self.z, self.h = h0.a, h0.z, h0.h
-        h = self.h if self.layout.h_scaled else 1.0
-        #: physical Mpc per internal length unit (a / h included), Msun per internal mass unit (1 / h included)
-        self.length_Mpc = self.units.length_cm / MPC_CM * self.a / h
-        self.mass_Msun = self.units.mass_g / MSUN_G / h
+        #: physical Mpc per comoving internal length unit (a / h included), Msun per internal mass unit (1 / h included)
+        self.length_Mpc = self.factor("pos", 1.0)
+        self.mass_Msun = self.factor("mass", 0.0)
         self.box_Mpc = h0.box * self.length_Mpc
 
     def _resolve_units(self) -> Units:
@@ -490,39 +505,56 @@ class _Files:
                     f"cosmology to the simulation's (the maps are normalised by its mean densities)"
                 )
 
-    def dataset_factor(self, quantity: str) -> float:
-        """Internal value -> physical Msun / Mpc / erg g^-1 (see the module docstring)."""
-        if quantity in ("pos", "hsml", "group_pos", "group_r200m"):
-            return self.length_Mpc
-        if quantity in ("mass", "group_m200m"):
-            return self.mass_Msun
-        if quantity == "density":
-            return self.mass_Msun / self.length_Mpc**3
-        if quantity == "u":
-            return self.units.velocity_cm_s**2
-        return 1.0
+    def factor(self, quantity: str, a_exponent: float) -> float:
+        """Internal value -> physical Msun, Mpc, erg/g: a^a_exponent times the h and unit powers of DIMENSIONS."""
+        _, eh, el, em, ev = DIMENSIONS[quantity]
+        h = self.h if self.layout.h_scaled else 1.0
+        L, M, V = self.units.length_cm / MPC_CM, self.units.mass_g / MSUN_G, self.units.velocity_cm_s
+        return self.a**a_exponent * h**eh * L**el * M**em * V**ev
 
-    def check_dataset(self, path: Path, dset, name: str, quantity: str, n_expected: int, shape_tail: tuple) -> None:
-        """Length, shape and (where present) the scaling attributes of one dataset."""
+    def check_dataset(self, path: Path, dset, name: str, quantity: str, n_expected: int, shape_tail: tuple) -> float:
+        """Check the length, shape and scaling attributes of one dataset; return the factor that makes it physical."""
         if dset.shape[0] != n_expected or tuple(dset.shape[1:]) != shape_tail:
             raise SnapshotError(
                 f"{path}: dataset {name} has shape {dset.shape}, expected {(n_expected, *shape_tail)} from the header counts"
             )
-        names = self.layout.scaling_attrs
-        attrs = dset.attrs
-        if not names or not all(k in attrs for k in names[:5]):
+        self._check_unit_exponents(path, dset, name, quantity)
+        return self.factor(quantity, self._a_exponent(path, dset, name, quantity))
+
+    def _a_exponent(self, path: Path, dset, name: str, quantity: str) -> float:
+        """The power of a that makes the dataset physical.
+
+        0 for values flagged as stored physical, else the exponent the dataset declares (an error unless the
+        quantity can have it), else the layout's convention.
+        """
+        flag, key = self.layout.physical_flag, self.layout.scaling_attrs[0]
+        if flag and flag in dset.attrs and _scalar(dset.attrs[flag]) == 1:
+            return 0.0
+        allowed = _a_exponents(quantity)
+        if key not in dset.attrs:
+            return self.layout.u_a_exponent if quantity == "u" else allowed[0]
+        e = _scalar(dset.attrs[key])
+        if not np.any(np.isclose(e, allowed)):
+            expected = " or ".join(f"{x:g}" for x in allowed)
+            raise SnapshotError(
+                f"{path}: dataset {name} has attribute {key} = {e:g}, expected {expected} for {quantity} "
+                f"(physical = stored x a^exponent)"
+            )
+        return e
+
+    def _check_unit_exponents(self, path: Path, dset, name: str, quantity: str) -> None:
+        """Where a dataset declares them, its h and unit exponents and cgs factor must be those of DIMENSIONS."""
+        names, attrs = self.layout.scaling_attrs, dset.attrs
+        if not all(k in attrs for k in names[1:5]):
             return
-        ea, eh, el, em, ev = DIMENSIONS[quantity]
-        if self.layout.name == "gadget":
-            expected = (ea, eh, el, em, ev)
-        else:
-            expected = (ea, 0, el + ev, em, -ev)  # SWIFT: U_L, U_M, U_t exponents
-        got = tuple(_scalar(attrs[k]) for k in names[:5])
-        for k, g, e in zip(names[:5], got, expected):
+        _, eh, el, em, ev = DIMENSIONS[quantity]
+        expected = (eh, el, em, ev) if self.layout.name == "gadget" else (0, el + ev, em, -ev)  # SWIFT: U_L, U_M, U_t
+        for k, e in zip(names[1:5], expected):
+            g = _scalar(attrs[k])
             if not np.isclose(g, e):
                 raise SnapshotError(
                     f"{path}: dataset {name} has attribute {k} = {g:g}, expected {e:g} for {quantity} "
-                    f"(units {dict(zip(names[:5], expected))})"
+                    f"(units {dict(zip(names[1:5], expected))})"
                 )
         if names[5] in attrs:
             cgs = _scalar(attrs[names[5]])
@@ -574,8 +606,8 @@ def read_group_catalog(
                 name = names[q]
                 if name not in f:
                     raise SnapshotError(f"{hd.path}: missing dataset {name} (Header/Ngroups_ThisFile = {n})")
-                files.check_dataset(hd.path, f[name], name, q, n, shape_tail)
-                cols[q].append(np.asarray(f[name][...], dtype=np.float64) * files.dataset_factor(q))
+                factor = files.check_dataset(hd.path, f[name], name, q, n, shape_tail)
+                cols[q].append(np.asarray(f[name][...], dtype=np.float64) * factor)
     if not cols["group_pos"]:
         raise SnapshotError(f"{pattern}: the group catalogue holds no groups")
     pos = np.concatenate(cols["group_pos"]).reshape(-1, 3)
@@ -683,12 +715,12 @@ class Snapshot(_Files):
                 if pt not in f:
                     raise SnapshotError(f"{hd.path}: missing group {pt} (Header/NumPart_ThisFile[{ptype}] = {n})")
                 grp = f[pt]
-                dsets = {}
+                dsets, factors = {}, {}
                 for q in ("pos", *quantities):
                     name = names[q]
                     if name is not None and name in grp:
                         tail = (3,) if q == "pos" else ()
-                        self.check_dataset(hd.path, grp[name], f"{pt}/{name}", q, n, tail)
+                        factors[q] = self.check_dataset(hd.path, grp[name], f"{pt}/{name}", q, n, tail)
                         dsets[q] = grp[name]
                     elif q == "pos":
                         raise SnapshotError(f"{hd.path}: missing dataset {pt}/{name} (Header/NumPart_ThisFile[{ptype}] = {n})")
@@ -702,7 +734,7 @@ class Snapshot(_Files):
                         missing.setdefault(q, hd.path)
                 for start in range(0, n, cfg.read_chunk):
                     stop = min(n, start + cfg.read_chunk)
-                    pos = np.asarray(dsets["pos"][start:stop], dtype=np.float64) * self.length_Mpc
+                    pos = np.asarray(dsets["pos"][start:stop], dtype=np.float64) * factors["pos"]
                     if cfg.periodic:
                         pos = self._wrap(pos)
                     d, _ = tree.query(pos, k=1, distance_upper_bound=radius)
@@ -712,7 +744,7 @@ class Snapshot(_Files):
                     out["pos"].append(pos[sel])
                     for q in quantities:
                         if q in dsets:
-                            v = np.asarray(dsets[q][start:stop], dtype=np.float64)[sel] * self.dataset_factor(q)
+                            v = np.asarray(dsets[q][start:stop], dtype=np.float64)[sel] * factors[q]
                         elif q == "mass":
                             v = np.full(sel.size, hd.mass_table[ptype] * self.mass_Msun)
                         else:
