@@ -404,6 +404,72 @@ def test_swift_layout_reads_the_same_halo(snap, tmp_path):
         read_group_catalog(tmp_path / "swift.hdf5", cfg)
 
 
+# ------------------------------------------------------------------------------------------------ bad content
+#: case -> (file kind, dataset or attribute group, row or attribute name, value written over it, words of the error)
+CORRUPTED = {
+    "coordinates far outside the box": ("gadget", "PartType1/Coordinates", (17, 0), 1.2e247,
+                                        "value 1.2e+247 at row 17, column 0 outside [0, BoxSize="),
+    "NaN density": ("gadget", "PartType0/Density", 5, np.nan, "value nan at row 5; expected finite values > 0"),
+    "negative mass": ("gadget", "PartType1/Masses", 3, -2.0, "value -2 at row 3; expected finite values > 0"),
+    "infinite internal energy": ("gadget", "PartType0/InternalEnergy", 7, np.inf, "value inf at row 7"),
+    "negative electron abundance": ("gadget", "PartType0/ElectronAbundance", 0, -0.1,
+                                    "value -0.1 at row 0; expected finite values >= 0"),
+    "group centre outside the box": ("group", "Group/GroupPos", (0, 2), -50.0,
+                                     "value -50 at row 0, column 2 outside [0, BoxSize="),
+    "short NumPart_Total_HighWord": ("gadget", "Header", "NumPart_Total_HighWord", np.zeros(5, np.uint32),
+                                     "Header/NumPart_Total has 6, Header/NumPart_Total_HighWord has 5"),
+    "long MassTable": ("gadget", "Header", "MassTable", np.zeros(7), "Header/MassTable has 7"),
+    "swift u with an impossible a-scale exponent": ("swift", "PartType0/InternalEnergies", "a-scale exponent", [1.0],
+                                                    "a-scale exponent = 1, expected 0 or -2"),
+}  # fmt: skip
+
+
+def _overwrite(path, where, index, value):
+    with h5py.File(path, "r+") as f:
+        if isinstance(index, str):
+            f[where].attrs[index] = value
+        else:
+            f[where][index] = value
+
+
+@pytest.mark.parametrize("case", [*CORRUPTED, "swift comoving fields at a = 0.8"])
+def test_snapshot_content_checked_and_swift_conventions_converted(tmp_path, case):
+    """Bad values and header arrays are errors naming file, dataset or attribute, and value; SWIFT converts.
+
+    SWIFT's comoving fields are made physical with the exponents the file declares (or as stored physical),
+    and its smoothing lengths h get the Wendland C2 support H = 1.936492 h by default.
+    """
+    centre = np.array([15.0, 15.0, 15.0])
+    parts = halo_parts(centre, n_dm=200, n_gas=300)
+    swift = {"layout": "swift", "missing_electron_abundance": "fully_ionised"}
+    if case in CORRUPTED:
+        kind, where, index, value, words = CORRUPTED[case]
+        if kind == "group":
+            (path,) = write_group_catalog(tmp_path / "fof", [centre], [2e14], [1.2], BOX)
+        elif kind == "swift":
+            path = tmp_path / "swift.hdf5"
+            write_swift(path, parts, BOX)
+        else:
+            (path,) = write_snapshot(tmp_path / "snap", parts, BOX)
+        _overwrite(path, where, index, value)
+        with pytest.raises(SnapshotError) as err:
+            read_group_catalog(path) if kind == "group" else maps_of(path, centre, swift if kind == "swift" else {})
+        msg = str(err.value)
+        assert str(path) in msg and where in msg and words in msg, msg
+        return
+    # gas_fields wrote kT = 5 keV: SWIFT's comoving u = a^2 u must not read as a^2 x 5 keV
+    inside = np.all(np.abs(parts[GAS]["pos"] - centre) <= HALF + CFG["pad_Mpc"], axis=1)
+    for physical in ((), ("InternalEnergies", "Densities")):
+        path = tmp_path / f"swift{len(physical)}.hdf5"
+        write_swift(path, parts, BOX, a=0.8, physical=physical)
+        cl, _ = maps_of(path, centre, swift, fields=("tsz",))
+        np.testing.assert_allclose(cl.gas.temperature_keV, 5.0, rtol=1e-6)
+        np.testing.assert_allclose(np.sort(cl.gas.density), np.sort(parts[GAS]["density"][inside]), rtol=1e-6)
+        np.testing.assert_allclose(np.sort(cl.gas.hsml), np.sort(parts[GAS]["hsml"][inside]), rtol=1e-6)
+    cl, _ = maps_of(path, centre, {**swift, "hsml_factor": 1.0}, fields=("gas",))  # an explicit factor overrides
+    np.testing.assert_allclose(np.sort(cl.gas.hsml), np.sort(parts[GAS]["hsml"][inside]) / 1.936492, rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ workflow
 def test_project_shard_from_a_snapshot(snap, tmp_path):
     from massmaps.shards import project_shard
