@@ -349,25 +349,27 @@ def test_source_combinations_checked():
 
 
 # ------------------------------------------------------------------------------------------------ SWIFT-style
-def write_swift(path, parts, box, a=0.8, h=0.7, with_xe=False):
-    """SWIFT layout: comoving Mpc and 1e10 Msun without h, h = H / gamma in SmoothingLengths."""
+def write_swift(path, parts, box, a=0.8, h=0.7, physical=()):
+    """What SWIFT writes: comoving Mpc and 1e10 Msun without h, h = H / gamma_K in SmoothingLengths, and each
+    dataset's a-scale exponent (comoving InternalEnergies: a^(3 (gamma - 1)) u = a^2 u). ``physical``: datasets
+    written as physical values, flagged "Value stored as physical" = 1 as SWIFT does."""
     UL, UM, Ut = 3.08567758e24, 1.98841e43, 3.08567758e19
+    counts = np.array([len(parts[GAS]["pos"]), len(parts[DM]["pos"]), 0, 0, 0, 0, 0])
     with h5py.File(path, "w") as f:
         hdr = f.create_group("Header")
-        hdr.attrs["BoxSize"] = np.full(3, box / a)
-        hdr.attrs["Scale-factor"] = a
-        hdr.attrs["Redshift"] = 1 / a - 1
-        hdr.attrs["NumPart_ThisFile"] = np.array([len(parts[GAS]["pos"]), len(parts[DM]["pos"]), 0, 0, 0, 0])
-        hdr.attrs["NumPart_Total"] = hdr.attrs["NumPart_ThisFile"]
-        hdr.attrs["MassTable"] = np.zeros(6)
-        hdr.attrs["NumFilesPerSnapshot"] = 1
+        hdr.attrs.update({"BoxSize": np.full(3, box / a), "Scale-factor": [a], "Redshift": [1 / a - 1],
+                          "NumPart_ThisFile": counts, "NumPart_Total": counts, "NumPart_Total_HighWord": 0 * counts,
+                          "MassTable": np.zeros(7), "NumFilesPerSnapshot": [1]})  # fmt: skip
         cosmo = f.create_group("Cosmology")
-        cosmo.attrs.update({"h": h, "Omega_m": 0.3, "Omega_b": 0.045, "Scale-factor": a, "Redshift": 1 / a - 1})
+        cosmo.attrs.update({"h": [h], "Omega_m": [0.3], "Omega_b": [0.045], "Scale-factor": [a],
+                            "Redshift": [1 / a - 1]})  # fmt: skip
         units = f.create_group("Units")
-        units.attrs.update({"Unit length in cgs (U_L)": UL, "Unit mass in cgs (U_M)": UM, "Unit time in cgs (U_t)": Ut})
-        L, M, V = UL / 3.0856776e24 * a, UM / 1.98841e33, UL / Ut
+        units.attrs.update({"Unit length in cgs (U_L)": [UL], "Unit mass in cgs (U_M)": [UM],
+                            "Unit time in cgs (U_t)": [Ut]})  # fmt: skip
+        L, M, V = UL / 3.0856776e24, UM / 1.98841e33, UL / Ut  # comoving Mpc, Msun, cm/s per internal unit
+        # (a-scale exponent, U_L, U_M, U_t exponents) of each dataset, as SWIFT writes them
         dims = {"Coordinates": (1, 1, 0, 0), "Masses": (0, 0, 1, 0), "Densities": (-3, -3, 1, 0),
-                "InternalEnergies": (0, 2, 0, -2), "SmoothingLengths": (1, 1, 0, 0)}  # fmt: skip
+                "InternalEnergies": (-2, 2, 0, -2), "SmoothingLengths": (1, 1, 0, 0)}  # fmt: skip
         for t, p in parts.items():
             g = f.create_group(f"PartType{t}")
             data = {"Coordinates": p["pos"] / L, "Masses": p["mass"] / M}
@@ -375,11 +377,14 @@ def write_swift(path, parts, box, a=0.8, h=0.7, with_xe=False):
                 data |= {"Densities": p["density"] / (M / L**3), "InternalEnergies": p["u"] / V**2,
                          "SmoothingLengths": p["hsml"] / L / 1.936492}  # fmt: skip
             for name, v in data.items():
-                d = g.create_dataset(name, data=v)
                 ea, el, em, et = dims[name]
-                d.attrs.update({"a-scale exponent": float(ea), "h-scale exponent": 0.0, "U_L exponent": float(el),
-                                "U_M exponent": float(em), "U_t exponent": float(et),
-                                "Conversion factor to CGS (not including cosmological corrections)": UL**el * UM**em * Ut**et})  # fmt: skip
+                stored_physical = name in physical
+                d = g.create_dataset(name, data=v if stored_physical else v / a**ea)
+                cgs = UL**el * UM**em * Ut**et
+                d.attrs.update({"a-scale exponent": [float(ea)], "h-scale exponent": [0.0], "U_L exponent": [float(el)],
+                                "U_M exponent": [float(em)], "U_t exponent": [float(et)],
+                                "Conversion factor to CGS (not including cosmological corrections)": [cgs],
+                                "Value stored as physical": [int(stored_physical)]})  # fmt: skip
 
 
 def test_swift_layout_reads_the_same_halo(snap, tmp_path):
@@ -387,7 +392,7 @@ def test_swift_layout_reads_the_same_halo(snap, tmp_path):
     # the same physical particles at the same redshift, written the SWIFT way
     z = 0.25
     write_swift(tmp_path / "swift.hdf5", parts, BOX, a=1 / (1 + z))
-    cfg = {"layout": "swift", "hsml_factor": 1.936492}
+    cfg = {"layout": "swift"}  # the default hsml_factor turns SWIFT's h into the Wendland C2 support radius
     with pytest.raises(SnapshotError, match="missing dataset PartType0/ElectronAbundance"):
         maps_of(tmp_path / "swift.hdf5", centre, cfg)
     cl_s, m_s = maps_of(tmp_path / "swift.hdf5", centre, {**cfg, "missing_electron_abundance": "fully_ionised"})
@@ -397,6 +402,72 @@ def test_swift_layout_reads_the_same_halo(snap, tmp_path):
         np.testing.assert_allclose(m_s[f], m_g[f], rtol=1e-5, atol=1e-9 * m_g[f].max(), err_msg=f)
     with pytest.raises(SnapshotError, match="no group catalogue"):
         read_group_catalog(tmp_path / "swift.hdf5", cfg)
+
+
+# ------------------------------------------------------------------------------------------------ bad content
+#: case -> (file kind, dataset or attribute group, row or attribute name, value written over it, words of the error)
+CORRUPTED = {
+    "coordinates far outside the box": ("gadget", "PartType1/Coordinates", (17, 0), 1.2e247,
+                                        "value 1.2e+247 at row 17, column 0 outside [0, BoxSize="),
+    "NaN density": ("gadget", "PartType0/Density", 5, np.nan, "value nan at row 5; expected finite values > 0"),
+    "negative mass": ("gadget", "PartType1/Masses", 3, -2.0, "value -2 at row 3; expected finite values > 0"),
+    "infinite internal energy": ("gadget", "PartType0/InternalEnergy", 7, np.inf, "value inf at row 7"),
+    "negative electron abundance": ("gadget", "PartType0/ElectronAbundance", 0, -0.1,
+                                    "value -0.1 at row 0; expected finite values >= 0"),
+    "group centre outside the box": ("group", "Group/GroupPos", (0, 2), -50.0,
+                                     "value -50 at row 0, column 2 outside [0, BoxSize="),
+    "short NumPart_Total_HighWord": ("gadget", "Header", "NumPart_Total_HighWord", np.zeros(5, np.uint32),
+                                     "Header/NumPart_Total has 6, Header/NumPart_Total_HighWord has 5"),
+    "long MassTable": ("gadget", "Header", "MassTable", np.zeros(7), "Header/MassTable has 7"),
+    "swift u with an impossible a-scale exponent": ("swift", "PartType0/InternalEnergies", "a-scale exponent", [1.0],
+                                                    "a-scale exponent = 1, expected 0 or -2"),
+}  # fmt: skip
+
+
+def _overwrite(path, where, index, value):
+    with h5py.File(path, "r+") as f:
+        if isinstance(index, str):
+            f[where].attrs[index] = value
+        else:
+            f[where][index] = value
+
+
+@pytest.mark.parametrize("case", [*CORRUPTED, "swift comoving fields at a = 0.8"])
+def test_snapshot_content_checked_and_swift_conventions_converted(tmp_path, case):
+    """Bad values and header arrays are errors naming file, dataset or attribute, and value; SWIFT converts.
+
+    SWIFT's comoving fields are made physical with the exponents the file declares (or as stored physical),
+    and its smoothing lengths h get the Wendland C2 support H = 1.936492 h by default.
+    """
+    centre = np.array([15.0, 15.0, 15.0])
+    parts = halo_parts(centre, n_dm=200, n_gas=300)
+    swift = {"layout": "swift", "missing_electron_abundance": "fully_ionised"}
+    if case in CORRUPTED:
+        kind, where, index, value, words = CORRUPTED[case]
+        if kind == "group":
+            (path,) = write_group_catalog(tmp_path / "fof", [centre], [2e14], [1.2], BOX)
+        elif kind == "swift":
+            path = tmp_path / "swift.hdf5"
+            write_swift(path, parts, BOX)
+        else:
+            (path,) = write_snapshot(tmp_path / "snap", parts, BOX)
+        _overwrite(path, where, index, value)
+        with pytest.raises(SnapshotError) as err:
+            read_group_catalog(path) if kind == "group" else maps_of(path, centre, swift if kind == "swift" else {})
+        msg = str(err.value)
+        assert str(path) in msg and where in msg and words in msg, msg
+        return
+    # gas_fields wrote kT = 5 keV: SWIFT's comoving u = a^2 u must not read as a^2 x 5 keV
+    inside = np.all(np.abs(parts[GAS]["pos"] - centre) <= HALF + CFG["pad_Mpc"], axis=1)
+    for physical in ((), ("InternalEnergies", "Densities")):
+        path = tmp_path / f"swift{len(physical)}.hdf5"
+        write_swift(path, parts, BOX, a=0.8, physical=physical)
+        cl, _ = maps_of(path, centre, swift, fields=("tsz",))
+        np.testing.assert_allclose(cl.gas.temperature_keV, 5.0, rtol=1e-6)
+        np.testing.assert_allclose(np.sort(cl.gas.density), np.sort(parts[GAS]["density"][inside]), rtol=1e-6)
+        np.testing.assert_allclose(np.sort(cl.gas.hsml), np.sort(parts[GAS]["hsml"][inside]), rtol=1e-6)
+    cl, _ = maps_of(path, centre, {**swift, "hsml_factor": 1.0}, fields=("gas",))  # an explicit factor overrides
+    np.testing.assert_allclose(np.sort(cl.gas.hsml), np.sort(parts[GAS]["hsml"][inside]) / 1.936492, rtol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ workflow

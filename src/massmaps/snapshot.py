@@ -24,20 +24,30 @@ energy per unit mass in ``UnitVelocity_in_cm_per_s ** 2`` (physical). With ``a =
 * u [erg / g] = InternalEnergy x UnitVelocity_in_cm_per_s^2.
 
 ``layout: swift`` reads SWIFT's names (``Densities``, ``InternalEnergies``, ``SmoothingLengths``), its
-``Units`` and ``Cosmology`` groups, and has no factors of h. The unit attributes of the file
-(``UnitLength_in_cm`` ... in ``Header`` or ``Parameters``; SWIFT's ``Units`` group) are used when the
-config leaves the unit null, and must agree with the config's unit when both are given. Where a dataset
+``Units`` and ``Cosmology`` groups, and has no factors of h. SWIFT stores the comoving internal energy
+a^(3 (gamma - 1)) u, so its u [erg / g] = InternalEnergies x (U_L / U_t)^2 x a^-2. The unit attributes of
+the file (``UnitLength_in_cm`` ... in ``Header`` or ``Parameters``; SWIFT's ``Units`` group) are used when
+the config leaves the unit null, and must agree with the config's unit when both are given. Where a dataset
 carries its own scaling attributes (``a_scaling``, ``h_scaling``, ``length_scaling``, ``mass_scaling``,
-``velocity_scaling``, ``to_cgs``; SWIFT's ``a-scale exponent`` ... ``Conversion factor to CGS``), they
-are checked against the conversion above. Every error names the file and the dataset or attribute.
+``velocity_scaling``, ``to_cgs``; SWIFT's ``a-scale exponent`` ... ``Conversion factor to CGS``), the h
+and unit exponents and the cgs factor are checked against the conversion above, and the power of a is the
+one the dataset declares (physical = stored x a^exponent; 0 where SWIFT flags ``Value stored as
+physical``), provided the quantity can have it: 1 for lengths, 0 for masses, -3 for densities, 0
+(physical) or -2 (comoving) for the internal energy. Without the attribute the layout's convention holds.
 
-Gas thermodynamics (PHYSICS.md sections 0 and 6), from x_e = ElectronAbundance = n_e / n_H and the
-hydrogen mass fraction X: mu = 4 / (1 + 3X + 4X x_e), T = (gamma - 1) u mu m_p / k_B (gamma = 5/3),
-n_e = x_e X rho / m_p, P_e = n_e k T, and l_bol = 1.4e-27 g_ff T^1/2 n_e (n_H + 4 n_He) with
-n_H + 4 n_He = rho / m_p.
+Every value read is checked: finite, positions (``Coordinates``, ``GroupPos``) inside [0, BoxSize],
+masses, densities, smoothing lengths and internal energies > 0, electron abundances and the group masses
+and radii >= 0; the header's per-type arrays (``NumPart_ThisFile``, ``NumPart_Total``,
+``NumPart_Total_HighWord``, ``MassTable``) of one length, finite and >= 0. Every error names the file and
+the dataset or attribute (and the row and value).
+
+Gas thermodynamics, from x_e = ElectronAbundance = n_e / n_H and the hydrogen mass fraction X:
+mu = 4 / (1 + 3X + 4X x_e), T = (gamma - 1) u mu m_p / k_B (gamma = 5/3), n_e = x_e X rho / m_p,
+P_e = n_e k T, and l_bol = 1.4e-27 g_ff T^1/2 n_e (n_H + 4 n_He) with n_H + 4 n_He = rho / m_p.
 
 Smoothing: gas uses the file's ``SmoothingLength`` times ``hsml_factor`` as the Wendland C2 support radius
-where present (Gadget's ``Hsml`` is the support radius; SWIFT writes h = H / gamma_kernel), else the
+where present (null: the layout's, 1 for Gadget, whose ``Hsml`` is the support radius, and 1.936492 for
+SWIFT, which writes h = H / gamma_K with gamma_K = 1.936492 for its Wendland C2 kernel in 3D), else the
 distance to the ``n_ngb``-th gas neighbour; gas densities come from ``Density`` where present, else the
 SPH sum. Dark matter always gets its smoothing lengths from its ``n_ngb`` neighbours. Stars and black
 holes (types 4, 5) are not read. The neighbour search runs on the particles within ``pad_Mpc`` of the
@@ -109,7 +119,7 @@ class SnapshotConfig:
     n_ngb: int = 64
     sph_workers: int = 2
     use_file_hsml: bool = True
-    hsml_factor: float = 1.0
+    hsml_factor: float | None = None  # null: the layout's (Layout.hsml_factor)
     hydrogen_fraction: float = 0.76
     missing_electron_abundance: str = "error"
     g_ff: float = 1.2
@@ -122,8 +132,10 @@ class SnapshotConfig:
             raise ValueError(
                 f"missing_electron_abundance must be one of {ELECTRON_POLICIES}, got {self.missing_electron_abundance!r}"
             )
-        if self.n_ngb < 2 or self.read_chunk < 1 or self.pad_Mpc < 0 or self.hsml_factor <= 0:
-            raise ValueError("need n_ngb >= 2, read_chunk >= 1, pad_Mpc >= 0 and hsml_factor > 0")
+        if self.n_ngb < 2 or self.read_chunk < 1 or self.pad_Mpc < 0:
+            raise ValueError("need n_ngb >= 2, read_chunk >= 1 and pad_Mpc >= 0")
+        if not (self.hsml_factor is None or self.hsml_factor > 0):
+            raise ValueError(f"hsml_factor must be positive or null (the layout's), got {self.hsml_factor!r}")
         if not 0 < self.hydrogen_fraction <= 1:
             raise ValueError(f"hydrogen_fraction must be in (0, 1], got {self.hydrogen_fraction}")
         for name in ("length_unit_cm", "mass_unit_g", "velocity_unit_cm_s"):
@@ -142,6 +154,11 @@ class SnapshotConfig:
     @classmethod
     def coerce(cls, cfg: "SnapshotConfig | Mapping | None") -> "SnapshotConfig":
         return cfg if isinstance(cfg, cls) else cls.from_mapping(cfg)
+
+    @property
+    def support_factor(self) -> float:
+        """Kernel support radius over the file's smoothing length: ``hsml_factor``, or the layout's where null."""
+        return LAYOUT[self.layout].hsml_factor if self.hsml_factor is None else self.hsml_factor
 
 
 def check_sources(catalog: Mapping, particles: Mapping) -> None:
@@ -176,7 +193,7 @@ GROUP_CATALOG_KEYS = ("layout", "group_catalog", "length_unit_cm", "mass_unit_g"
 # Layouts: dataset names, header attributes, unit conventions
 # --------------------------------------------------------------------------------------------------
 #: Dimensions of each quantity: exponents of (a, h, length unit, mass unit, velocity unit) in the
-#: Gadget convention (SWIFT: the same without h).
+#: Gadget convention (SWIFT: the same without h, and a comoving internal energy, U_COMOVING_A_EXPONENT).
 DIMENSIONS: dict[str, tuple[int, int, int, int, int]] = {
     "pos": (1, -1, 1, 0, 0),
     "mass": (0, -1, 0, 1, 0),
@@ -188,6 +205,20 @@ DIMENSIONS: dict[str, tuple[int, int, int, int, int]] = {
     "group_m200m": (0, -1, 0, 1, 0),
     "group_r200m": (1, -1, 1, 0, 0),
 }
+#: a-scale exponent of a comoving internal energy (SWIFT stores a^(3 (gamma - 1)) u): its values times a^-2 are physical
+U_COMOVING_A_EXPONENT = -3.0 * (GAMMA_ADIABATIC - 1.0)
+#: Support radius H over SWIFT's smoothing length h for the Wendland C2 kernel in 3D (SWIFT writes h = H / gamma_K)
+WENDLAND_C2_GAMMA_K = 1.936492
+#: What the values of each quantity must be besides finite: "box" (inside [0, BoxSize]), "> 0" or ">= 0"
+VALID = {"pos": "box", "group_pos": "box", "mass": "> 0", "density": "> 0", "hsml": "> 0", "u": "> 0", "x_e": ">= 0",
+         "group_m200m": ">= 0", "group_r200m": ">= 0"}  # fmt: skip
+#: Slack of the box check relative to BoxSize (positions wrapped and rounded in single precision)
+BOX_TOLERANCE = 1e-4
+
+
+def _a_exponents(quantity: str) -> tuple[float, ...]:
+    """The a-scale exponents a dataset of ``quantity`` may declare: its DIMENSIONS one; u physical (0) or comoving."""
+    return (0.0, U_COMOVING_A_EXPONENT) if quantity == "u" else (float(DIMENSIONS[quantity][0]),)
 
 
 @dataclass(frozen=True)
@@ -198,7 +229,10 @@ class Layout:
     # header quantity -> candidate attribute locations "group/attr", first found wins
     attrs: dict
     # names of the per-dataset scaling attributes: exponents of (a, h, L, M, V) and the cgs factor
-    scaling_attrs: tuple | None
+    scaling_attrs: tuple
+    u_a_exponent: float  # a-scale exponent of the internal energy where the dataset does not declare one
+    hsml_factor: float  # kernel support radius over the file's smoothing length (SnapshotConfig.hsml_factor null)
+    physical_flag: str | None = None  # dataset attribute whose value 1 marks values stored physical
 
 
 GADGET = Layout(
@@ -227,6 +261,8 @@ GADGET = Layout(
         "velocity": ["Header/UnitVelocity_in_cm_per_s", "Parameters/UnitVelocity_in_cm_per_s"],
     },
     scaling_attrs=("a_scaling", "h_scaling", "length_scaling", "mass_scaling", "velocity_scaling", "to_cgs"),
+    u_a_exponent=0.0,  # Gadget's InternalEnergy is physical
+    hsml_factor=1.0,  # Gadget's and AREPO's smoothing length is the support radius
 )
 
 SWIFT = Layout(
@@ -262,6 +298,9 @@ SWIFT = Layout(
         "U_t exponent",
         "Conversion factor to CGS (not including cosmological corrections)",
     ),
+    u_a_exponent=U_COMOVING_A_EXPONENT,
+    hsml_factor=WENDLAND_C2_GAMMA_K,
+    physical_flag="Value stored as physical",
 )
 
 LAYOUT = {"gadget": GADGET, "swift": SWIFT}
@@ -279,6 +318,44 @@ def _find_attr(f, locations: Sequence[str]):
         if group in f and attr in f[group].attrs:
             return f[group].attrs[attr], loc
     return None, None
+
+
+def _check_values(path, name: str, quantity: str, values: np.ndarray, box: np.ndarray, first_row: int = 0) -> None:
+    """Raise naming file, dataset, row and value unless every value is finite and in the range VALID gives.
+
+    ``values``: rows of the dataset as stored, from ``first_row`` on; ``box``: the header's BoxSize (per axis).
+    """
+    v = values.reshape(len(values), -1)
+    rule = VALID[quantity]
+    if rule == "box":
+        ok = (v >= -BOX_TOLERANCE * box) & (v <= (1 + BOX_TOLERANCE) * box)
+    else:
+        ok = v > 0 if rule == "> 0" else v >= 0
+    bad = np.argwhere(~(ok & np.isfinite(v)))
+    if bad.size == 0:
+        return
+    row, col = bad[0]
+    where = f"row {first_row + row}" + (f", column {col}" if v.shape[1] > 1 else "")
+    if rule == "box":
+        expected = f" outside [0, BoxSize={box[col]:g}]; expected finite positions inside the box"
+    else:
+        expected = f"; expected finite values {rule}"
+    raise SnapshotError(f"{path}: dataset {name}: value {v[row, col]:.6g} at {where}{expected}")
+
+
+def _type_arrays(path, hdr, names: Sequence[str]) -> dict:
+    """The header's per-type arrays ``names`` that are present, as floats: of one length, finite and >= 0."""
+    arrays = {k: np.asarray(hdr[k], dtype=float).reshape(-1) for k in names if k in hdr}
+    if len({a.size for a in arrays.values()}) > 1:
+        sizes = ", ".join(f"Header/{k} has {a.size}" for k, a in arrays.items())
+        raise SnapshotError(
+            f"{path}: header arrays of different lengths ({sizes}); expected one entry per particle type in each"
+        )
+    for k, a in arrays.items():
+        bad = np.flatnonzero(~(np.isfinite(a) & (a >= 0)))
+        if bad.size:
+            raise SnapshotError(f"{path}: attribute Header/{k}[{bad[0]}] = {a[bad[0]]:g}; expected finite values >= 0")
+    return arrays
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,8 +424,11 @@ def _read_header(path: Path, layout: Layout, kind: str) -> FileHeader:
                 raise SnapshotError(f"{path}: missing header attribute {' or '.join(layout.attrs[q])}")
             return v, loc
 
-        box = np.asarray(need("box")[0], dtype=float).reshape(-1)
+        box, box_loc = need("box")
+        box = np.asarray(box, dtype=float).reshape(-1)
         box = np.repeat(box, 3) if box.size == 1 else box
+        if box.size != 3 or not np.all(np.isfinite(box) & (box > 0)):
+            raise SnapshotError(f"{path}: attribute {box_loc} = {box.tolist()}; expected one or three finite sizes > 0")
         a, z = _scalar(need("a")[0]), _scalar(need("z")[0])
         if layout.h_scaled:
             hv, h_loc = need("h")
@@ -372,24 +452,20 @@ def _read_header(path: Path, layout: Layout, kind: str) -> FileHeader:
                 None if t is None or units["length"] is None else (units["length"][0] / _scalar(t), f"{units['length'][1]} / {tloc}")
             )
         if kind == "snapshot":
-            keys = ("NumPart_ThisFile", "NumPart_Total", "NumFilesPerSnapshot")
+            keys = ("NumPart_ThisFile", "NumPart_Total", "NumFilesPerSnapshot", "MassTable")
+            per_type = ("NumPart_ThisFile", "NumPart_Total", "NumPart_Total_HighWord", "MassTable")
         else:
             keys = ("Ngroups_ThisFile", "Ngroups_Total", "NumFiles")
+            per_type = keys[:2]
         for k in keys:
             if k not in hdr:
                 raise SnapshotError(f"{path}: missing header attribute Header/{k}")
-        counts = np.asarray(hdr[keys[0]], dtype=np.int64).reshape(-1)
-        total = np.asarray(hdr[keys[1]], dtype=np.int64).reshape(-1)
-        high = "NumPart_Total_HighWord" if kind == "snapshot" else None
-        if high and high in hdr:
-            total = total + (np.asarray(hdr[high], dtype=np.int64).reshape(-1) << 32)
+        arrays = _type_arrays(path, hdr, per_type)
+        counts = arrays[keys[0]].astype(np.int64)
+        high = arrays.get("NumPart_Total_HighWord", np.zeros_like(arrays[keys[1]]))
+        total = (arrays[keys[1]] + high * 2.0**32).astype(np.int64)
         n_files = int(_scalar(hdr[keys[2]]))
-        if kind == "snapshot":
-            if "MassTable" not in hdr:
-                raise SnapshotError(f"{path}: missing header attribute Header/MassTable")
-            mass_table = np.asarray(hdr["MassTable"], dtype=float).reshape(-1)
-        else:
-            mass_table = np.zeros(0)
+        mass_table = arrays.get("MassTable", np.zeros(0))
     return FileHeader(path, box, a, z, h, h_loc, cosmo["Om0"], cosmo["Ob0"], units, counts, total, n_files, mass_table)
 
 
@@ -403,6 +479,7 @@ class _Files:
         self.headers = [_read_header(p, self.layout, kind) for p in self.paths]
         h0 = self.headers[0]
         n_attr = "Header/NumFilesPerSnapshot" if kind == "snapshot" else "Header/NumFiles"
+        this_attr = "Header/NumPart_ThisFile" if kind == "snapshot" else "Header/Ngroups_ThisFile"
         if len(self.paths) != h0.n_files:
             raise SnapshotError(
                 f"{pattern}: matches {len(self.paths)} file(s) but {h0.path} says {n_attr} = {h0.n_files}; "
@@ -414,6 +491,10 @@ class _Files:
                     raise SnapshotError(f"{hd.path}: header {q} = {getattr(hd, q)} differs from {h0.path} ({getattr(h0, q)})")
             if not np.allclose(hd.box, h0.box, rtol=1e-6):
                 raise SnapshotError(f"{hd.path}: BoxSize {hd.box} differs from {h0.path} ({h0.box})")
+            if hd.counts.size != h0.counts.size:
+                raise SnapshotError(
+                    f"{hd.path}: {this_attr} has {hd.counts.size} entries but {h0.path}'s has {h0.counts.size}"
+                )
         found = np.sum([hd.counts for hd in self.headers], axis=0)
         if found.shape != h0.counts_total.shape or np.any(found != h0.counts_total):
             what = "NumPart_Total" if kind == "snapshot" else "Ngroups_Total"
@@ -421,20 +502,20 @@ class _Files:
                 f"{pattern}: the files hold {found.tolist()} but {h0.path} says Header/{what} = {h0.counts_total.tolist()}; "
                 f"a piece of the {'snapshot' if kind == 'snapshot' else 'group catalogue'} is missing"
             )
-        if not (0 < h0.a <= 1.0 + 1e-9) or abs(h0.a - 1.0 / (1.0 + h0.z)) > 1e-4 * h0.a:
+        if not (0 < h0.a <= 1.0 + 1e-9 and abs(h0.a - 1.0 / (1.0 + h0.z)) <= 1e-4 * h0.a):
             a_loc, z_loc = self.layout.attrs["a"][0], self.layout.attrs["z"][0]
             raise SnapshotError(
                 f"{h0.path}: {a_loc} = {h0.a} is not the scale factor 1/(1+z) of {z_loc} = {h0.z} "
                 f"(only cosmological, comoving snapshots are supported)"
             )
-        if not h0.h > 0:
-            raise SnapshotError(f"{h0.path}: {self.layout.attrs['h'][0]} = {h0.h} must be positive")
+        if not (np.isfinite(h0.h) and h0.h > 0):
+            h_loc = h0.h_loc or self.layout.attrs["h"][0]
+            raise SnapshotError(f"{h0.path}: {h_loc} = {h0.h} must be finite and positive")
         self.units = self._resolve_units()
         self.a, self.z, self.h = h0.a, h0.z, h0.h
-        h = self.h if self.layout.h_scaled else 1.0
-        #: physical Mpc per internal length unit (a / h included), Msun per internal mass unit (1 / h included)
-        self.length_Mpc = self.units.length_cm / MPC_CM * self.a / h
-        self.mass_Msun = self.units.mass_g / MSUN_G / h
+        #: physical Mpc per comoving internal length unit (a / h included), Msun per internal mass unit (1 / h included)
+        self.length_Mpc = self.factor("pos", 1.0)
+        self.mass_Msun = self.factor("mass", 0.0)
         self.box_Mpc = h0.box * self.length_Mpc
 
     def _resolve_units(self) -> Units:
@@ -447,6 +528,8 @@ class _Files:
                 if found is None:
                     continue
                 v, loc = found
+                if not (np.isfinite(v) and v > 0):
+                    raise SnapshotError(f"{hd.path}: attribute {loc} = {v:g}; expected a finite unit > 0")
                 if declared is not None and not np.isclose(v, declared, rtol=cfg.unit_rtol, atol=0):
                     raise SnapshotError(
                         f"{hd.path}: attribute {loc} = {v:.6g} disagrees with the configured "
@@ -471,45 +554,62 @@ class _Files:
         if h0.h_loc is not None:
             checks.append(((h0.h, h0.h_loc), params.h, "cosmology.H0 / 100"))
         for found, want, key in checks:
-            if found is not None and found[0] > 0 and abs(found[0] - want) > atol:
+            if found is not None and found[0] != 0 and not abs(found[0] - want) <= atol:  # 0: not given
                 raise SnapshotError(
                     f"{h0.path}: attribute {found[1]} = {found[0]:.6g} but {key} = {want:.6g}; set the config's "
                     f"cosmology to the simulation's (the maps are normalised by its mean densities)"
                 )
 
-    def dataset_factor(self, quantity: str) -> float:
-        """Internal value -> physical Msun / Mpc / erg g^-1 (see the module docstring)."""
-        if quantity in ("pos", "hsml", "group_pos", "group_r200m"):
-            return self.length_Mpc
-        if quantity in ("mass", "group_m200m"):
-            return self.mass_Msun
-        if quantity == "density":
-            return self.mass_Msun / self.length_Mpc**3
-        if quantity == "u":
-            return self.units.velocity_cm_s**2
-        return 1.0
+    def factor(self, quantity: str, a_exponent: float) -> float:
+        """Internal value -> physical Msun, Mpc, erg/g: a^a_exponent times the h and unit powers of DIMENSIONS."""
+        _, eh, el, em, ev = DIMENSIONS[quantity]
+        h = self.h if self.layout.h_scaled else 1.0
+        L, M, V = self.units.length_cm / MPC_CM, self.units.mass_g / MSUN_G, self.units.velocity_cm_s
+        return self.a**a_exponent * h**eh * L**el * M**em * V**ev
 
-    def check_dataset(self, path: Path, dset, name: str, quantity: str, n_expected: int, shape_tail: tuple) -> None:
-        """Length, shape and (where present) the scaling attributes of one dataset."""
+    def check_dataset(self, path: Path, dset, name: str, quantity: str, n_expected: int, shape_tail: tuple) -> float:
+        """Check the length, shape and scaling attributes of one dataset; return the factor that makes it physical."""
         if dset.shape[0] != n_expected or tuple(dset.shape[1:]) != shape_tail:
             raise SnapshotError(
                 f"{path}: dataset {name} has shape {dset.shape}, expected {(n_expected, *shape_tail)} from the header counts"
             )
-        names = self.layout.scaling_attrs
-        attrs = dset.attrs
-        if not names or not all(k in attrs for k in names[:5]):
+        self._check_unit_exponents(path, dset, name, quantity)
+        return self.factor(quantity, self._a_exponent(path, dset, name, quantity))
+
+    def _a_exponent(self, path: Path, dset, name: str, quantity: str) -> float:
+        """The power of a that makes the dataset physical.
+
+        0 for values flagged as stored physical, else the exponent the dataset declares (an error unless the
+        quantity can have it), else the layout's convention.
+        """
+        flag, key = self.layout.physical_flag, self.layout.scaling_attrs[0]
+        if flag and flag in dset.attrs and _scalar(dset.attrs[flag]) == 1:
+            return 0.0
+        allowed = _a_exponents(quantity)
+        if key not in dset.attrs:
+            return self.layout.u_a_exponent if quantity == "u" else allowed[0]
+        e = _scalar(dset.attrs[key])
+        if not np.any(np.isclose(e, allowed)):
+            expected = " or ".join(f"{x:g}" for x in allowed)
+            raise SnapshotError(
+                f"{path}: dataset {name} has attribute {key} = {e:g}, expected {expected} for {quantity} "
+                f"(physical = stored x a^exponent)"
+            )
+        return e
+
+    def _check_unit_exponents(self, path: Path, dset, name: str, quantity: str) -> None:
+        """Where a dataset declares them, its h and unit exponents and cgs factor must be those of DIMENSIONS."""
+        names, attrs = self.layout.scaling_attrs, dset.attrs
+        if not all(k in attrs for k in names[1:5]):
             return
-        ea, eh, el, em, ev = DIMENSIONS[quantity]
-        if self.layout.name == "gadget":
-            expected = (ea, eh, el, em, ev)
-        else:
-            expected = (ea, 0, el + ev, em, -ev)  # SWIFT: U_L, U_M, U_t exponents
-        got = tuple(_scalar(attrs[k]) for k in names[:5])
-        for k, g, e in zip(names[:5], got, expected):
+        _, eh, el, em, ev = DIMENSIONS[quantity]
+        expected = (eh, el, em, ev) if self.layout.name == "gadget" else (0, el + ev, em, -ev)  # SWIFT: U_L, U_M, U_t
+        for k, e in zip(names[1:5], expected):
+            g = _scalar(attrs[k])
             if not np.isclose(g, e):
                 raise SnapshotError(
                     f"{path}: dataset {name} has attribute {k} = {g:g}, expected {e:g} for {quantity} "
-                    f"(units {dict(zip(names[:5], expected))})"
+                    f"(units {dict(zip(names[1:5], expected))})"
                 )
         if names[5] in attrs:
             cgs = _scalar(attrs[names[5]])
@@ -561,8 +661,10 @@ def read_group_catalog(
                 name = names[q]
                 if name not in f:
                     raise SnapshotError(f"{hd.path}: missing dataset {name} (Header/Ngroups_ThisFile = {n})")
-                files.check_dataset(hd.path, f[name], name, q, n, shape_tail)
-                cols[q].append(np.asarray(f[name][...], dtype=np.float64) * files.dataset_factor(q))
+                factor = files.check_dataset(hd.path, f[name], name, q, n, shape_tail)
+                raw = np.asarray(f[name][...], dtype=np.float64)
+                _check_values(hd.path, name, q, raw, hd.box)
+                cols[q].append(raw * factor)
     if not cols["group_pos"]:
         raise SnapshotError(f"{pattern}: the group catalogue holds no groups")
     pos = np.concatenate(cols["group_pos"]).reshape(-1, 3)
@@ -648,12 +750,13 @@ class Snapshot(_Files):
         quantity: (N,)} for each of ``quantities`` (of "mass", "density", "u", "hsml", "x_e") whose
         dataset exists; "mass" falls back to the header's MassTable (an error if that is zero too).
         ``missing`` = {quantity: first file without it}: whether that matters is the caller's call.
-        Reads ``read_chunk`` rows at a time and keeps only the selected ones.
+        Reads ``read_chunk`` rows at a time, checks every row read (:func:`_check_values`) and keeps only
+        the selected ones.
         """
         import h5py
         from scipy.spatial import cKDTree
 
-        cfg, names = self.cfg, self.layout.datasets
+        cfg = self.cfg
         centres = np.asarray(centres, dtype=float).reshape(-1, 3)
         if self.cfg.periodic:
             tree = cKDTree(self._wrap(centres.copy()), boxsize=self.box_Mpc)
@@ -661,35 +764,15 @@ class Snapshot(_Files):
             tree = cKDTree(centres)
         out = {q: [] for q in ("pos", *quantities)}
         missing: dict[str, Path] = {}
-        pt = f"PartType{ptype}"
         for hd in self.headers:
             n = int(hd.counts[ptype]) if ptype < hd.counts.size else 0
             if n == 0:
                 continue
             with h5py.File(hd.path, "r") as f:
-                if pt not in f:
-                    raise SnapshotError(f"{hd.path}: missing group {pt} (Header/NumPart_ThisFile[{ptype}] = {n})")
-                grp = f[pt]
-                dsets = {}
-                for q in ("pos", *quantities):
-                    name = names[q]
-                    if name is not None and name in grp:
-                        tail = (3,) if q == "pos" else ()
-                        self.check_dataset(hd.path, grp[name], f"{pt}/{name}", q, n, tail)
-                        dsets[q] = grp[name]
-                    elif q == "pos":
-                        raise SnapshotError(f"{hd.path}: missing dataset {pt}/{name} (Header/NumPart_ThisFile[{ptype}] = {n})")
-                    elif q == "mass":
-                        if ptype >= hd.mass_table.size or hd.mass_table[ptype] <= 0:
-                            raise SnapshotError(
-                                f"{hd.path}: missing dataset {pt}/{name} and Header/MassTable[{ptype}] = "
-                                f"{hd.mass_table[ptype] if ptype < hd.mass_table.size else 'absent'}"
-                            )
-                    else:
-                        missing.setdefault(q, hd.path)
+                dsets = self._particle_datasets(hd, f, ptype, quantities, missing)
                 for start in range(0, n, cfg.read_chunk):
                     stop = min(n, start + cfg.read_chunk)
-                    pos = np.asarray(dsets["pos"][start:stop], dtype=np.float64) * self.length_Mpc
+                    pos = self._read_rows(hd, dsets["pos"], "pos", start, stop)
                     if cfg.periodic:
                         pos = self._wrap(pos)
                     d, _ = tree.query(pos, k=1, distance_upper_bound=radius)
@@ -699,17 +782,46 @@ class Snapshot(_Files):
                     out["pos"].append(pos[sel])
                     for q in quantities:
                         if q in dsets:
-                            v = np.asarray(dsets[q][start:stop], dtype=np.float64)[sel] * self.dataset_factor(q)
+                            out[q].append(self._read_rows(hd, dsets[q], q, start, stop)[sel])
                         elif q == "mass":
-                            v = np.full(sel.size, hd.mass_table[ptype] * self.mass_Msun)
-                        else:
-                            continue
-                        out[q].append(v)
+                            out[q].append(np.full(sel.size, hd.mass_table[ptype] * self.mass_Msun))
         res = {"pos": np.concatenate(out["pos"]) if out["pos"] else np.zeros((0, 3))}
         for q in quantities:
             if q not in missing:
                 res[q] = np.concatenate(out[q]) if out[q] else np.zeros(0)
         return res, missing
+
+    def _particle_datasets(self, hd: FileHeader, f, ptype: int, quantities: Sequence[str], missing: dict) -> dict:
+        """{quantity: (name, dataset, factor to physical)} of ``ptype`` in the open file ``f``, checked.
+
+        Positions must be there, masses there or in the MassTable; other absent quantities go to ``missing``.
+        """
+        n, pt = int(hd.counts[ptype]), f"PartType{ptype}"
+        if pt not in f:
+            raise SnapshotError(f"{hd.path}: missing group {pt} (Header/NumPart_ThisFile[{ptype}] = {n})")
+        out = {}
+        for q in ("pos", *quantities):
+            name = f"{pt}/{self.layout.datasets[q]}"
+            if self.layout.datasets[q] is not None and name in f:
+                out[q] = (name, f[name], self.check_dataset(hd.path, f[name], name, q, n, (3,) if q == "pos" else ()))
+            elif q == "pos":
+                raise SnapshotError(f"{hd.path}: missing dataset {name} (Header/NumPart_ThisFile[{ptype}] = {n})")
+            elif q == "mass" and not (ptype < hd.mass_table.size and hd.mass_table[ptype] > 0):
+                raise SnapshotError(
+                    f"{hd.path}: missing dataset {name} and Header/MassTable[{ptype}] = "
+                    f"{hd.mass_table[ptype] if ptype < hd.mass_table.size else 'absent'}"
+                )
+            elif q != "mass":
+                missing.setdefault(q, hd.path)
+        return out
+
+    @staticmethod
+    def _read_rows(hd: FileHeader, dataset: tuple, quantity: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of a (name, dataset, factor) of :meth:`_particle_datasets`: checked, made physical."""
+        name, dset, factor = dataset
+        raw = np.asarray(dset[start:stop], dtype=np.float64)
+        _check_values(hd.path, name, quantity, raw, hd.box, start)
+        return raw * factor
 
 
 def _rotated_extent(rotations: Sequence[np.ndarray]) -> np.ndarray:
@@ -847,10 +959,10 @@ class ShardParticles:
             have_h = self.cfg.use_file_hsml and "hsml" in g
             have_rho = "density" in g
             if have_h and have_rho:
-                H, rho = g["hsml"][keep] * self.cfg.hsml_factor, g["density"][keep]
+                H, rho = g["hsml"][keep] * self.cfg.support_factor, g["density"][keep]
             else:
                 H_sph, rho_sph = self._smoothing(pos, mass, "gas", halo_id, density=not have_rho)
-                H = g["hsml"][keep] * self.cfg.hsml_factor if have_h else H_sph
+                H = g["hsml"][keep] * self.cfg.support_factor if have_h else H_sph
                 rho = g["density"][keep] if have_rho else rho_sph
             kw = {}
             if self.thermo:
