@@ -120,3 +120,22 @@ def test_linear_baselines_exact_cases():
     assert (sz_dm.loc[sz_dm["scale"] == "small", "mean"] < 0.8).all()
     with pytest.raises(ValueError, match="xray"):
         evaluation.linear_baselines(maps.sel(field=["gas", "dm", "tsz"]), {})
+
+
+@pytest.mark.parametrize("where", ["samples", "dataset", "baselines"])
+def test_non_finite_values_fail_naming_the_sightline(where):
+    """A NaN map or sample fails the evaluation and the baselines, naming the source and the sightline,
+    instead of being dropped from Table 1's means."""
+    smp, maps = _stores()
+    if where == "samples":
+        smp["samples"][3, 1, 0, 2, 2] = np.nan
+    else:
+        maps["maps"][3, 2, 5, 5] = np.nan
+    sources = {"samples": "s.zarr", "dataset": "d.zarr"}
+    with pytest.raises(ValueError) as err:
+        if where == "baselines":
+            evaluation.linear_baselines(maps, source="d.zarr")
+        else:
+            evaluation.evaluate(smp, maps, sources=sources)
+    message = str(err.value)
+    assert "first sightline_id 103" in message and ("s.zarr" if where == "samples" else "d.zarr") in message, message

@@ -148,3 +148,57 @@ def test_config_hash_stable_and_sensitive():
     assert a == store.config_hash({"a": [1, 2], "b": 1})
     assert a != store.config_hash({"a": [1, 2], "b": 2})
     assert len(a) == 16 and os.path.basename(a) == a
+
+
+def _flip_byte(f: Path, offset: int = 40) -> None:
+    data = bytearray(f.read_bytes())
+    data[offset] ^= 0xFF
+    f.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "shard deleted": (lambda p: (p / "maps" / "c" / "1" / "0" / "0" / "0").unlink(), "maps/c/1/0/0/0 is missing"),
+    "shard truncated": (lambda p: os.truncate(p / "maps" / "c" / "1" / "0" / "0" / "0", 20), "has 20 bytes"),
+    "byte flipped": (lambda p: _flip_byte(p / "maps" / "c" / "1" / "0" / "0" / "0"), "changed bytes"),
+    "coordinate deleted": (lambda p: (p / "halo_id" / "c" / "0").unlink(), "halo_id/c/0 is missing"),
+    "not marked complete": (lambda p: _unseal(p), "incomplete"),
+    "a file": (lambda p: (store.shutil.rmtree(p), p.write_text("x")), "found a file"),
+    "an empty folder": (lambda p: (store.shutil.rmtree(p), p.mkdir()), "directory without zarr.json"),
+}
+
+
+def _unseal(path: Path) -> None:
+    import zarr
+
+    group = zarr.open_group(path, mode="r+")
+    group.attrs.update({store.COMPLETE_ATTR: False})
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_store_refused_naming_store_file_and_sightlines(tmp_path, damage):
+    """Class 'missing data': every reader opens stores through open_store, which refuses a store whose
+    files no longer match the manifest written with it (instead of reading NaN or zeros), naming the
+    store, the file and the sightlines held there."""
+    path = tmp_path / "a.zarr"
+    store.write_store(make_ds([10, 11, 12, 13, 14]), path, chunk_sightlines=2)
+    store.open_store(path)  # intact
+    change, words = DAMAGE[damage]
+    change(path)
+    with pytest.raises(store.StoreError) as err:
+        store.open_store(path)
+    message = str(err.value)
+    assert str(path) in message and words in message, message
+    if damage.startswith("shard"):
+        assert "sightline_id 12..13" in message  # the second shard file holds the third and fourth sightlines
+
+
+def test_changed_bytes_of_a_large_store_fail_their_read(tmp_path, monkeypatch):
+    """Above FULL_CHECK_BYTES the CRC of every file is not read at open; each chunk's CRC32C catches it."""
+    path = tmp_path / "a.zarr"
+    store.write_store(make_ds([10, 11, 12, 13]), path, chunk_sightlines=2)
+    _flip_byte(path / "maps" / "c" / "1" / "0" / "0" / "0")
+    monkeypatch.setattr(store, "FULL_CHECK_BYTES", 0)
+    ds = store.open_store(path)
+    ds["maps"].isel(sightline=[0, 1]).values  # the other shard reads
+    with pytest.raises(ValueError, match="checksum"):
+        ds["maps"].isel(sightline=[2]).values

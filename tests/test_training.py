@@ -202,6 +202,60 @@ def test_time_budget_checkpoints_and_exits_75(tmp_path):
     assert not (tmp_path / "model").exists()  # the declared output is written only at the end
 
 
+def _record_data_offset(path):
+    """Offset of the middle of the largest record's data in a torch.save zip file."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    return info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "byte flipped", "not a checkpoint"])
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
+    """A damaged latest checkpoint is set aside with a warning naming it, training resumes from the one
+    before and ends with the same weights as an uninterrupted run; with both damaged, the error names both."""
+    ckpt_dir = tmp_path / "ckpt"
+    data = synthetic(32, 8, 0)
+    training.train(tmp_path / "m1", data, None, config=small_config(steps=20), checkpoint_dir=ckpt_dir, log=quiet)
+    latest = ckpt_dir / training.CHECKPOINT_FILE
+    assert training.load_checkpoint(ckpt_dir)["step"] == 20
+    assert training.load_checkpoint(ckpt_dir)["step"] == 20 and (ckpt_dir / training.PREVIOUS_CHECKPOINT_FILE).is_file()
+
+    def spoil(path):
+        raw = bytearray(path.read_bytes())
+        if damage == "truncated":
+            raw = raw[: len(raw) // 2]
+        elif damage == "byte flipped":  # inside the largest tensor's bytes (not the zip's alignment padding)
+            raw[_record_data_offset(path)] ^= 0xFF
+        else:
+            torch.save({"step": 20}, path)
+            return
+        path.write_bytes(bytes(raw))
+
+    spoil(latest)
+    said = []
+    result = training.train(tmp_path / "m2", data, None, config=small_config(steps=30), checkpoint_dir=ckpt_dir,
+                            log=said.append)
+    assert result.resumed_from == 10 and result.step == 30
+    assert any(str(latest) in line and "damaged" in line for line in said), said
+    assert (ckpt_dir / f"{training.CHECKPOINT_FILE}.damaged").is_file()
+    training.train(tmp_path / "m3", data, None, config=small_config(steps=30), checkpoint_dir=tmp_path / "straight",
+                   log=quiet)
+    for a, b in zip(score.load_model(tmp_path / "m2", device="cpu").score_model.model.parameters(),
+                    score.load_model(tmp_path / "m3", device="cpu").score_model.model.parameters()):
+        assert torch.equal(a, b)
+    spoil(latest)
+    spoil(ckpt_dir / training.PREVIOUS_CHECKPOINT_FILE)
+    with pytest.raises(training.CheckpointError) as err:
+        training.load_checkpoint(ckpt_dir, quiet)
+    assert str(latest) in str(err.value) and training.PREVIOUS_CHECKPOINT_FILE in str(err.value)
+
+
 def test_time_budget_counts_from_budget_start(tmp_path):
     """A budget that an earlier start (e.g. the script's, before the normalisation) has spent stops at once."""
     cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=30.0)

@@ -10,27 +10,7 @@ import pytest
 
 from massmaps import store
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-run: tiny
-seed: 3
-catalog: {box_Mpc: 120.0}
-sightlines: {target_per_bin: 2, max_per_cluster: 6, n_shards: 2}
-projection: {npix: 16, pixel_Mpc: 0.8}
-dataset: {chunk_sightlines: 4}
-figures: {formats: [png]}
-split: {fractions: [0.6, 0.2, 0.2]}
-training: {steps: 30, batch_size: 8, checkpoint_every: 10, val_every: 15, log_every: 10,
-           network: {nf: 8, ch_mult: [1, 2], attention: false, fir: false}}
-sampling: {eval_range_only: false, n_samples: 3, steps: 3, batch_size: 8}
-"""
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    (workdir / "tiny.yaml").write_text(TINY)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / "config" / "config.yaml"), str(workdir / "tiny.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+from _workflow import ROOT, TINY, snakemake
 
 
 def digest(path: Path) -> str:
@@ -165,3 +145,24 @@ def test_html_report(runs):
     assert report.stat().st_size > 100_000
     for caption in ("Figure 7: radial profiles", "Table 1: mean b and r", "Figure 3: the trained model"):
         assert caption in text, caption
+
+
+def test_deleted_chunk_fails_the_readers_with_a_log(runs, tmp_path):
+    """A chunk file of the dataset deleted after training: the jobs that read the dataset fail (never NaN
+    samples or a table with fewer maps), naming the store, the file and its sightlines, and each failed
+    job's log holds the traceback."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(runs[0], work, symlinks=True)
+    res = work / "results" / "tiny"
+    chunk = sorted(p for p in (res / "dataset" / "maps.zarr" / "maps" / "c").rglob("*") if p.is_file())[-1]
+    chunk.unlink()
+    out = snakemake(work, "--forcerun", "sample_posterior", "linear_baselines", "--keep-going")
+    assert out.returncode != 0
+    for rule in ("sample_posterior", "linear_baselines"):
+        log = (res / "logs" / f"{rule}.log").read_text()
+        assert "Traceback" in log and "StoreError" in log, log[-2000:]
+        assert f"maps.zarr: store damaged since it was written: maps/c/{chunk.relative_to(chunk.parents[3]).as_posix()}" \
+               " is missing (sightline_id" in log, log[-2000:]
+    assert not (res / "samples" / "test.zarr").exists() and not (res / "metrics" / "linear_baselines.csv").exists()

@@ -8,11 +8,12 @@ Atomicity: a store is written under a temporary sibling name and renamed onto it
 complete, so an interrupted job never leaves a store that looks complete. Map variables use NaN as the
 fill value, so a chunk that was never written reads back as NaN, never as real-looking zeros.
 
-Integrity: the root attributes hold a manifest of every file of the store and its size, written last;
-:func:`open_store` refuses a store whose files are missing or changed in size since (a deleted or
-truncated chunk), naming the store, the file and the sightlines it holds. Each compressed chunk of a
-map variable carries a CRC32C checksum, so a chunk whose bytes changed fails its read instead of
-decoding to wrong numbers.
+Integrity: the root attributes hold a manifest of every file of the store with its size and CRC32,
+written last. :func:`open_store` refuses a store whose files are missing or changed in size since (a
+deleted or truncated chunk), and, for stores up to :data:`FULL_CHECK_BYTES`, whose bytes changed, naming
+the store, the file and the sightlines it holds. Larger stores are not read in full at every open: there
+each compressed chunk of a map variable carries its own CRC32C, so a chunk whose bytes changed fails its
+read instead of decoding to wrong numbers.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ import xarray as xr
 
 #: Attribute marking a store that was completely written.
 COMPLETE_ATTR = "massmaps_complete"
-#: Attribute holding {file path inside the store: size in bytes}, written after every other file.
+#: Attribute holding {file path inside the store: [size in bytes, CRC32]}, written after every other file.
 MANIFEST_ATTR = "massmaps_manifest"
+#: Stores up to this size have every file's CRC32 checked when opened (about 1 s per GB here).
+FULL_CHECK_BYTES = 2 * 2**30
 
 
 class StoreError(ValueError):
@@ -103,10 +106,20 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, chunk_sightlines: in
     return path
 
 
-def _manifest(root: Path) -> dict[str, int]:
-    """{path relative to the store: size} of every file but the root metadata (which will hold this)."""
+def _crc32(path: Path) -> int:
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(2**24):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _manifest(root: Path) -> dict[str, list[int]]:
+    """{path relative to the store: [size, CRC32]} of every file but the root metadata (which will hold this)."""
     files = (p for p in root.rglob("*") if p.is_file() and p != root / "zarr.json" and p.name != ".snakemake_timestamp")
-    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(files)}
+    return {p.relative_to(root).as_posix(): [p.stat().st_size, _crc32(p)] for p in sorted(files)}
 
 
 def _seal(root: Path) -> None:
@@ -162,11 +175,14 @@ def _check_manifest(path: Path, ds: xr.Dataset) -> None:
     manifest = ds.attrs.get(MANIFEST_ATTR)
     if manifest is None:  # written before stores carried a manifest: nothing to compare with
         return
-    for rel, size in manifest.items():
+    full = sum(size for size, _ in manifest.values()) <= FULL_CHECK_BYTES
+    for rel, (size, crc) in manifest.items():
         f = path / rel
         found = f.stat().st_size if f.is_file() else None
-        if found != size:
-            what = "is missing" if found is None else f"has {found} bytes, {size} were written"
+        what = "is missing" if found is None else f"has {found} bytes, {size} were written" if found != size else ""
+        if not what and full and _crc32(f) != crc:
+            what = "has changed bytes (CRC32 differs from the one written)"
+        if what:
             raise StoreError(f"{path}: store damaged since it was written: {rel} {what}"
                              f"{_sightlines_of(ds, rel)}; {RERUN_HINT}")
 

@@ -1,0 +1,167 @@
+"""Faults and bad input that must never pass silently: one test per class (docs/bad-input.md lists the cases).
+
+Classes tested elsewhere: bad configuration (test_config.py), catalogue content (test_catalog.py),
+snapshot content (test_snapshot.py), damaged and non-finite stores (test_store.py, test_evaluation.py,
+test_workflow.py), training checkpoints (test_training.py).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _workflow import ROOT, snakemake, snakemake_cmd
+from massmaps import files, reconstruct, store
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
+
+# ------------------------------------------------------------------ the workflow profile is loaded
+def test_default_profile_loads_and_a_killed_run_recovers(tmp_path):
+    """`snakemake` loads profiles/default by itself; after the snakemake process is killed (SIGKILL)
+    during a projection job, `--unlock` and a plain rerun finish the job (rerun-incomplete), giving the
+    same dataset as an uninterrupted run."""
+    out = snakemake(tmp_path, "-n")
+    assert "Using workflow specific profile" in out.stdout + out.stderr and "profiles/default" in out.stdout + out.stderr
+    target = "results/tiny/dataset/maps.zarr"
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    shard_logs = tmp_path / "results" / "tiny" / "logs" / "project_shard"
+    deadline = time.monotonic() + 300
+    while not (shard_logs.is_dir() and any(shard_logs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its jobs, as a power loss would
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / target).exists()
+    out = snakemake(tmp_path, "--unlock")
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = snakemake(tmp_path, target)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert snakemake(fresh, target).returncode == 0
+    assert _digest(tmp_path / target) == _digest(fresh / target)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"):
+        h.update(f.relative_to(path).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------- user files are inputs; failed jobs have logs
+def test_user_catalogue_is_an_input_and_its_errors_reach_the_log(tmp_path):
+    """Editing the user's catalogue reruns halo_catalog; a bad catalogue fails the job with the error and
+    its traceback in the rule's log (not only on the console)."""
+    extra = "catalog: {source: file, file: halos.csv}\n"
+    (tmp_path / "halos.csv").write_text("M200m_Msun\n4.0e14\n2.5e14\n")
+    target = "results/tiny/catalog/halos.parquet"
+    out = snakemake(tmp_path, target, extra=extra)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(pd.read_parquet(tmp_path / target)) == 2
+    assert "Nothing to be done" in (lambda o: o.stdout + o.stderr)(snakemake(tmp_path, target, "-n", extra=extra))
+    time.sleep(1.1)  # a later modification time than the catalogue written above
+    (tmp_path / "halos.csv").write_text("M200m_Msun\n4.0e14\n2.5e14\n3.0e14\n")
+    out = snakemake(tmp_path, target, "-n", extra=extra)
+    assert "halo_catalog" in out.stdout + out.stderr and "Nothing to be done" not in out.stdout + out.stderr
+    assert snakemake(tmp_path, target, extra=extra).returncode == 0
+    assert len(pd.read_parquet(tmp_path / target)) == 3
+    (tmp_path / "halos.csv").write_text("M200m_Msun\n4.0e14\n2.5e-1\n")  # a unit slip
+    out = snakemake(tmp_path, target, extra=extra)
+    assert out.returncode != 0
+    log = (tmp_path / "results" / "tiny" / "logs" / "halo_catalog.log").read_text()
+    assert "Traceback" in log and "halos.csv" in log and "M200m_Msun" in log and "row 1" in log, log[-2000:]
+
+
+# --------------------------------------------------------------------------- outputs of the wrong kind
+@pytest.mark.parametrize("path, make", [
+    ("catalog/halos.parquet", lambda p: p.mkdir(parents=True)),  # an empty folder where a table goes
+    ("metrics/evaluation.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a file for a store
+    ("shards/shard_1.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a wildcard output
+])
+def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
+    """An existing output of the wrong kind is reported at start-up, before a job could take it as
+    complete, or delete the outputs downstream of it."""
+    make(tmp_path / "results" / "tiny" / path)
+    out = snakemake(tmp_path, "-n")
+    assert out.returncode != 0
+    assert f"results/tiny/{path}: expected a" in out.stdout + out.stderr, out.stderr[-3000:]
+    assert files.wrong_kind_outputs([(str(tmp_path / "results" / "tiny" / path), not path.endswith(".parquet"))])
+
+
+# ----------------------------------------------------------------------- a killed sampling job resumes
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained on a tiny store, with its split table."""
+    from massmaps.training import TrainConfig  # noqa: F401  (imports torch before the store helpers)
+
+    tmp = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(0)
+    n = 12
+    maps = rng.lognormal(0, 0.5, (n, 4, 8, 8)).astype(np.float32)
+    mass = np.repeat(np.geomspace(2.5e14, 9e14, n // 2), 2)  # two sightlines a halo
+    ds = store.maps_dataset(
+        maps, fields=["gas", "dm", "tsz", "xray"], units=["1", "1", "microK", "erg/s/cm^2"],
+        long_names=["gas", "dm", "tsz", "xray"], pixel_Mpc=0.4,
+        sightline_coords={"sightline_id": np.arange(n) + 50, "halo_id": np.arange(n) // 2, "M200m_Msun": mass,
+                          "log10_M200m": np.log10(mass)},
+        attrs={"config_hash": "test", "pixel_Mpc": 0.4, "npix": 8},
+    )
+    store.write_store(ds, tmp / "maps.zarr", chunk_sightlines=4)
+    splits = reconstruct.split_table(store.open_store(tmp / "maps.zarr"), fractions=(0.5, 0.0, 0.5), seed=1)
+    splits.to_parquet(tmp / "splits.parquet")
+    training = {"steps": 3, "batch_size": 4, "checkpoint_every": 3, "val_every": 3, "log_every": 3, "device": "cpu",
+                "network": {"nf": 8, "ch_mult": [1, 2], "attention": False, "fir": False}}
+    reconstruct.train_from_store(tmp / "maps.zarr", splits, tmp / "model", tmp / "ckpt", training=training, progress=False)
+    return tmp
+
+
+SAMPLING = dict(which="test", eval_range_only=False, n_samples=3, sampler="edm_stochastic", steps=4, batch_size=3,
+                seed=7, device="cpu", sampler_kwargs={"s_churn": 10.0}, prior_mean="pixel", progress=False)
+
+
+def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
+    """sample_posterior killed (SIGKILL) after two sightlines: the rerun takes those two from the resume
+    folder and draws the rest; the result is the same bytes as an uninterrupted run."""
+    resume = tmp_path / "resume"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import pandas as pd, torch
+        torch.set_num_threads(1)
+        from massmaps import reconstruct, samplers
+        draw, calls = samplers.draw_posterior_samples, []
+        def killed_at_third(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return draw(*args, **kwargs)
+        samplers.draw_posterior_samples = killed_at_third
+        reconstruct.sample_from_store({str(trained / "model")!r}, {str(trained / "maps.zarr")!r},
+                                      pd.read_parquet({str(trained / "splits.parquet")!r}), resume_dir={str(resume)!r},
+                                      **{SAMPLING!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    parts = sorted(resume.rglob("sightline_*.npy"))
+    assert len(parts) == 2 and not list(resume.rglob(".*tmp*"))
+    splits = pd.read_parquet(trained / "splits.parquet")
+    resumed = reconstruct.sample_from_store(trained / "model", trained / "maps.zarr", splits, resume_dir=resume, **SAMPLING)
+    straight = reconstruct.sample_from_store(trained / "model", trained / "maps.zarr", splits, **SAMPLING)
+    assert resumed.sizes["sightline"] == int((splits["split"] == "test").sum()) > 2
+    np.testing.assert_array_equal(resumed["samples"].values, straight["samples"].values)
+    # a changed sampling argument does not reuse them
+    other = reconstruct.resume_key(trained / "model", store.open_store(trained / "maps.zarr"),
+                                   **{**SAMPLING, "seed": 8})
+    assert not (resume / other).exists() and parts[0].parent.name != other
