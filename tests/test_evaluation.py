@@ -93,7 +93,10 @@ def test_mass_bins_and_errors():
 def test_no_named_bin_falls_back_to_all():
     smp, maps = _stores()
     ev = evaluation.evaluate(smp, maps, {"mass_bins": {"huge": [1e16, 2e16]}})
-    assert set(evaluation.table1(ev)["mass_bin"]) == {"all"}
+    table = evaluation.table1(ev)
+    assert set(table["mass_bin"]) == {"huge", "all"} and evaluation.empty_bins(ev) == ["huge"]
+    assert (table.loc[table["mass_bin"] == "huge", "n"] == 0).all()  # shown empty, not dropped
+    assert "| huge | Gas | 0 | - |" in evaluation.table1_markdown(table)
     assert metrics.converged_n(ev["V_ratio"].sel(field="gas").mean("sightline").values) is None  # 8 samples
 
 

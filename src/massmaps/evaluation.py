@@ -9,6 +9,7 @@ nothing here plots.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -215,12 +216,18 @@ def _scale_mask(ev: xr.Dataset, scale: str) -> np.ndarray:
     return k < ev.attrs["k_split"] if scale == "large" else k >= ev.attrs["k_split"]
 
 
-def _bins(ev: xr.Dataset, include_all: bool = True) -> list[str]:
+def _bins(ev: xr.Dataset, include_all: bool = True, with_empty: bool = False) -> list[str]:
     """The mass bins holding test maps (low, high first), and 'all' (every test map) when asked for or
-    when no map lies in a named bin."""
-    labels = set(ev["mass_bin"].values.tolist())
-    order = [b for b in ("low", "high") if b in labels] + sorted(labels - {"low", "high", ""})
-    return order + (["all"] if include_all or not order else [])
+    when no map lies in a named bin; ``with_empty`` adds the configured bins that hold no map."""
+    labels = set(ev["mass_bin"].values.tolist()) - {""}
+    names = labels | (set(ast.literal_eval(ev.attrs["mass_bins"])) if with_empty else set())
+    order = [b for b in ("low", "high") if b in names] + sorted(names - {"low", "high"})
+    return order + (["all"] if include_all or not labels else [])
+
+
+def empty_bins(ev: xr.Dataset) -> list[str]:
+    """The configured mass bins that hold no test map (Table 1 shows them with n = 0)."""
+    return sorted(set(ast.literal_eval(ev.attrs["mass_bins"])) - set(ev["mass_bin"].values.tolist()))
 
 
 def _select(ev: xr.Dataset, mass_bin: str) -> xr.Dataset:
@@ -231,7 +238,7 @@ def table1(ev: xr.Dataset) -> pd.DataFrame:
     """Table 1: per mass bin and field, the per-map mean of b and r over each scale range, then the mean
     over maps with 16/84 percentile offsets. One row per (mass_bin, field, statistic, scale)."""
     rows = []
-    for mb in _bins(ev):
+    for mb in _bins(ev, with_empty=True):
         sub = _select(ev, mb)
         for fld in TARGETS:
             for stat in ("b", "r"):

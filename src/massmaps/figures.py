@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import plotting, store
+from . import files, plotting, store
 from .evaluation import INPUTS, TARGETS
 
 
@@ -30,7 +30,7 @@ def _spread_by_mass(masses: np.ndarray, n: int) -> np.ndarray:
 def fig2_example_maps(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
     """Fig. 2: the four maps of a few test clusters across the mass range (from the dataset)."""
     ds = store.open_store(inputs["dataset"])
-    splits = pd.read_parquet(inputs["splits"])
+    splits = files.read_table(inputs["splits"])
     rows = splits[(splits["split"] == "test") & splits["in_eval_range"]]
     if rows.empty:
         rows = splits

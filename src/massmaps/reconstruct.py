@@ -113,13 +113,27 @@ def train_from_store(
     val_idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
     if train_idx.size == 0:
         raise ValueError(f"{store_path}: the training split is empty; use more sightlines or other split fractions")
-    normaliser = fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
+    try:
+        normaliser = fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
+    except ValueError as err:
+        raise ValueError(f"{store_path}: {err}{_first_nonfinite(ds, train_idx)}") from err
     log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
     config = TrainConfig.from_dict({**dict(training), "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
     val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
     return train(model_dir, train_ds, val_ds, config=config, checkpoint_dir=checkpoint_dir, normaliser=normaliser,
                  log=log.info, budget_start=budget_start)
+
+
+def _first_nonfinite(ds: xr.Dataset, index: np.ndarray, chunk_size: int = 256) -> str:
+    """' (first non-finite map: sightline_id N)' among the sightlines ``index`` of ``ds``, or ''."""
+    index = np.sort(np.asarray(index))
+    for start in range(0, index.size, chunk_size):
+        part = index[start : start + chunk_size]
+        finite = np.isfinite(ds["maps"].isel(sightline=part).values).reshape(part.size, -1).all(axis=1)
+        if not finite.all():
+            return f" (first non-finite map: sightline_id {int(ds['sightline_id'].values[part[~finite][0]])})"
+    return ""
 
 
 def sample_from_store(

@@ -5,10 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from massmaps import logs, reconstruct, store  # noqa: E402
+from massmaps import files, logs, reconstruct, store  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
@@ -24,7 +23,7 @@ t = reconstruct.diffusion_trajectory(
     seed=snakemake.params.seed,  # noqa: F821
     device=cfg["device"],
     prior_mean=cfg["prior_mean"],
-    splits=pd.read_parquet(snakemake.input.splits),  # noqa: F821
+    splits=files.read_table(snakemake.input.splits),  # noqa: F821
 )
 store.write_store(t, snakemake.output.trajectory)  # noqa: F821
 log.info("sightline %s (M200m = %.3g Msun): levels %s reached at %s", t.attrs["sightline_id"], t.attrs["M200m_Msun"],

@@ -5,15 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
 
-from massmaps import catalog, logs, plotting  # noqa: E402
+from massmaps import catalog, files, logs, plotting  # noqa: E402
 from massmaps.cosmology import CosmologyParams  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cat_cfg, sl_cfg = snakemake.params.catalog, snakemake.params.sightlines  # noqa: F821
-halos = pd.read_parquet(snakemake.input.catalog)  # noqa: F821
-plan = pd.read_parquet(snakemake.input.plan)  # noqa: F821
+halos = files.read_table(snakemake.input.catalog)  # noqa: F821
+plan = files.read_table(snakemake.input.plan)  # noqa: F821
 expected = None
 if cat_cfg["source"] == "hmf":
     expected = catalog.expected_counts_per_bin(

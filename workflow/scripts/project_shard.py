@@ -6,17 +6,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
 import numba  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from massmaps import logs, store  # noqa: E402
+from massmaps import files, logs, store  # noqa: E402
 from massmaps.shards import project_shard  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 numba.set_num_threads(max(1, min(snakemake.threads, numba.config.NUMBA_NUM_THREADS)))  # noqa: F821
 proj = snakemake.params.projection  # noqa: F821
 ds = project_shard(
-    pd.read_parquet(snakemake.input.catalog),  # noqa: F821
-    pd.read_parquet(snakemake.input.plan),  # noqa: F821
+    files.read_table(snakemake.input.catalog),  # noqa: F821
+    files.read_table(snakemake.input.plan),  # noqa: F821
     int(snakemake.wildcards.shard),  # noqa: F821
     source=snakemake.params.source,  # noqa: F821
     # the k-d tree queries use the job's threads, as the projection kernels do

@@ -5,10 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from massmaps import logs, reconstruct, store  # noqa: E402
+from massmaps import files, logs, reconstruct, store  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
@@ -16,7 +15,7 @@ cfg = snakemake.params.sampling  # noqa: F821
 ds = reconstruct.sample_from_store(
     snakemake.input.model,  # noqa: F821
     snakemake.input.dataset,  # noqa: F821
-    pd.read_parquet(snakemake.input.splits),  # noqa: F821
+    files.read_table(snakemake.input.splits),  # noqa: F821
     which=cfg["split"],
     eval_range_only=cfg["eval_range_only"],
     n_samples=cfg["n_samples"],

@@ -5,14 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
 
-from massmaps import logs, sightlines  # noqa: E402
+from massmaps import files, logs, sightlines  # noqa: E402
 from massmaps.catalog import write_parquet_atomic  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cfg = snakemake.params.sightlines  # noqa: F821
-halos = pd.read_parquet(snakemake.input.catalog)  # noqa: F821
+halos = files.read_table(snakemake.input.catalog)  # noqa: F821
 plan = sightlines.plan_sightlines(
     halos,
     target_per_bin=cfg["target_per_bin"],

@@ -16,6 +16,8 @@ write_text_atomic(table.to_csv(index=False, float_format="%.6g"), snakemake.outp
 write_text_atomic(evaluation.table1_markdown(table), snakemake.output.markdown)  # noqa: F821
 write_text_atomic(evaluation.table1_latex(table), snakemake.output.latex)  # noqa: F821
 write_text_atomic(margins.to_csv(index=False, float_format="%.6g"), snakemake.output.margins)  # noqa: F821
+for name in evaluation.empty_bins(ev):
+    log.warning("mass bin %r holds no evaluated map: Table 1 shows it with n = 0", name)
 log.info("Table 1\n%s", evaluation.table1_markdown(table))
 log.info("smallest margin of r(k) over the better baseline per mass bin, field and scale:\n%s",
          margins.groupby(["mass_bin", "field", "scale"], sort=False)["margin"].min().to_string())

@@ -16,10 +16,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from massmaps import logs, reconstruct  # noqa: E402
+from massmaps import files, logs, reconstruct  # noqa: E402
 from massmaps.training import attempt_time_budget  # noqa: E402
 
 # the log of every attempt, beside the checkpoints (Snakemake deletes the rule's log before each attempt)
@@ -39,7 +38,7 @@ if training["time_budget_s"] is not None:
              runtime_min, margin_s)
 result = reconstruct.train_from_store(
     snakemake.input.dataset,  # noqa: F821
-    pd.read_parquet(snakemake.input.splits),  # noqa: F821
+    files.read_table(snakemake.input.splits),  # noqa: F821
     snakemake.output.model,  # noqa: F821
     snakemake.params.checkpoint_dir,  # noqa: F821
     training=training,
