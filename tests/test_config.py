@@ -277,3 +277,18 @@ def test_bad_config_fails_before_any_job(tmp_path):
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "-s",
                           str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode != 0 and "config/config.yaml, line 3" in out.stdout + out.stderr, out.stderr[-2000:]
+
+
+def test_config_check_command(tmp_path, capsys):
+    """python -m massmaps.config merges and checks config files as the workflow would, naming a YAML
+    syntax error's file and line (which Snakemake's own --configfile loader does not)."""
+    from massmaps.config import main
+
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("training:\n  steps: [3\n")
+    assert main([str(ROOT / "config" / "config.yaml"), str(bad)]) == 1
+    assert f"{bad}, line 3" in capsys.readouterr().err
+    bad.write_text("training: {sigma_max: 0.0005}\n")
+    assert main([str(ROOT / "config" / "config.yaml"), str(bad)]) == 1
+    assert "training.sigma_min" in capsys.readouterr().err
+    assert main([str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "paper.yaml")]) == 0

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _workflow import ROOT, snakemake, snakemake_cmd
-from massmaps import files, reconstruct, store
+from _workflow import snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -98,6 +97,8 @@ def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
     out = snakemake(tmp_path, "-n")
     assert out.returncode != 0
     assert f"results/tiny/{path}: expected a" in out.stdout + out.stderr, out.stderr[-3000:]
+    from massmaps import files
+
     assert files.wrong_kind_outputs([(str(tmp_path / "results" / "tiny" / path), not path.endswith(".parquet"))])
 
 
@@ -105,7 +106,7 @@ def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model trained on a tiny store, with its split table."""
-    from massmaps.training import TrainConfig  # noqa: F401  (imports torch before the store helpers)
+    from massmaps import reconstruct, store
 
     tmp = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(0)
@@ -135,6 +136,8 @@ SAMPLING = dict(which="test", eval_range_only=False, n_samples=3, sampler="edm_s
 def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     """sample_posterior killed (SIGKILL) after two sightlines: the rerun takes those two from the resume
     folder and draws the rest; the result is the same bytes as an uninterrupted run."""
+    from massmaps import reconstruct, store
+
     resume = tmp_path / "resume"
     script = textwrap.dedent(f"""
         import os, signal, sys

@@ -197,3 +197,41 @@ def check(config: Mapping) -> None:
         _check_shards(config, errors)
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+def merge(base: dict, extra: Mapping) -> dict:
+    """Merge ``extra`` into ``base`` in place, nested mappings key by key (as Snakemake merges config files)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m massmaps.config FILE [FILE ...]``: check config files as the workflow would merge them
+    (config/config.yaml first, then each --configfile), without running anything."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m massmaps.config", description=main.__doc__)
+    parser.add_argument("files", nargs="+", help="config files, in the order Snakemake would merge them")
+    parser.add_argument("--schema", default=Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml",
+                        help="the JSON schema (default: the workflow's, beside this source tree)")
+    args = parser.parse_args(argv)
+    try:
+        config: dict = {}
+        for path in args.files:
+            merge(config, load_yaml(path))
+        validate(config, args.schema)
+        check(config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"ok: {' + '.join(args.files)} (run {config['run']!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
