@@ -40,21 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from massmaps import samplers, score  # noqa: E402
+from massmaps.config import merge  # noqa: E402
 
 SIZES = {"laptop": ["config/config.yaml"], "paper": ["config/config.yaml", "config/paper.yaml"]}
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Snakemake's update_config: nested mappings merged key by key, anything else replaced.
-
-    Written out so that the benchmarks run where Snakemake is not installed (a GPU image, say).
-    """
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def fill_defaults(config: dict, schema: dict) -> dict:
@@ -68,7 +56,8 @@ def fill_defaults(config: dict, schema: dict) -> dict:
 
 
 def resolve(files) -> dict:
-    """The config files merged in order, with the schema's defaults filled in (no validation)."""
+    """The config files merged in order (as Snakemake merges them, without needing Snakemake or jsonschema,
+    which a GPU image may lack), with the schema's defaults filled in (no validation)."""
     config: dict = {}
     for f in files:
         merge(config, yaml.safe_load((ROOT / f).read_text()))

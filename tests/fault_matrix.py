@@ -383,26 +383,26 @@ def _plain_snakemake(work: Path) -> tuple[int, str]:
     return out.returncode, out.stdout + out.stderr
 
 
-def _edit_catalogue_and_rerun(case: Case, work: Path) -> tuple[int, str]:
-    target = str(RES / "catalog/halos.parquet")
+def _run_edit_run(case: Case, work: Path, target: str, edit: Callable[[Path], None], *args: str) -> tuple[int, str]:
+    """Run to ``target``, edit an input file in place, then run again (with ``args``)."""
     rc, text = smk(work, target, extra=case.extra)
     if rc:
         return rc, text
-    time.sleep(1.1)
-    (work / "halos.csv").write_text(GOOD_CSV.rsplit("\n", 2)[0] + "\n")  # one halo fewer
-    return smk(work, target, extra=case.extra)
+    time.sleep(1.1)  # a later modification time than the outputs
+    edit(work)
+    return smk(work, target, *args, extra=case.extra)
+
+
+def _edit_catalogue_and_rerun(case: Case, work: Path) -> tuple[int, str]:
+    one_fewer = GOOD_CSV.rsplit("\n", 2)[0] + "\n"
+    return _run_edit_run(case, work, str(RES / "catalog/halos.parquet"), write("halos.csv", one_fewer))
 
 
 def _edit_snapshot_and_dry_run(case: Case, work: Path) -> tuple[int, str]:
-    target = str(RES / "dataset/maps.zarr")
-    rc, text = smk(work, target, extra=case.extra)
-    if rc:
-        return rc, text
-    time.sleep(1.1)
-    with h5py.File(work / "snap_010.hdf5", "r+") as f:
-        f["Header"].attrs["Note"] = "edited"
-    rc, text = smk(work, target, "-n", extra=case.extra)
-    return (rc if "project_shard" in text else 1), text + ("" if "project_shard" in text else "\nnothing reruns")
+    edit = h5_edit("snap_010.hdf5", _set_attr("Header", "Note", "edited"))
+    rc, text = _run_edit_run(case, work, str(RES / "dataset/maps.zarr"), edit, "-n")
+    reruns = "project_shard" in text
+    return (rc if reruns else 1), text + ("" if reruns else "\nnothing reruns")
 
 
 def _damage_checkpoints(work: Path, *names: str) -> None:
