@@ -79,7 +79,7 @@ def test_split_train_sample_evaluate(runs):
 
 
 FIGURES = ["fig1_mass_function", "fig2_example_maps", "fig3_diffusion", "fig4_reconstructions", "fig5_convergence",
-           "fig6_zscores", "fig7_profiles", "fig8_bias", "fig9_correlation"]
+           "fig6_zscores", "fig7_profiles", "fig8_bias", "fig9_correlation", "fig10_calibration"]
 
 
 def test_evaluation_tables_and_figures(runs):
@@ -101,6 +101,12 @@ def test_evaluation_tables_and_figures(runs):
     assert ((base["mean"] > -1) & (base["mean"] <= 1)).all()
     for name in FIGURES:
         assert (res / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    cal = pd.read_csv(res / "metrics" / "calibration.csv")
+    assert {"coverage_0.5", "z_std", "tarp_ks_p", "max_coverage_error"} <= set(cal["statistic"])
+    assert set(cal["field"]) == {"gas", "dm"} and "all" in set(cal["mass_bin"])
+    cover = cal[cal["statistic"].str.startswith("coverage_")]
+    assert ((cover["value"] >= 0) & (cover["value"] <= 1) & (cover["lo"] <= cover["hi"])).all()
+    assert "| all | Gas |" in (res / "metrics" / "calibration.md").read_text()
 
 
 def test_plotting_option_reruns_only_figures(runs):
@@ -127,7 +133,8 @@ def test_same_config_same_bytes(runs):
     assert digest(a / "metrics" / "evaluation.zarr") == digest(b / "metrics" / "evaluation.zarr")
     for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "split/splits.parquet",
                  "metrics/posterior_summary.json", "metrics/table1.csv", "metrics/table1.tex", "metrics/r_margin.csv",
-                 "metrics/linear_baselines.csv", *[f"figures/{f}.png" for f in FIGURES]]:
+                 "metrics/linear_baselines.csv", "metrics/calibration.csv", "metrics/calibration_maps.csv",
+                 *[f"figures/{f}.png" for f in FIGURES]]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 

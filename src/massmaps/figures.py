@@ -120,6 +120,24 @@ def fig9_correlation(inputs: Mapping, outputs: Sequence[str], options: Mapping) 
     _save(plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base), outputs, options)
 
 
+def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
+    """Calibration: coverage against level, pixel rank histograms, TARP (from the calibration tables)."""
+    from .calibration import LEVELS
+
+    ev = store.open_store(inputs["evaluation"]).load()
+    table = pd.read_csv(inputs["calibration"])
+    per_map = pd.read_csv(inputs["calibration_maps"])
+    levels = np.array(LEVELS)
+    coverage, tarp_f = {}, {}
+    for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
+        rows = g.set_index("statistic").loc[[f"coverage_{a:g}" for a in levels]]
+        coverage[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
+        maps = per_map[per_map["field"] == f]
+        tarp_f[mb, f] = (maps if mb == "all" else maps[maps["mass_bin"] == mb])["tarp_f"].to_numpy()
+    ranks = {f: ev["rank_counts"].sel(field=f).sum("sightline").values for f in TARGETS}
+    _save(plotting.figure10_calibration(levels, coverage, ranks, tarp_f), outputs, options)
+
+
 FIGURES = {
     "fig2_example_maps": fig2_example_maps,
     "fig3_diffusion": fig3_diffusion,
@@ -129,6 +147,7 @@ FIGURES = {
     "fig7_profiles": fig7_profiles,
     "fig8_bias": fig8_bias,
     "fig9_correlation": fig9_correlation,
+    "fig10_calibration": fig10_calibration,
 }
 
 

@@ -329,6 +329,50 @@ GALLERY_FIELDS = (
 )
 
 
+def figure10_calibration(levels: np.ndarray, coverage: dict, rank_hists: dict, tarp_f: dict):
+    """Calibration per field (rows): coverage of central credible intervals against their level (bootstrap
+    16-84 band) per mass bin; the histogram of the truth's rank among the samples, all pixels pooled;
+    TARP's expected coverage P(f < a). A calibrated posterior follows the diagonals and the flat line.
+
+    coverage: (mass_bin, field) -> (value, lo, hi) arrays over ``levels``; rank_hists: field -> pooled
+    counts per rank (n + 1 values); tarp_f: (mass_bin, field) -> per-map TARP fractions.
+    """
+    fields = list(rank_hists)
+    bins = list(dict.fromkeys(mb for mb, _ in coverage))
+    colours = dict(zip(bins, ["tab:blue", "tab:red", "0.3", "tab:green", "tab:purple"]))
+    fig, axes = plt.subplots(len(fields), 3, figsize=(12.5, 3.6 * len(fields)), squeeze=False)
+    grid = np.linspace(0, 1, 101)
+    for row, f in zip(axes, fields):
+        ax = row[0]
+        for mb in bins:
+            value, lo, hi = coverage[mb, f]
+            ax.plot(levels, value, color=colours[mb], lw=1.6, marker="o", ms=3, label=mb)
+            ax.fill_between(levels, lo, hi, color=colours[mb], alpha=0.2, lw=0)
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
+        ax.fill_between([0, 1], [-0.05, 0.95], [0.05, 1.05], color="0.85", lw=0, zorder=0, label="level $\\pm$ 0.05")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="credible level", ylabel="coverage",
+               title=f"{FIELD_TITLES[f].split(' ')[0]}: central intervals")
+        ax.legend(frameon=False, fontsize=8)
+        ax = row[1]
+        counts = np.asarray(rank_hists[f], dtype=float)
+        groups = np.array_split(counts, min(10, counts.size))
+        frac = np.array([g.sum() for g in groups]) / counts.sum() * len(groups)
+        ax.bar(np.arange(len(groups)), frac, color=GEN_COLOUR, alpha=0.7, width=0.9)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel=f"rank of the truth among {counts.size - 1} samples (in {len(groups)} groups)",
+               ylabel="pixels / uniform", title="rank histogram (dome: too wide; U: too narrow)")
+        ax = row[2]
+        for mb in bins:
+            fv = np.asarray(tarp_f[mb, f])
+            ax.plot(grid, (fv[None, :] < grid[:, None]).mean(axis=1), color=colours[mb], lw=1.6,
+                    label=f"{mb} ({fv.size} maps)")
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=r"$\alpha$", ylabel="expected coverage", title="TARP")
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def figure_substructure_gallery(
     panels: Sequence[dict], *, pixel_Mpc: float, axis: int = 2, zoom_Mpc: float | None = None, detail_Mpc: float = 3.0
 ):

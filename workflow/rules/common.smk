@@ -68,6 +68,7 @@ FIGURES = (
     "fig7_profiles",
     "fig8_bias",
     "fig9_correlation",
+    "fig10_calibration",
 )
 
 
@@ -84,6 +85,7 @@ def get_final_outputs():
         f"{RESULTS}/dataset/maps.zarr",
         f"{RESULTS}/metrics/posterior_summary.json",
         f"{RESULTS}/metrics/table1.csv",
+        f"{RESULTS}/metrics/calibration.csv",
         f"{RESULTS}/metrics/linear_baselines.csv",
         *[path for name in FIGURES for path in get_figure(name)],
     ]

@@ -80,3 +80,23 @@ rule diffusion_trajectory:
         runtime=20,
     script:
         "../scripts/diffusion_trajectory.py"
+
+
+rule calibration:
+    input:
+        evaluation=rules.evaluate_posterior.output.evaluation,
+    output:
+        table=report(f"{RESULTS}/metrics/calibration.csv", caption="../report/calibration.rst", category="Evaluation"),
+        per_map=f"{RESULTS}/metrics/calibration_maps.csv",
+        markdown=f"{RESULTS}/metrics/calibration.md",
+    log:
+        f"{RESULTS}/logs/calibration.log",
+    params:
+        seed=config["seed"],
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/calibration.py"

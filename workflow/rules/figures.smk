@@ -111,3 +111,24 @@ for _name, _rule, _caption in (
             runtime=10,
         script:
             "../scripts/figure.py"
+
+
+rule figure_calibration:
+    input:
+        evaluation=rules.evaluate_posterior.output.evaluation,
+        calibration=rules.calibration.output.table,
+        calibration_maps=rules.calibration.output.per_map,
+    output:
+        report(get_figure("fig10_calibration"), caption="../report/fig10_calibration.rst", category="Evaluation"),
+    log:
+        f"{RESULTS}/logs/figure_calibration.log",
+    params:
+        name="fig10_calibration",
+        figures=config["figures"],
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figure.py"
