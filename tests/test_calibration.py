@@ -90,3 +90,16 @@ def test_coverage_from_ranks_exact_cases():
     np.testing.assert_allclose(calibration.coverage_from_ranks(middle, [0.1, 0.2, 0.6]), [0.5, 1.0, 1.0])
     assert calibration.truth_ranks(np.array([1.0, 2.0, 3.0]), np.array(2.0)) == 1  # a tie counts half
     assert calibration.calibrated_z_std(50) == pytest.approx(1.031, abs=1e-3)
+
+
+def test_bootstrap_resamples_groups():
+    """Views of one cluster are correlated: resampling clusters gives wider intervals than resampling
+    maps when the maps of a cluster repeat one another."""
+    samples, truth = posterior("exact", n_maps=20)
+    prims = per_map(np.repeat(samples, 5, axis=0), np.repeat(truth, 5, axis=0))
+    by_map = calibration.summarise(prims, N_SAMPLES, n_boot=300).set_index("statistic")
+    by_cluster = calibration.summarise(prims, N_SAMPLES, n_boot=300, groups=np.repeat(np.arange(20), 5))
+    by_cluster = by_cluster.set_index("statistic")
+    width = lambda t: t.loc["z_mean", "hi"] - t.loc["z_mean", "lo"]  # noqa: E731
+    assert width(by_cluster) > 1.8 * width(by_map)
+    assert by_cluster.loc["z_mean", "n_groups"] == 20 and by_map.loc["z_mean", "n_groups"] == 100

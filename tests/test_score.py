@@ -51,6 +51,54 @@ def test_network_output_is_sigma_times_score_under_score_models_loss():
     assert losses["exact"] < min(losses["neg"], losses["small"], losses["big"]), losses
 
 
+class ExactEdmNet(torch.nn.Module):
+    """The network output F that the edm parametrisation needs for the toy's exact denoiser:
+    F = (D - c_skip x) / c_out, evaluated on the scaled input c_in x."""
+
+    def __init__(self, sigma_data):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.sd = sigma_data
+
+    def forward(self, t, x_in, cond):
+        sigma = score.t_to_sigma(t.double()).view(-1, 1, 1, 1)
+        total = sigma**2 + self.sd**2
+        x = x_in.double() * total.sqrt()
+        mu = toy_mean(cond).double()
+        exact = mu + S.double() ** 2 / (S.double() ** 2 + sigma**2) * (x - mu)
+        return ((exact - self.sd**2 / total * x) / (sigma * self.sd / total.sqrt())).float()
+
+
+def test_edm_preconditioning_gives_the_exact_denoiser_and_its_loss_prefers_it():
+    sd = 0.2
+    model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    den = score.Denoiser(model, "edm", sd)
+    cond = torch.rand(6, 2, 5, 5)
+    x = torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    for sigma in (1e-3, 0.02, 0.3, 1.0):
+        mu = toy_mean(cond).double()
+        want = mu + S.double() ** 2 / (S.double() ** 2 + sigma**2) * (x - mu)
+        torch.testing.assert_close(den(x, sigma, cond=cond), want, rtol=1e-4, atol=1e-5)
+    c_skip, c_out, c_in = den.coefficients(torch.tensor([sd]))
+    assert (float(c_skip), float(c_out), float(c_in)) == pytest.approx((0.5, sd / 2**0.5, 1 / (sd * 2**0.5)))
+    # the EDM loss is smallest for the exact network
+    x0_cond = torch.rand(256, 2, 4, 4)
+    x0 = toy_mean(x0_cond) + S * torch.randn(256, 2, 4, 4)
+
+    class Scaled(ExactEdmNet):
+        def forward(self, t, x_in, cond):
+            return 1.1 * super().forward(t, x_in, cond)
+
+    losses = []
+    for net in (ExactEdmNet(sd), Scaled(sd)):
+        torch.manual_seed(0)
+        wrapped = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+        losses.append(float(score.training_loss(score.Denoiser(wrapped, "edm", sd), x0, x0_cond)))
+    assert losses[0] < losses[1]
+    with pytest.raises(ValueError, match="sigma_data"):
+        score.Denoiser(model, "edm", None)
+
+
 def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
     model = toy_model()
     den = score.Denoiser(model)

@@ -60,3 +60,28 @@ def test_bad_arguments():
     cat = catalog.draw_catalog(box_Mpc=200.0, n_halos=5, seed=1)
     with pytest.raises(ValueError, match="n_shards"):
         sightlines.plan_sightlines(cat, target_per_bin=10, max_per_cluster=3, n_shards=0)
+
+
+def test_test_split_gets_held_out_clusters_and_extra_views():
+    """The plan splits by cluster; held-out clusters (no view in the flat plan) and extra views go to the
+    test split in the evaluation range only, and training and validation keep exactly their views."""
+    cat = catalog.draw_catalog(box_Mpc=300.0, seed=42)
+    kw = dict(target_per_bin=20, max_per_cluster=69, n_shards=4, seed=42)
+    split = {"fractions": [0.8, 0.1, 0.1], "bin_dex": 0.1, "eval_mass_range_Msun": [2e14, 1e15]}
+    flat = sightlines.plan_sightlines(cat, **kw, split=split)
+    more = sightlines.plan_sightlines(cat, **kw, split={**split, "test_views": 6, "held_out_per_bin": 2})
+    assert (more.groupby("halo_id")["split"].nunique() == 1).all()  # one split per cluster
+    key = ["halo_id", "rotation", "axis", "split"]
+    for name in ("train", "val"):
+        pd.testing.assert_frame_equal(flat.loc[flat["split"] == name, key].reset_index(drop=True),
+                                      more.loc[more["split"] == name, key].reset_index(drop=True))
+    test = more[more["split"] == "test"]
+    in_range = test["M200m_Msun"].between(2e14, 1e15)
+    assert (test[in_range].groupby("halo_id").size() >= 6).all()
+    assert set(test[~in_range]["halo_id"]) <= set(flat["halo_id"])  # nothing added outside the range
+    held_out = set(test["halo_id"]) - set(flat["halo_id"])
+    assert held_out and all(2e14 <= m <= 1e15 for m in cat.set_index("halo_id").loc[sorted(held_out), "M200m_Msun"])
+    assert not more.duplicated(["halo_id", "rotation", "axis"]).any()
+    assert (more["sightline_id"] == np.arange(len(more))).all()
+    high = test[in_range & (test["M200m_Msun"] >= 6e14)]
+    assert len(high) >= 15 and len(test[in_range]) >= 60

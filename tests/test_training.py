@@ -396,3 +396,13 @@ def test_dihedral_codes_are_the_eight_symmetries():
     assert {c for _, c in first} - set(range(8)) == set()
     resumed = iter(_StreamSampler(5, seed=3, start=7, augment=True))
     assert [next(resumed) for _ in range(5)] == first[7:12]
+
+
+def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
+    cfg = small_config(steps=4, preconditioning="edm", sigma_data=0.25)
+    training.train(tmp_path / "model", synthetic(16, 8, 0), synthetic(8, 8, 1), config=cfg,
+                   checkpoint_dir=tmp_path / "ckpt", log=quiet)
+    den = score.load_model(tmp_path / "model", device="cpu").denoiser
+    assert (den.preconditioning, den.sigma_data) == ("edm", 0.25)
+    with pytest.raises(ValueError, match="sigma_data"):
+        small_config(preconditioning="edm")

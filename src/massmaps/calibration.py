@@ -175,26 +175,35 @@ def rank_chi2(counts: np.ndarray, groups: int = 10) -> tuple[float, float]:
 
 
 def summarise(per_map: Mapping[str, np.ndarray], n_samples: int, *, levels: Sequence[float] = LEVELS,
-              n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+              n_boot: int = 1000, seed: int = 0, groups: np.ndarray | None = None) -> pd.DataFrame:
     """One row per statistic: its value over all maps, and the 16th/84th percentiles of its bootstrap
-    over maps (maps resampled with replacement, ``n_boot`` times, seeded)."""
+    (``n_boot`` draws, seeded). The bootstrap resamples ``groups`` with replacement, taking every map of a
+    drawn group (e.g. the clusters, whose views are correlated); by default each map is its own group."""
     levels = np.asarray(levels, dtype=np.float64)
     n_maps = len(per_map["z_n"])
     if n_maps == 0:
-        return pd.DataFrame(columns=["statistic", "value", "lo", "hi", "n_maps"])
+        return pd.DataFrame(columns=["statistic", "value", "lo", "hi", "n_maps", "n_groups"])
     full = _statistics(per_map, n_samples, levels)
+    members = _group_members(np.arange(n_maps) if groups is None else np.asarray(groups))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 23]))
-    boot = [_statistics({k: v[idx] for k, v in per_map.items()}, n_samples, levels)
-            for idx in rng.integers(0, n_maps, size=(n_boot, n_maps))]
+    draws = (np.concatenate([members[g] for g in pick]) for pick in rng.integers(0, len(members), (n_boot, len(members))))
+    boot = [_statistics({k: v[idx] for k, v in per_map.items()}, n_samples, levels) for idx in draws]
     rows = []
     for key, value in full.items():
         draws = np.array([b[key] for b in boot])
         rows.append({"statistic": key, "value": value, "lo": float(np.percentile(draws, 16)),
-                     "hi": float(np.percentile(draws, 84)), "n_maps": n_maps})
+                     "hi": float(np.percentile(draws, 84)), "n_maps": n_maps, "n_groups": len(members)})
     ks, p = ks_uniform(per_map["tarp_f"])
     p_pix = rank_chi2(per_map["rank_counts"].sum(axis=0))[1]
     p_mass = rank_chi2(np.bincount(per_map["mass_rank"], minlength=n_samples + 1), groups=5)[1]
     for key, value in (("tarp_ks", ks), ("tarp_ks_p", p), ("pixel_rank_chi2_p", p_pix),
                        ("mass_rank_chi2_p", p_mass)):
-        rows.append({"statistic": key, "value": value, "lo": np.nan, "hi": np.nan, "n_maps": n_maps})
+        rows.append({"statistic": key, "value": value, "lo": np.nan, "hi": np.nan, "n_maps": n_maps,
+                     "n_groups": len(members)})
     return pd.DataFrame(rows)
+
+
+def _group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """Indices of the maps of each group, groups in sorted order."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]

@@ -250,7 +250,7 @@ def _calibration_variables(cal: dict) -> dict:
 
 
 def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Calibration per mass bin and field (:func:`massmaps.calibration.summarise`, bootstrap over maps),
+    """Calibration per mass bin and field (:func:`massmaps.calibration.summarise`, bootstrap over clusters),
     and the per-map TARP fractions and total-mass ranks behind it."""
     per_map_rows, rows = [], []
     for fld in TARGETS:
@@ -264,9 +264,10 @@ def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> 
             sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
             prims = {k: sub[k].values[sel] for k in ("rank_counts", "mass_rank", "z_sum", "z_sq", "z_n")}
             prims["tarp_f"] = f[sel]
-            table = calibration.summarise(prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed)
+            table = calibration.summarise(prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed,
+                                          groups=ev["halo_id"].values[sel])
             rows.append(table.assign(mass_bin=mb, field=fld))
-    cols = ["mass_bin", "field", "statistic", "value", "lo", "hi", "n_maps"]
+    cols = ["mass_bin", "field", "statistic", "value", "lo", "hi", "n_maps", "n_groups"]
     return pd.concat(rows, ignore_index=True)[cols], pd.concat(per_map_rows, ignore_index=True)
 
 
@@ -276,18 +277,20 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
              ("coverage_0.95", "cov 95%"), ("max_coverage_error", "max |cov - level|"), ("z_mean", "mean z"),
              ("z_std", "std z"), ("tarp_ks_p", "TARP KS p"), ("tarp_area", "TARP area"),
              ("mass_rank_chi2_p", "mass-rank chi2 p")]
-    lines = ["| cluster | map | n | " + " | ".join(label for _, label in shown) + " |", "|" + "---|" * (3 + len(shown))]
+    lines = ["| cluster | map | maps (clusters) | " + " | ".join(label for _, label in shown) + " |",
+             "|" + "---|" * (3 + len(shown))]
     for (mb, fld), g in table.groupby(["mass_bin", "field"], sort=False):
         g = g.set_index("statistic")
         cells = []
         for key, _ in shown:
             v, lo, hi = g.loc[key, ["value", "lo", "hi"]]
             cells.append(f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else ""))
-        lines.append(f"| {mb} | {FIELD_LABELS[fld]} | {int(g['n_maps'].iloc[0])} | " + " | ".join(cells) + " |")
+        n = f"{int(g['n_maps'].iloc[0])} ({int(g['n_groups'].iloc[0])})"
+        lines.append(f"| {mb} | {FIELD_LABELS[fld]} | {n} | " + " | ".join(cells) + " |")
     lines += ["", f"Coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
               "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
               f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile (calibrated: KS p "
-              "uniform, area 0); [16th, 84th] percentiles of 1000 bootstrap draws over maps."]
+              "uniform, area 0); [16th, 84th] percentiles of 1000 bootstrap draws over clusters."]
     return "\n".join(lines) + "\n"
 
 

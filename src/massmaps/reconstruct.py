@@ -33,7 +33,10 @@ def split_table(
     seed: int = 0,
     eval_range_Msun: Sequence[float] = split.EVAL_MASS_RANGE_MSUN,
 ) -> pd.DataFrame:
-    """One row per sightline of the dataset: its position, ids, mass, split and evaluation flag."""
+    """One row per sightline of the dataset: its position, ids, mass, split and evaluation flag.
+
+    The split is the one the sightline plan drew (the store's ``split`` coordinate); stores without it
+    are split here, by cluster and stratified in mass."""
     table = pd.DataFrame(
         {
             "index": np.arange(ds.sizes["sightline"], dtype=np.int64),
@@ -43,9 +46,11 @@ def split_table(
             "log10_M200m": ds["log10_M200m"].values,
         }
     )
-    table["split"] = split.assign_splits(
-        table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(), fractions=tuple(fractions), bin_width=bin_dex, seed=seed
-    )
+    if "split" in ds.coords:  # drawn with the sightline plan (which may give the test split extra views)
+        table["split"] = ds["split"].values.astype(str)
+    else:
+        table["split"] = split.assign_splits(table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(),
+                                             fractions=tuple(fractions), bin_width=bin_dex, seed=seed)
     table["in_eval_range"] = split.eval_mask(table["M200m_Msun"].to_numpy(), *eval_range_Msun)
     return table
 
@@ -76,6 +81,18 @@ def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fie
         total = part if total is None else total + part
     mean = total / index.size
     return mean if per_pixel else mean.mean(axis=(1, 2))
+
+
+def training_std(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
+                 chunk_size: int = 256) -> float:
+    """Standard deviation of the normalised ``fields`` over every pixel of the training sightlines."""
+    index = np.sort(np.asarray(train_index))
+    total, total_sq, n = 0.0, 0.0, 0
+    for start in range(0, index.size, chunk_size):
+        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
+        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1)
+        total, total_sq, n = total + part.sum(), total_sq + (part**2).sum(), n + part.size
+    return float(np.sqrt(total_sq / n - (total / n) ** 2))
 
 
 def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None, norm: Normaliser) -> np.ndarray | None:
@@ -118,7 +135,11 @@ def train_from_store(
     except ValueError as err:
         raise ValueError(f"{store_path}: {err}{_first_nonfinite(ds, train_idx)}") from err
     log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
-    config = TrainConfig.from_dict({**dict(training), "progress": progress})
+    training = dict(training)
+    if training.get("preconditioning") == "edm" and training.get("sigma_data") is None:
+        training["sigma_data"] = training_std(ds, train_idx, normaliser)
+        log.info("sigma_data (std of the normalised training targets): %.4g", training["sigma_data"])
+    config = TrainConfig.from_dict({**training, "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
     val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
     return train(model_dir, train_ds, val_ds, config=config, checkpoint_dir=checkpoint_dir, normaliser=normaliser,

@@ -138,8 +138,18 @@ def t_to_sigma(t, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX):
     return sigma_min * math.exp(t * math.log(sigma_max / sigma_min))
 
 
+PRECONDITIONINGS = ("score_models", "edm")
+
+
 class Denoiser:
-    """D(x; sigma, y) = x + sigma * f(t(sigma), x, y) over a score_models VE ScoreModel.
+    """D(x; sigma, y) over a score_models VE ScoreModel, in one of two parametrisations of the network F:
+
+    * ``score_models`` (the paper's): D = x + sigma F(t(sigma), x, y), F = sigma * score;
+    * ``edm`` (Karras et al. 2022, section 5 and table 1): D = c_skip x + c_out F(t(sigma), c_in x, y),
+      c_skip = s^2 / (sigma^2 + s^2), c_out = sigma s / sqrt(sigma^2 + s^2), c_in = 1 / sqrt(sigma^2 + s^2)
+      with s = ``sigma_data``: the network sees inputs and predicts targets of unit variance at every
+      noise level, and at large sigma D no longer has to cancel x. The noise level enters NCSN++'s
+      Fourier embedding as t(sigma) (EDM's c_noise, normalised to [0, 1] for that embedding).
 
     ``x`` may be float64 (the samplers accumulate in float64): the network is evaluated in its own
     dtype (float32) and the result is returned in the dtype of ``x``. ``sigma`` is a float, a
@@ -147,21 +157,27 @@ class Denoiser:
     evaluated at t outside [0, 1], where the network was never trained: keep schedules inside.
     """
 
-    def __init__(self, score_model: ScoreModel):
+    def __init__(self, score_model: ScoreModel, preconditioning: str = "score_models", sigma_data: float | None = None):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
             raise ValueError(f"Denoiser needs a VE SDE with T = 1, got {type(sde).__name__}")
+        if preconditioning not in PRECONDITIONINGS:
+            raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
+        if preconditioning == "edm" and not (sigma_data and sigma_data > 0):
+            raise ValueError(f"the edm preconditioning needs sigma_data > 0, got {sigma_data!r}")
         self.score_model = score_model
         self.net = score_model.model
         self.sigma_min = float(sde.sigma_min)
         self.sigma_max = float(sde.sigma_max)
+        self.preconditioning = preconditioning
+        self.sigma_data = float(sigma_data) if sigma_data else None
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def network_output(self, x: torch.Tensor, sigma, cond) -> torch.Tensor:
-        """f(t(sigma), x, y) in float32: the raw network output (= sigma * score)."""
+        """F(t(sigma), x, y) in float32: the raw network output on the (already scaled) input ``x``."""
         B = x.shape[0]
         net_dtype = next(self.net.parameters()).dtype
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(B)
@@ -170,10 +186,39 @@ class Denoiser:
         conds = [c.to(device=x.device, dtype=net_dtype) for c in conds]
         return self.net(t, x.to(net_dtype), *conds)
 
+    def coefficients(self, sig: torch.Tensor) -> tuple:
+        """(c_skip, c_out, c_in) at noise levels ``sig`` (broadcastable against x)."""
+        if self.preconditioning == "score_models":
+            return torch.ones_like(sig), sig, torch.ones_like(sig)
+        s2, total = self.sigma_data**2, sig**2 + self.sigma_data**2
+        return s2 / total, sig * self.sigma_data / total.sqrt(), 1 / total.sqrt()
+
     def __call__(self, x: torch.Tensor, sigma, *, cond) -> torch.Tensor:
         sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         sig = sig.expand(x.shape[0]).reshape(-1, *[1] * (x.ndim - 1))
-        return x + sig * self.network_output(x, sigma, cond).to(x.dtype)
+        c_skip, c_out, c_in = self.coefficients(sig)
+        return c_skip * x + c_out * self.network_output(c_in * x, sigma, cond).to(x.dtype)
+
+    def loss(self, x0: torch.Tensor, cond) -> torch.Tensor:
+        """The training loss of the EDM parametrisation: sigma log-uniform on [sigma_min, sigma_max] (as
+        score_models draws t), weight lambda(sigma) = 1 / c_out^2 on ||D - x0||^2, i.e.
+        ||F - (x0 - c_skip x) / c_out||^2, summed over pixels and averaged over the batch (score_models'
+        reduction). Draws from torch's global random state, as score_models' loss does."""
+        B = x0.shape[0]
+        u = torch.rand(B, device=x0.device, dtype=torch.float64)
+        sig = t_to_sigma(u, self.sigma_min, self.sigma_max).reshape(-1, *[1] * (x0.ndim - 1))
+        x = x0 + sig.to(x0.dtype) * torch.randn_like(x0)
+        c_skip, c_out, c_in = (c.to(x0.dtype) for c in self.coefficients(sig))
+        target = (x0 - c_skip * x) / c_out
+        out = self.network_output(c_in * x, sig.reshape(-1), cond)
+        return ((out - target) ** 2).reshape(B, -1).sum(dim=1).mean()
+
+
+def training_loss(denoiser: Denoiser, x0: torch.Tensor, cond) -> torch.Tensor:
+    """The loss a model is trained with: score_models' own DSM loss, unchanged, or the EDM loss."""
+    if denoiser.preconditioning == "score_models":
+        return denoiser.score_model.loss_fn(x0, cond)
+    return denoiser.loss(x0, cond)
 
 
 # ------------------------------------------------------------------------------- save and load
@@ -187,7 +232,8 @@ class TrainedModel:
 
     @property
     def denoiser(self) -> Denoiser:
-        return Denoiser(self.score_model)
+        pre = self.metadata.get("preconditioning") or {}
+        return Denoiser(self.score_model, pre.get("kind", "score_models"), pre.get("sigma_data"))
 
     @property
     def device(self) -> torch.device:

@@ -10,11 +10,22 @@ Per 0.1-dex bin of log10 M200m holding N_b clusters and a target of T images:
 A sightline is (halo, rotation, axis): ``rotation`` 0 is the halo's generated orientation, and the
 quaternion columns ``view_q*`` give the extra rotation applied to the particles before projecting along
 ``axis`` (0, 1, 2 = x, y, z). Rotations reuse one particle realisation, so SPH quantities are reused.
+
+The plan also splits the clusters into train, val and test (:func:`massmaps.split.assign_splits`, by
+cluster and stratified in mass), so that the test split can be given more maps than the flat plan holds,
+for a posterior evaluation with statistical power, without taking any from training:
+
+4. ``held_out_per_bin``: in each bin of the evaluation mass range, up to that many clusters the flat plan
+   left without a view join the test split;
+5. ``test_views``: every test cluster in the evaluation range gets views until it has that many (its
+   other cardinal axes first, then extra rotations). Views of one cluster are not independent: the
+   evaluation's bootstrap resamples clusters.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -33,6 +44,7 @@ PLAN_COLUMNS = [
     "view_qz",
     "view_qw",
     "shard",
+    "split",
 ]
 
 
@@ -51,8 +63,13 @@ def plan_sightlines(
     seed: int = 0,
     bin_dex: float = 0.1,
     log10_min: float = 14.0,
+    split: Mapping | None = None,
 ) -> pd.DataFrame:
     """Build the sightline table for ``catalog`` (see the module docstring for the algorithm).
+
+    ``split``: ``fractions``, ``bin_dex``, ``eval_mass_range_Msun``, ``test_views`` and ``held_out_per_bin``
+    (the config's ``split`` block); default: the split's defaults, no extra test views. The cluster split
+    is drawn with ``seed``.
 
     Shards group whole halos (every sightline of a halo is projected from one particle realisation in
     one job); halos are dealt to shards round-robin in decreasing mass so that shards cost about the same.
@@ -86,6 +103,7 @@ def plan_sightlines(
             keep = np.sort(rng.choice(len(bin_rows), size=target_per_bin, replace=False))
             bin_rows = [bin_rows[i] for i in keep]
         rows.extend(bin_rows)
+    labels = _split_and_test_views(rows, cat, dict(split or {}), seed)
 
     plan = pd.DataFrame(
         {
@@ -99,6 +117,7 @@ def plan_sightlines(
         plan[name] = quats[:, i]
     masses = cat.set_index("halo_id")["M200m_Msun"]
     plan["M200m_Msun"] = masses.loc[plan["halo_id"]].to_numpy()
+    plan["split"] = pd.Series(labels).loc[plan["halo_id"]].to_numpy().astype(object)
     plan["log10_M200m"] = np.log10(plan["M200m_Msun"])
     plan = plan.sort_values(["M200m_Msun", "halo_id", "rotation", "axis"], ascending=[False, True, True, True])
     plan = plan.reset_index(drop=True)
@@ -113,6 +132,47 @@ def plan_sightlines(
     plan["shard"] = shard_of.loc[plan["halo_id"]].to_numpy().astype(np.int64)
     plan["sightline_id"] = np.arange(len(plan), dtype=np.int64)
     return plan[PLAN_COLUMNS]
+
+
+def _split_and_test_views(rows: list, cat: pd.DataFrame, split: Mapping, seed: int) -> dict[int, str]:
+    """Split the planned clusters (appending held-out test clusters and extra test views to ``rows``, in
+    place); returns {halo_id: split name}."""
+    from .split import EVAL_MASS_RANGE_MSUN, assign_splits, eval_mask, mass_bin_index
+
+    halos = np.array(sorted({r[0] for r in rows}), dtype=np.int64)
+    logm = cat.set_index("halo_id")["log10_M200m"]
+    bin_dex = split.get("bin_dex", 0.1)
+    names = assign_splits(halos, logm.loc[halos].to_numpy(), fractions=split.get("fractions", (0.8, 0.1, 0.1)),
+                          bin_width=bin_dex, seed=seed)
+    labels = dict(zip(halos.tolist(), names.tolist()))
+    lo, hi = split.get("eval_mass_range_Msun", EVAL_MASS_RANGE_MSUN)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2, 1]))
+    held_out = int(split.get("held_out_per_bin", 0))
+    if held_out:
+        unused = cat[~cat["halo_id"].isin(halos) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi)]
+        bins = mass_bin_index(unused["log10_M200m"].to_numpy(), bin_dex)
+        for b in np.unique(bins):
+            members = np.sort(unused["halo_id"].to_numpy()[bins == b])
+            for h in np.sort(rng.choice(members, size=min(held_out, members.size), replace=False)):
+                labels[int(h)] = "test"
+    mass = cat.set_index("halo_id")["M200m_Msun"]
+    for h in sorted(h for h, name in labels.items() if name == "test" and lo <= mass.loc[h] <= hi):
+        rows.extend(_more_views(h, [r for r in rows if r[0] == h], int(split.get("test_views", 0)), rng))
+    return labels
+
+
+def _more_views(halo: int, have: list, want: int, rng: np.random.Generator) -> list:
+    """Views that bring ``halo`` from its views ``have`` to ``want``: its unused cardinal axes first, then
+    new rotations (three axes each)."""
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    used = {(r[1], r[2]) for r in have}
+    new = [(halo, 0, a, identity) for a in range(3) if (0, a) not in used][: max(want - len(have), 0)]
+    rotation = max((r[1] for r in have), default=0) + 1
+    while len(have) + len(new) < want:
+        quat = draw_rotations(rng, 1)[0]
+        new.extend((halo, rotation, a, quat) for a in range(3))
+        rotation += 1
+    return new[: max(want - len(have), 0)]
 
 
 def view_rotation_matrix(row) -> np.ndarray:

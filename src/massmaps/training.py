@@ -136,6 +136,10 @@ class TrainConfig:
     network: dict = field(default_factory=lambda: dict(LAPTOP_NETWORK))
     sigma_min: float = score_mod.SIGMA_MIN
     sigma_max: float = score_mod.SIGMA_MAX
+    # score_models (the paper's D = x + sigma F) or edm (Karras et al.'s c_skip, c_out, c_in and loss
+    # weight); sigma_data: the std of the normalised targets, needed by edm
+    preconditioning: str = "score_models"
+    sigma_data: float | None = None
     lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
@@ -161,6 +165,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.time_budget_s must be positive or None, got {self.time_budget_s!r}")
         score_mod.check_ncsnpp_kwargs(self.network)
         self.network = dict(self.network)
+        if self.preconditioning not in score_mod.PRECONDITIONINGS:
+            raise ValueError(f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, "
+                             f"got {self.preconditioning!r}")
+        if self.preconditioning == "edm" and not (self.sigma_data and self.sigma_data > 0):
+            raise ValueError(f"TrainConfig.sigma_data must be > 0 with the edm preconditioning, got {self.sigma_data!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
@@ -482,9 +491,14 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike, log: Callable = print) ->
 
 
 # ------------------------------------------------------------------------------------- training
+def _denoiser(model, config: TrainConfig) -> "score_mod.Denoiser":
+    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
+
+
 @torch.no_grad()
 def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
-    """Mean DSM loss of the EMA weights over the validation set, at a fixed random state."""
+    """Mean training loss of the EMA weights over the validation set, at a fixed random state."""
+    denoiser = _denoiser(model, config)
     if loader is None:
         return None
     devices = [device] if device.type == "cuda" else []
@@ -496,7 +510,7 @@ def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float |
             if config.val_batches is not None and k >= config.val_batches:
                 break
             x, cond = x.to(device), cond.to(device)
-            total += float(model.loss_fn(x, cond)) * x.shape[0]
+            total += float(score_mod.training_loss(denoiser, x, cond)) * x.shape[0]
             n += x.shape[0]
     model.model.train()
     return total / n if n else None
@@ -643,6 +657,7 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         return time.monotonic() - t0
 
     # ---- loop
+    denoiser = _denoiser(model, config)
     model.model.train()
     t_loop = time.monotonic()
     steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
@@ -655,7 +670,7 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         x, cond = next(batches)
         x, cond = x.to(device, non_blocking=pin), cond.to(device, non_blocking=pin)
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss_fn(x, cond)  # score_models' DSM loss, unchanged
+        loss = score_mod.training_loss(denoiser, x, cond)  # score_models' DSM loss unchanged, or EDM's
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}; last checkpoint kept")
         loss.backward()
@@ -713,7 +728,8 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
             "weights": "ema",
             "config": config.to_dict(),
             "images_per_s_last_attempt": images_per_s,
-        }
+        },
+        "preconditioning": {"kind": config.preconditioning, "sigma_data": config.sigma_data},
     }
     score_mod.save_model(model_dir, model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
     (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": history}, indent=2))

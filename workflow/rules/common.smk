@@ -19,10 +19,10 @@ FIGURE_FORMATS = config["figures"]["formats"]
 # (the projection's thread count is left out: the maps are the same bytes for any number of threads)
 PROJECTION = {k: v for k, v in config["projection"].items() if k != "threads"}
 DATA_HASH = config_hash(
-    {k: config[k] for k in ("seed", "cosmology", "catalog", "sightlines", "particles")} | {"projection": PROJECTION}
+    {k: config[k] for k in ("seed", "cosmology", "catalog", "sightlines", "particles", "split")} | {"projection": PROJECTION}
 )
 TRAINING_HASH = config_hash(
-    {"data": DATA_HASH, "split": config["split"], "normalisation": config["normalisation"]}
+    {"data": DATA_HASH, "normalisation": config["normalisation"]}
     | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "runtime_margin_s", "device", "num_workers")}}
 )
 

@@ -7,6 +7,7 @@ rule sightline_plan:
         f"{RESULTS}/logs/sightline_plan.log",
     params:
         sightlines=config["sightlines"],
+        split=config["split"],
         seed=config["seed"],
     conda:
         "../../envs/massmaps.yaml"

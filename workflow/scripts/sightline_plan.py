@@ -20,9 +20,12 @@ plan = sightlines.plan_sightlines(
     seed=snakemake.params.seed,  # noqa: F821
     bin_dex=cfg["bin_dex"],
     log10_min=cfg["log10_min"],
+    split=snakemake.params.split,  # noqa: F821
 )
 edges, counts = sightlines.bin_counts(plan["log10_M200m"].to_numpy(), bin_dex=cfg["bin_dex"], log10_min=cfg["log10_min"])
 log.info("%d sightlines of %d halos in %d shards", len(plan), plan["halo_id"].nunique(), cfg["n_shards"])
+for name, part in plan.groupby("split"):
+    log.info("  %s: %d sightlines of %d clusters", name, len(part), part["halo_id"].nunique())
 for e, c in zip(edges, counts):
     log.info("  log10 M200m in [%.2f, %.2f): %d images", e, e + cfg["bin_dex"], c)
 write_parquet_atomic(plan, snakemake.output.plan)  # noqa: F821
