@@ -157,7 +157,7 @@ def test_dpmpp_2m_is_second_order(cond):
 
 def test_prior_mismatch_biases_deterministic_sampler_only(cond):
     """sigma_max = 1 with a N(0, 1) prior: the ODE keeps a bias mu/sqrt(s^2+1) (in units of s);
-    the SDE contracts it to about mu s (SAMPLING.md: stochastic samplers hide it)."""
+    the SDE contracts it to about mu s (stochastic samplers hide it; docs/samplers.md)."""
     g = torch.Generator().manual_seed(1)
     x = SMAX * torch.randn(cond.shape, generator=g, dtype=torch.float64)
     ode = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(20, SMIN, SMAX), cond=cond, generator=None)
@@ -172,7 +172,7 @@ def test_prior_mismatch_biases_deterministic_sampler_only(cond):
 def test_faint_pixels_below_sigma_min(cond):
     """Pixels whose posterior width s is below sigma_min: the last Euler step (a Tweedie denoise
     from sigma_min) shrinks them to s^2/sqrt(s^2+sigma_min^2); a schedule reaching far below s
-    recovers s. Documents SAMPLING.md's calibration point."""
+    recovers s (the calibration point of docs/samplers.md)."""
     faint = torch.full((1, 2, 1, 1), 2e-4, dtype=torch.float64)
     c = cond[:256]
     x = marginal_start(c, faint, SMAX, seed=3)

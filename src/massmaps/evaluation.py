@@ -3,7 +3,7 @@
 :func:`evaluate` reduces the samples to per-map metric arrays (an xarray Dataset: power spectra, b(k),
 r(k) and the linear baselines, radial profiles, total-mass errors, the sample-variance convergence curve,
 the pooled standardized-error histogram); :func:`table1`, :func:`baseline_margins` and :func:`summary`
-reduce that Dataset to tables. Definitions are in :mod:`massmaps.metrics` and PHYSICS.md section 9;
+reduce that Dataset to tables. Definitions are in :mod:`massmaps.metrics` and docs/physics.md section 9;
 nothing here plots.
 """
 
@@ -39,7 +39,7 @@ PAPER_TABLE1 = {
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Choices of the evaluation (PHYSICS.md section 9; UNSURE ones marked there)."""
+    """Choices of the evaluation (docs/physics.md section 9; UNSURE ones marked there)."""
 
     #: mass bins of M200m in Msun, [lo, hi) except the last, which includes hi (the paper's low and high)
     mass_bins: Mapping[str, Sequence[float]] = field(default_factory=lambda: {"low": [2e14, 6e14], "high": [6e14, 1e15]})

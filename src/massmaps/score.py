@@ -1,6 +1,6 @@
 """The one module between score_models (0.5.11) and the workflow.
 
-It owns what score_models leaves to its caller or gets wrong (``/work/shared/SAMPLING.md``):
+It owns what score_models leaves to its caller or gets wrong (see docs/samplers.md):
 
 - building the conditional NCSN++ of the paper (section 3.2: 2 target channels gas/dm conditioned by
   concatenation on 2 input channels tSZ/X-ray, 2 residual blocks per resolution) with every keyword

@@ -1,4 +1,4 @@
-"""Sightline plan: a flat distribution in log mass (PHYSICS.md section 8; the paper's Fig. 1).
+"""Sightline plan: a flat distribution in log mass (docs/physics.md section 8; the paper's Fig. 1).
 
 Per 0.1-dex bin of log10 M200m holding N_b clusters and a target of T images:
 

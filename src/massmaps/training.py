@@ -1,6 +1,6 @@
 """Training loop for the conditional score model, with checkpoints that survive preemption.
 
-Why not ``ScoreModel.fit()`` (score_models 0.5.11, see ``/work/shared/SAMPLING.md``): it never moves
+Why not ``ScoreModel.fit()`` (score_models 0.5.11, see docs/samplers.md): it never moves
 a batch to the model's device (only ``t``), defaults to ``batch_size=1`` and ``shuffle=False``, has no
 validation loss, counts epochs rather than optimiser steps, names checkpoints by loss and deletes the
 oldest, saves the EMA weights as "the model" next to an optimiser state that belongs to the raw

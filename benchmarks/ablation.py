@@ -1,0 +1,248 @@
+"""Where the posterior's bias and over-dispersion come from: each lever alone and together, same seeds.
+
+On a dataset the workflow made (its dataset store and split table), each variant trains a model (or
+reuses one trained with the same training settings), samples the test sightlines of the evaluation
+range, and is measured with the pipeline's own evaluation:
+
+* the denoiser alone, on the validation maps: the relative bias of the total E[D(x0 + sigma n)] - x0 and
+  the RMS error at each noise level (normalised units; a perfect denoiser has no bias on average over
+  the data);
+* the posterior: median total-mass error of the posterior mean, large-scale b and small-scale r (means
+  over maps), pixel coverage (largest departure over levels 0.1-0.95), z mean and std, TARP KS p, per
+  mass bin and field, each with the 16-84% range of a bootstrap over clusters.
+
+    python benchmarks/ablation.py --results results/abl --variants base edm sigma10 edm_sigma10
+    python benchmarks/ablation.py --results results/abl --list
+
+Models go to <work>/models/<hash of the training settings>/ and are reused; each variant's tables to
+<work>/<variant>/. The last table printed is the summary; --out writes it as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from massmaps import evaluation, reconstruct, score, store  # noqa: E402
+from massmaps import config as checks  # noqa: E402
+from massmaps.config import merge  # noqa: E402
+
+# name -> overrides of the config's training and sampling blocks
+VARIANTS = {
+    "base": {},
+    "edm": {"training": {"preconditioning": "edm"}},
+    "sigma10": {"training": {"sigma_max": 10.0}},
+    "edm_sigma10": {"training": {"preconditioning": "edm", "sigma_max": 10.0}},
+    "steps4000": {"training": {"steps": 4000}},
+    "edm_sigma10_steps4000": {"training": {"preconditioning": "edm", "sigma_max": 10.0, "steps": 4000}},
+    "prior_none": {"sampling": {"prior_mean": "none"}},
+    "raw_weights": {"weights": "raw"},
+    "ema_0.99": {"weights": "ema_0.99"},
+    "churn0": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 0.0}}},
+    "churn5": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 5.0}}},
+    "churn40": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 40.0}}},
+    "edm_stochastic79": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0}}},
+    "dpmpp_2m_sde20": {"sampling": {"sampler": "dpmpp_2m_sde", "steps": 20, "sampler_kwargs": {}}},
+    "dpmpp_2m20": {"sampling": {"sampler": "dpmpp_2m", "steps": 20, "sampler_kwargs": {}}},
+}
+SIGMAS = (0.002, 0.01, 0.05, 0.2, 0.5, 1.0)
+
+
+def variant(name: str) -> dict:
+    """A variant by name; names joined with '+' combine their overrides (later ones win)."""
+    out: dict = {}
+    for part in name.split("+"):
+        if part not in VARIANTS:
+            raise SystemExit(f"unknown variant {part!r}; known: {', '.join(VARIANTS)}")
+        merge(out, copy.deepcopy(VARIANTS[part]))
+    return out
+
+
+def train(cfg: dict, res: Path, work: Path, splits: pd.DataFrame) -> Path:
+    """The model of these training settings, trained once (cached by their hash)."""
+    key = store.config_hash({"training": cfg["training"], "normalisation": cfg["normalisation"],
+                             "data": store.open_store(res / "dataset" / "maps.zarr").attrs.get("config_hash")})
+    model = work / "models" / key
+    if not (model / score.META_FILE).is_file():
+        t0 = time.monotonic()
+        training = {**cfg["training"], "time_budget_s": None}
+        training.pop("runtime_margin_s", None)
+        reconstruct.train_from_store(res / "dataset" / "maps.zarr", splits, model, work / "checkpoints" / key,
+                                     training=training, stretch=cfg["normalisation"]["stretch"],
+                                     log_decades=cfg["normalisation"]["log_decades"], progress=False)
+        print(f"  trained {key} in {time.monotonic() - t0:.0f} s", flush=True)
+    return model
+
+
+def with_weights(model: Path, how: str, work: Path) -> Path:
+    """``model`` itself ('ema', or 'ema_<decay>': trained with that EMA decay), or a copy holding the raw
+    optimiser weights of its last checkpoint ('raw')."""
+    if how != "raw":
+        return model
+    out = work / "models" / f"{model.name}-raw"
+    if not (out / score.META_FILE).is_file():
+        ckpt = torch.load(work / "checkpoints" / model.name / "checkpoint.pt", weights_only=True)
+        trained = score.load_model(model, device="cpu")
+        score.save_model(out, trained.score_model, normaliser=trained.normaliser, state_dict=ckpt["model"],
+                         metadata={k: v for k, v in trained.metadata.items() if k not in ("format", "version")})
+    return out
+
+
+def denoiser_bias(model: Path, ds, splits: pd.DataFrame, seed: int = 0, draws: int = 4) -> dict:
+    """Relative bias of the total and RMS error of the denoiser at each of SIGMAS, validation maps."""
+    trained = score.load_model(model, device="cpu")
+    den, norm = trained.denoiser, trained.normaliser
+    idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
+    maps = ds["maps"].isel(sightline=np.sort(idx))
+    x0 = torch.as_tensor(norm.apply(maps.sel(field=list(reconstruct.TARGETS)).values, reconstruct.TARGETS,
+                                    field_axis=1), dtype=torch.float64)
+    cond = torch.as_tensor(norm.apply(maps.sel(field=list(reconstruct.INPUTS)).values, reconstruct.INPUTS,
+                                      field_axis=1), dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    with torch.no_grad():
+        for sigma in SIGMAS:
+            if not den.sigma_min <= sigma <= den.sigma_max:
+                continue
+            errs = [den(x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma, cond=cond) - x0
+                    for _ in range(draws)]
+            err = torch.stack(errs)
+            for i, f in enumerate(reconstruct.TARGETS):
+                out[f"denoiser_bias_{f}_{sigma:g}"] = float(err[:, :, i].sum() / (draws * x0[:, i].sum()))
+                out[f"denoiser_rms_{f}_{sigma:g}"] = float(err[:, :, i].pow(2).mean().sqrt())
+    return out
+
+
+def cluster_bootstrap(values: np.ndarray, groups: np.ndarray, stat, seed: int, n_boot: int = 1000) -> tuple:
+    """stat(values) and the 16-84% range of stat over a bootstrap that resamples clusters."""
+    ids = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
+    boot = [stat(values[np.concatenate([members[i] for i in pick])]) for pick in rng.integers(0, len(ids), (n_boot, len(ids)))]
+    return stat(values), float(np.percentile(boot, 16)), float(np.percentile(boot, 84))
+
+
+def posterior_metrics(ev, seed: int) -> list[dict]:
+    rows = []
+    k = ev["k"].values
+    large, small = k < ev.attrs["k_split"], k >= ev.attrs["k_split"]
+    cal, _ = evaluation.calibration_tables(ev, seed=seed, n_boot=500)
+    for mb in ("low", "high", "all"):
+        sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
+        if not sel.any():
+            continue
+        groups = ev["halo_id"].values[sel]
+        for f in reconstruct.TARGETS:
+            sub = ev.sel(field=f).isel(sightline=np.flatnonzero(sel))
+            per = {
+                "mass_error_median": (sub["mass_error"].values, np.median),
+                "b_large": (sub["b"].values[:, large].mean(axis=1), np.mean),
+                "r_small": (sub["r"].values[:, small].mean(axis=1), np.mean),
+            }
+            for name, (values, stat) in per.items():
+                v, lo, hi = cluster_bootstrap(values, groups, stat, seed)
+                rows.append({"mass_bin": mb, "field": f, "statistic": name, "value": v, "lo": lo, "hi": hi})
+            c = cal[(cal["mass_bin"] == mb) & (cal["field"] == f)].set_index("statistic")
+            for name in ("max_coverage_error", "coverage_0.68", "coverage_0.9", "z_mean", "z_std", "tarp_ks_p"):
+                rows.append({"mass_bin": mb, "field": f, "statistic": name, "value": c.loc[name, "value"],
+                             "lo": c.loc[name, "lo"], "hi": c.loc[name, "hi"]})
+    return rows
+
+
+def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFrame:
+    spec = variant(name)
+    cfg = merge(copy.deepcopy(base), {k: v for k, v in spec.items() if k in ("training", "sampling")})
+    if "sampler_kwargs" in spec.get("sampling", {}):  # replaced, not merged: each sampler has its own keywords
+        cfg["sampling"]["sampler_kwargs"] = dict(spec["sampling"]["sampler_kwargs"])
+    weights = spec.get("weights", "ema")
+    if weights.startswith("ema_"):
+        cfg["training"]["ema_decay"] = float(weights[4:])
+    splits = pd.read_parquet(res / "split" / "splits.parquet")
+    ds = store.open_store(res / "dataset" / "maps.zarr")
+    model = with_weights(train(cfg, res, work, splits), weights, work)
+    out = work / name
+    out.mkdir(parents=True, exist_ok=True)
+    s = cfg["sampling"]
+    t0 = time.monotonic()
+    samples = reconstruct.sample_from_store(
+        model, res / "dataset" / "maps.zarr", splits, which="test", eval_range_only=s["eval_range_only"],
+        n_samples=args.n_samples, sampler=s["sampler"], steps=s["steps"], batch_size=s["batch_size"], seed=args.seed,
+        device="cpu", sampler_kwargs=s["sampler_kwargs"], prior_mean=s["prior_mean"], progress=False,
+        resume_dir=out / "resume")
+    wall = time.monotonic() - t0
+    blk = {k: v for k, v in base["evaluation"].items() if k != "diffusion_levels"}
+    ev = evaluation.evaluate(samples, ds, blk, h=base["cosmology"]["H0"] / 100)
+    rows = posterior_metrics(ev, args.seed)
+    rows += [{"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
+             for k, v in denoiser_bias(model, ds, splits).items()]
+    rows.append({"mass_bin": "-", "field": "-", "statistic": "sampling_s", "value": wall, "lo": np.nan, "hi": np.nan})
+    rows.append({"mass_bin": "-", "field": "-", "statistic": "nfe_per_sample", "value": samples.attrs["nfe_per_sample"],
+                 "lo": np.nan, "hi": np.nan})
+    table = pd.DataFrame(rows).assign(variant=name)
+    table.to_csv(out / "metrics.csv", index=False)
+    (out / "settings.json").write_text(json.dumps({"training": cfg["training"], "sampling": s, "weights": weights,
+                                                   "n_samples": args.n_samples, "model": str(model)}, indent=1))
+    return table
+
+
+def summary(tables: pd.DataFrame) -> pd.DataFrame:
+    """variant x (statistic per bin and field): 'value [lo, hi]'."""
+    t = tables.copy()
+    t["cell"] = [f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
+                 for v, lo, hi in zip(t["value"], t["lo"], t["hi"])]
+    t["column"] = t["statistic"] + " " + t["field"] + " " + t["mass_bin"]
+    return t.pivot_table(index="variant", columns="column", values="cell", aggfunc="first", sort=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, required=True, help="results/<run> of a workflow run (dataset, split)")
+    ap.add_argument("--config", type=Path, nargs="+", default=[ROOT / "config" / "config.yaml"],
+                    help="config files the variants start from (merged in order)")
+    ap.add_argument("--variants", nargs="+", default=["base"], help="names, or names joined with '+'")
+    ap.add_argument("--work", type=Path, default=None, help="where models and tables go (default <results>/ablation)")
+    ap.add_argument("--n-samples", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="write every variant's rows here (CSV)")
+    ap.add_argument("--list", action="store_true", help="list the variants and exit")
+    args = ap.parse_args()
+    if args.list:
+        for name, spec in VARIANTS.items():
+            print(f"{name:24s} {json.dumps(spec)}")
+        return
+    torch.set_num_threads(args.threads)
+    base: dict = {}
+    for f in args.config:
+        merge(base, yaml.safe_load(Path(f).read_text()))
+    checks.validate(base, ROOT / "workflow" / "schemas" / "config.schema.yaml")  # fills the defaults
+    work = args.work or args.results / "ablation"
+    tables = []
+    for name in args.variants:
+        print(f"variant {name}", flush=True)
+        tables.append(run_variant(name, base, args.results, work, args))
+    tables = pd.concat(tables, ignore_index=True)
+    if args.out:
+        tables.to_csv(args.out, index=False)
+    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
+        for stat_prefix in ("mass_error_median", "b_large", "r_small", "max_coverage_error", "z_std", "z_mean",
+                            "tarp_ks_p", "denoiser_bias", "sampling_s"):
+            part = tables[tables["statistic"].str.startswith(stat_prefix)]
+            if not part.empty:
+                print(f"\n{stat_prefix}:\n{summary(part).to_string()}")
+
+
+if __name__ == "__main__":
+    main()
