@@ -47,7 +47,7 @@ def split_table(
         }
     )
     if "split" in ds.coords:  # drawn with the sightline plan (which may give the test split extra views)
-        table["split"] = ds["split"].values.astype(str)
+        table["split"] = [str(v) for v in ds["split"].values]
     else:
         table["split"] = split.assign_splits(table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(),
                                              fractions=tuple(fractions), bin_width=bin_dex, seed=seed)
