@@ -10,6 +10,13 @@ the spread that "the same quality" is measured against.
         --stochastic-steps 40 50 --churn 20 40 80 --stochastic-seeds 0 1
 
 The last lines list, for every setting, the metrics that fall outside the range of the Euler-Maruyama runs.
+
+With ``--tables``, each given sampler samples every test sightline of the evaluation range, and Table 1's
+statistics and the calibration (total-mass error, large-scale b, small-scale r, coverage, z-scores, TARP,
+per mass bin and field, with bootstrap ranges over clusters) are printed side by side:
+
+    python benchmarks/sampling.py --results results/default --tables edm_stochastic:40:s_churn=20 dpmpp_2m_sde:20 \
+        --n-samples 50
 """
 
 from __future__ import annotations
@@ -44,8 +51,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prior-mean", default="pixel", choices=reconstruct.PRIOR_MEANS,
                     help="centre of the sampler's prior (sampling.prior_mean)")
+    ap.add_argument("--tables", nargs="+", metavar="SAMPLER:STEPS[:KEY=VALUE,...]",
+                    help="compare these samplers on Table 1 and the calibration (every test map of the evaluation range)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.tables:
+        compare_tables(args)
+        return
 
     res = args.results or ROOT / "results" / args.run
     splits = pd.read_parquet(res / "split" / "splits.parquet")
@@ -122,6 +134,43 @@ def main() -> None:
                 side += " (smaller error)" if better else " (larger error)"
             out.append(f"{k} {r[k]:.5g} {side}")
         print(f"  {r['name']}: " + ("inside on every metric" if not out else "outside: " + "; ".join(out)))
+
+
+def parse_setting(text: str) -> tuple[str, int, dict]:
+    """'edm_stochastic:40:s_churn=20,s_noise=1.0' -> ('edm_stochastic', 40, {'s_churn': 20.0, 's_noise': 1.0})."""
+    parts = text.split(":")
+    kwargs = {k: float(v) for k, v in (kv.split("=") for kv in parts[2].split(","))} if len(parts) > 2 else {}
+    return parts[0], int(parts[1]), kwargs
+
+
+def compare_tables(args) -> None:
+    """Table 1 and calibration of each sampler in ``args.tables``, on the same model and sightlines."""
+    import ablation
+
+    from massmaps import evaluation
+
+    res = args.results or ROOT / "results" / args.run
+    splits = pd.read_parquet(res / "split" / "splits.parquet")
+    dataset = store.open_store(res / "dataset" / "maps.zarr")
+    rows = []
+    for text in args.tables:
+        sampler, steps, kwargs = parse_setting(text)
+        t0 = time.perf_counter()
+        out = reconstruct.sample_from_store(
+            res / "model", res / "dataset" / "maps.zarr", splits, which="test", eval_range_only=True,
+            n_samples=args.n_samples, sampler=sampler, steps=steps, batch_size=50, seed=0, device="cpu",
+            sampler_kwargs=kwargs, prior_mean=args.prior_mean, progress=False)
+        wall = time.perf_counter() - t0
+        ev = evaluation.evaluate(out, dataset)
+        name = f"{sampler} {out.attrs['nfe_per_sample']} NFE"
+        rows += [{**r, "variant": name} for r in ablation.posterior_metrics(ev, seed=0)]
+        rows.append({"variant": name, "mass_bin": "-", "field": "-", "statistic": "sampling_s", "value": wall,
+                     "lo": np.nan, "hi": np.nan})
+        print(f"{name}: {out.sizes['sightline']} sightlines x {args.n_samples} samples in {wall:.0f} s", flush=True)
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
+        for prefix in ("mass_error_median", "b_large", "r_small", "max_coverage_error", "z_mean", "z_std", "tarp_ks_p"):
+            print(f"\n{prefix}:\n{ablation.summary(table[table['statistic'] == prefix]).T.to_string()}")
 
 
 if __name__ == "__main__":
