@@ -1,4 +1,4 @@
-"""Physical constants and unit conversions (PHYSICS.md section 0).
+"""Physical constants and unit conversions (docs/physics.md section 0).
 
 Units used throughout massmaps: Msun (no h), physical Mpc (no h), z = 0. Only the colossus calls in
 :mod:`massmaps.cosmology` use Msun/h and kpc/h internally.
