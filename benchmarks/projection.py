@@ -1,4 +1,4 @@
-"""Benchmark SPH projection engines on an NFW halo (PROJECTION.md).
+"""Benchmark SPH projection engines on an NFW halo (docs/projection.md section 9).
 
 An NFW halo (c = 5, R200 = 2 Mpc, truncated at 4 Mpc) of equal-mass particles is centred in a
 12.8 Mpc field and projected to 128^2 pixels of 0.1 Mpc. Every method uses the same Wendland C2

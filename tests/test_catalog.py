@@ -9,7 +9,7 @@ PAPER_BOX = 500.0 / PAPER.h  # (500 Mpc/h)^3 in physical Mpc
 
 
 def test_expected_count_matches_tinker08_spec():
-    # PHYSICS.md section 1: tinker08 gives 6176 halos above 1e14 Msun in (500 Mpc/h)^3, within 1% of 6233.
+    # docs/physics.md section 1: tinker08 gives 6176 halos above 1e14 Msun in (500 Mpc/h)^3, within 1% of 6233.
     n = catalog.expected_count(PAPER_BOX**3, 1e14, 5e16)
     assert n == pytest.approx(6176, rel=0.005)
     assert abs(n / 6233 - 1) < 0.01
@@ -34,7 +34,7 @@ def test_fixed_count_and_columns():
     assert (halos["M200m_Msun"] >= 1e14).all()
     assert np.all(np.diff(halos["M200m_Msun"]) <= 0)
     assert np.allclose(halos["log10_M200m"], np.log10(halos["M200m_Msun"]))
-    # R200m for 1e14 Msun is 1.430 Mpc (PHYSICS.md section 0)
+    # R200m for 1e14 Msun is 1.430 Mpc (docs/physics.md section 0)
     from massmaps.cosmology import R200m
 
     assert R200m(1e14) == pytest.approx(1.430, abs=0.001)
@@ -44,7 +44,7 @@ def test_halo_properties_distributions():
     halos = catalog.draw_catalog(box_Mpc=PAPER_BOX, n_halos=3000, seed=3)
     s, q = halos["axis_ratio_s"].to_numpy(), halos["axis_ratio_q"].to_numpy()
     assert np.all((0.25 <= s) & (s <= q) & (q <= 1.0))
-    # JS02 mean a/c about 0.49 at 1e14 Msun (PHYSICS.md section 2)
+    # JS02 mean a/c about 0.49 at 1e14 Msun (docs/physics.md section 2)
     assert np.mean(s[halos["M200m_Msun"] < 1.5e14]) == pytest.approx(0.49, abs=0.02)
     quat = halos[["rot_qx", "rot_qy", "rot_qz", "rot_qw"]].to_numpy()
     assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)

@@ -121,7 +121,7 @@ def test_mock_defaults_filled_by_the_schema(config):
 
 
 def test_unsure_mock_values_are_marked():
-    # Every value PHYSICS.md marks UNSURE (or that is a design choice beyond the spec) says so.
+    # Every value docs/physics.md marks UNSURE (a guess or a design choice) says so.
     props = mock_schema()[1]["properties"]
     unsure = [
         "n_ngb", "sigma_ln_outer_norm", "disturbed_c_factor", "gas_ellipticity_scale", "sigma_ln_gas_rho0",

@@ -1,4 +1,4 @@
-"""Wendland C2 kernel, column kernel and corner tables (PHYSICS.md sections 7 and 10.4)."""
+"""Wendland C2 kernel, column kernel and corner tables (docs/physics.md sections 7 and 10.4)."""
 
 import math
 
@@ -8,7 +8,7 @@ from scipy import integrate
 
 from massmaps import kernels as K
 
-# PHYSICS.md section 7: F(s) to six decimals
+# docs/physics.md section 7: F(s) to six decimals
 F_CHECKS = [
     (0.0, 2.228169),
     (0.1, 2.072352),

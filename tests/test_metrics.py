@@ -50,7 +50,7 @@ def test_kbins_paper_convention():
     assert kb.k_fundamental == pytest.approx(0.701, abs=5e-4)
     assert kb.centres[-1] == pytest.approx(np.pi / 0.1 / 0.7, rel=1e-12)  # Nyquist, 44.88 h/Mpc
     assert kb.centres[-1] == pytest.approx(44.88, abs=0.01)
-    assert kb.n_modes[:2].sum() == 20  # the two large-scale bins (PHYSICS.md section 9)
+    assert kb.n_modes[:2].sum() == 20  # the two large-scale bins (docs/physics.md section 9)
     assert kb.scale_mask(2.0, "large").sum() == 2
     # the ambiguity flags move the fundamental: 0.1 Mpc read as 0.1 Mpc/h, or no 2 pi
     assert metrics.KBins(128, 0.1, length_unit="Mpc/h").k_fundamental == pytest.approx(0.491, abs=5e-4)

@@ -56,7 +56,7 @@ def test_host_quantities_match_spec_table():
     assert host.M200c == pytest.approx(6.79e14, rel=0.01)
     assert host.nu == pytest.approx(2.94, rel=0.01)
     assert host.r_t / host.R200m == pytest.approx(1.37, abs=0.01)
-    # Collapsed fractions (PHYSICS section 5): [1e12, 5e14] gives 0.338 / 0.491.
+    # Collapsed fractions (docs/physics.md section 5): [1e12, 5e14] gives 0.338 / 0.491.
     assert host.f_coll == pytest.approx(0.338, abs=0.002)
     assert host.sigma_bf == pytest.approx(0.491, abs=0.002)
     assert host.pressure_type == "universal" and host.P0_factor == 1.0 and np.all(host.gas_centre == 0)

@@ -1,4 +1,4 @@
-"""Tests of massmaps.observables (PHYSICS.md sections 6 and 10) on hand-made and generated particle sets."""
+"""Tests of massmaps.observables (docs/physics.md sections 6 and 10) on hand-made and generated particle sets."""
 
 import numpy as np
 import pytest
@@ -77,13 +77,13 @@ def test_single_particle_units():
     # y map: sum y l_pix^2 = 4.017124e-3 (m/rho) P; S_tsz = T_cmb y 1e6.
     assert out["tsz"].sum() * area == pytest.approx(C.T_CMB_K * 1e6 * 4.017124e-3 * m / rho * P, rel=1e-5)
     assert out["xray"].sum() * area == pytest.approx(3.0856776e24 * m / rho * l, rel=1e-12)
-    # One unit of S in one pixel is 4.4388e9 Msun of DM and 7.8332e8 Msun of gas (PHYSICS section 6).
+    # One unit of S in one pixel is 4.4388e9 Msun of DM and 7.8332e8 Msun of gas (docs/physics.md section 6).
     assert area * RHO_DM * L == pytest.approx(4.4388e9, rel=1e-4)
     assert area * RHO_GAS * L == pytest.approx(7.8332e8, rel=1e-4)
 
 
 def test_uniform_slab_at_mean_density_gives_one():
-    # A lattice filling the cube at the mean density: S = 1 in the interior (PHYSICS 10.9).
+    # A lattice filling the cube at the mean density: S = 1 in the interior (docs/physics.md section 10.9).
     d = 0.4
     c = -L / 2 + (np.arange(int(L / d)) + 0.5) * d
     pos = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
@@ -191,7 +191,7 @@ def test_temperature_at_0p2_R500_matches_apps05():
     shell = (r > 0.15 * R500) & (r < 0.25 * R500)
     kT = np.average(cl.gas.temperature_keV[shell], weights=cl.gas.mass[shell])
     assert kT == pytest.approx(profiles.apps05_kT(cl.meta["M500_eff"]), rel=0.3)
-    assert kT == pytest.approx(2.3, rel=0.15)  # PHYSICS section 4: 2.3 keV at M200m = 3e14
+    assert kT == pytest.approx(2.3, rel=0.15)  # docs/physics.md section 4: 2.3 keV at M200m = 3e14
 
 
 def test_tsz_profile_matches_line_of_sight_integral():
@@ -212,7 +212,8 @@ def test_tsz_profile_matches_line_of_sight_integral():
     edges = np.geomspace(0.15, 1.5, 8)
     ratio = annulus_means(y_img, edges, R_pix) / annulus_means(model, edges, R_pix)
     assert np.all(np.abs(ratio - 1) < 0.05), ratio
-    # The central y is of the size PHYSICS quotes for this mass (between 3e14: 1.2e-5 and 1e15: 5.2e-5 at 50 kpc).
+    # The central y is of the size docs/physics.md section 6 quotes for this mass (between 3e14: 1.2e-5 and
+    # 1e15: 5.2e-5 at 50 kpc).
     assert 1e-5 < y_img[63:65, 63:65].mean() < 6e-5
 
 

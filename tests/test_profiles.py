@@ -1,4 +1,4 @@
-"""Analytic checks of massmaps.profiles (PHYSICS.md section 10)."""
+"""Analytic checks of massmaps.profiles (docs/physics.md section 10)."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ X_REF = np.array([0.1, 0.5, 1.0, 2.0, 5.0])
 
 
 def test_projected_nfw_reference_values():
-    # PHYSICS 10.2, rho_s = r_s = 1.
+    # docs/physics.md section 10.2, rho_s = r_s = 1.
     two_f = np.array([4.057176, 1.388512, 0.666667, 0.263600, 0.060039])
     four_pi_g = np.array([0.157958, 1.688890, 3.856026, 7.597625, 15.027195])
     # The reference values carry six decimals.
@@ -87,7 +87,7 @@ def test_battaglia_profiles():
     M_g, R_cm = 6.79e14 * C.MSUN_G, 1.813 * C.MPC_CM
     P200 = C.G_CGS * M_g * 200 * rho_c * C.MSUN_PER_MPC3_IN_G_PER_CM3 * f_b / (2 * R_cm) / C.KEV_ERG
     assert b12.P200 == pytest.approx(P200, rel=1e-4)
-    # B12 is 0.7-0.95 of A10 at the true mass inside R500 (PHYSICS section 4).
+    # B12 is 0.7-0.95 of A10 at the true mass inside R500 (docs/physics.md section 4).
     a10 = P.Arnaud10Pressure(4.64e14, 1.177)
     ratio = b12(np.array([0.3, 0.6, 1.0]) * 1.177) / a10(np.array([0.3, 0.6, 1.0]) * 1.177)
     assert np.all((ratio > 0.6) & (ratio < 1.05))

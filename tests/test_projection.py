@@ -1,4 +1,4 @@
-"""Projection backends against the exact pixel-integrated reference (PROJECTION.md)."""
+"""Projection backends against the exact pixel-integrated reference (docs/projection.md)."""
 
 import numpy as np
 import pytest

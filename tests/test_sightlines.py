@@ -12,7 +12,7 @@ def paper_catalog():
 
 def test_paper_plan_is_flat_and_capped(paper_catalog):
     plan = sightlines.plan_sightlines(paper_catalog, target_per_bin=3000, max_per_cluster=69, n_shards=64, seed=5)
-    # PHYSICS.md section 8: about 34,692 images with a cap of 69 (the paper: 34,714)
+    # docs/physics.md section 8: about 34,692 images with a cap of 69 (the paper: 34,714)
     assert abs(len(plan) - 34714) < 0.01 * 34714
     edges, counts = sightlines.bin_counts(plan["log10_M200m"].to_numpy())
     _, halos_per_bin = sightlines.bin_counts(paper_catalog["log10_M200m"].to_numpy())

@@ -1,4 +1,4 @@
-"""Smoothing lengths and SPH densities from nearest neighbours (PHYSICS.md section 7)."""
+"""Smoothing lengths and SPH densities from nearest neighbours (docs/physics.md section 7)."""
 
 import numpy as np
 import pytest

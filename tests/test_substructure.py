@@ -1,4 +1,4 @@
-"""Substructure and environment of the mock clusters against PHYSICS.md sections 3, 5 and the checks of section 10.
+"""Substructure and environment of the mock clusters against docs/physics.md sections 3, 5 and the checks of section 10.
 
 Distributions are tested by counting draws (no particles); the particle-level checks (SO mass, f_gas, kT,
 gas-DM offset of a merger) use generate_particles or make_cluster on a few halos.
@@ -154,7 +154,7 @@ def test_stripping_radius_on_power_law():
 
 
 def test_ram_pressure_strips_subhalos_near_the_centre():
-    # PHYSICS section 3: most subhalos inside 0.5 R200m keep < 10% of their gas; outer ones keep more.
+    # docs/physics.md section 3: most subhalos inside 0.5 R200m keep < 10% of their gas; outer ones keep more.
     d, kept = [], []
     for seed in range(25):
         host = mock.HostHalo.from_row(halo_row(1e15, c=6.4, seed=seed), NO_SCATTER)
@@ -324,7 +324,7 @@ def test_mass_inside_sphere():
 
 @pytest.mark.parametrize("M", [1e14, 1e15])
 def test_SO_mass_with_all_components(M):
-    # PHYSICS section 10.6 with every component on: the particles inside R200m of a spherical host sum to
+    # docs/physics.md section 10.6 with every component on: the particles inside R200m of a spherical host sum to
     # M200m within the Poisson error; a merger secondary comes on top (its expected inner mass is added), and
     # its own particles inside R200m match that expectation (the triaxial shell quadrature).
     assert set(CFG.components) == {"host_gas", "smooth", "subhalos", "merger", "neighbours"}

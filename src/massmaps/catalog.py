@@ -1,4 +1,4 @@
-"""Halo catalogues: drawn from a halo mass function, or read from a user's file (PHYSICS.md sections 1-2).
+"""Halo catalogues: drawn from a halo mass function, or read from a user's file (docs/physics.md sections 1-2).
 
 A catalogue is a :class:`pandas.DataFrame`, one row per halo, whose column names carry their units:
 
@@ -87,7 +87,7 @@ _FORMATS = {
 
 @dataclass(frozen=True)
 class HaloModel:
-    """How halo properties are drawn (PHYSICS.md section 2)."""
+    """How halo properties are drawn (docs/physics.md section 2)."""
 
     mass_function: str = "tinker08"
     concentration: str = "diemer19"
@@ -207,7 +207,7 @@ def draw_catalog(
     """Draw a halo catalogue for a periodic box of side ``box_Mpc`` (physical Mpc, no h).
 
     Halos are sorted by decreasing mass and numbered from 0. Positions are not drawn: every cluster is
-    generated in isolation with its own environment (PHYSICS.md section 5).
+    generated in isolation with its own environment (docs/physics.md section 5).
     """
     if box_Mpc <= 0 or m_min <= 0 or m_max <= m_min:
         raise ValueError(f"need box_Mpc > 0 and 0 < m_min < m_max, got {box_Mpc}, {m_min}, {m_max}")

@@ -1,4 +1,4 @@
-"""Physical constants and unit conversions (PHYSICS.md section 0).
+"""Physical constants and unit conversions (docs/physics.md section 0).
 
 Units used throughout massmaps: Msun (no h), physical Mpc (no h), z = 0. Only the colossus calls in
 :mod:`massmaps.cosmology` use Msun/h and kpc/h internally.
@@ -23,7 +23,7 @@ G_CGS = 6.67430e-8
 G_MPC_KMS2_PER_MSUN = 4.30091e-9  # Mpc (km/s)^2 / Msun
 
 # y = Y_COEFF * integral of (P_e / [keV cm^-3]) d(l / Mpc)
-Y_COEFF_PER_KEV_CM3_MPC = SIGMA_T_CM2 / ME_C2_KEV * MPC_CM  # 4.017124e-3
+Y_COEFF_PER_KEV_CM3_MPC = SIGMA_T_CM2 / ME_C2_KEV * MPC_CM  # 4.017101e-3
 
 # Primordial, fully ionised composition (X = 0.76)
 X_H = 0.76

@@ -1,4 +1,4 @@
-"""Cosmology through colossus (PHYSICS.md sections 0-2), in Msun and physical Mpc (no h).
+"""Cosmology through colossus (docs/physics.md sections 0-2), in Msun and physical Mpc (no h).
 
 colossus works in Msun/h and kpc/h; every conversion happens here, at this boundary, so the rest of
 massmaps never sees a factor of h.

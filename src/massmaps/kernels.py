@@ -2,7 +2,8 @@
 
 Everything here is in kernel units: lengths are divided by the support radius ``H`` (the kernel
 vanishes for ``r >= H``), so the 3D kernel is ``W(r, H) = w(r / H) / H**3`` and the column kernel
-is ``W2D(R, H) = F(R / H) / H**2`` (PHYSICS.md section 7).
+is ``W2D(R, H) = F(R / H) / H**2`` (docs/physics.md section 7; docs/projection.md sections 2-3 explain
+the tables below and their accuracy).
 
 Three exact objects describe how the projected kernel fills a pixel:
 
@@ -291,7 +292,7 @@ def column_kernel_table(n: int = 2048):
     Parameters
     ----------
     n : int
-        Number of intervals (at least 1000, as PHYSICS.md asks of a table).
+        Number of intervals (at least 1000, as docs/physics.md section 7 asks of a table).
 
     Returns
     -------

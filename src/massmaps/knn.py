@@ -25,7 +25,8 @@ both levels of a k = 64 heap sifted with three stores chosen by selects (no gain
 
 Squared distances are summed as ``(dx dx + dy dy) + dz dz`` without fused multiply-adds, as scipy's
 ``cKDTree`` does for three dimensions, so ``H`` (the square root of the ``k``-th smallest) is the same
-bytes as ``cKDTree.query(..., k=[k])`` gives (tested).
+bytes as ``cKDTree.query(..., k=[k])`` gives (tested). docs/projection.md section 8 sets this search beside the
+projection.
 
 References
 ----------

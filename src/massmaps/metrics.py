@@ -1,4 +1,4 @@
-"""Evaluation metrics on maps (numpy only; no plotting). Definitions in PHYSICS.md section 9."""
+"""Evaluation metrics on maps (numpy only; no plotting). Definitions in docs/physics.md section 9."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def posterior_summary(mean: dict, std: dict, truth: dict, inputs: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Power spectra, b(k) and r(k) (PHYSICS.md section 9; the paper's Eqs. 13-14)
+# Power spectra, b(k) and r(k) (docs/physics.md section 9; the paper's Eqs. 13-14)
 # --------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,6 @@
-"""Per-cluster mock generator: HYPER-like dark-matter and gas particles of one halo (PHYSICS.md sections 2-5, 7).
+"""Per-cluster mock generator: HYPER-like dark-matter and gas particles of one halo (docs/physics.md sections 2-5, 7).
+
+Section numbers in this module ("section 3") refer to docs/physics.md.
 
 Entry point: :func:`make_cluster` (one halo-catalog row + a :class:`MockConfig` -> :class:`~massmaps.particles.Cluster`).
 
@@ -9,7 +11,7 @@ A cluster is the sum of **components**. A component is a small object built from
 puts inside the host's R200m (:meth:`Component.closure_mass`) and, given its own random stream, returns its
 dark-matter and gas particles plus the pressure profiles it paints onto gas (:class:`ComponentOutput`).
 The host dark matter is built last and absorbs the remainder so that the spherical-overdensity mass inside
-R200m is exactly M200m (mass closure, PHYSICS section 2; a merger secondary comes on top, see
+R200m is exactly M200m (mass closure, section 2; a merger secondary comes on top, see
 :class:`Merger`). New physics is added as a new entry of :data:`COMPONENTS` and a name in
 ``MockConfig.components``.
 
@@ -100,7 +102,7 @@ DENSITY_ESTIMATORS = ("poisson_unbiased", "sph")
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MockConfig:
-    """Every knob of the mock, with PHYSICS.md defaults. Build from YAML with :meth:`from_mapping`."""
+    """Every knob of the mock, with the defaults of docs/physics.md. Build from YAML with :meth:`from_mapping`."""
 
     # Particles and sampling (section 0, 2)
     m_dm: float = M_DM_PARTICLE  # Msun
@@ -127,7 +129,7 @@ class MockConfig:
     outer_slope: float = 1.5  # s_e
     outer_pivot_R200m: float = 5.0
     outer_max_rho: float = 1000.0
-    sigma_ln_outer_norm: float = 0.0  # optional environment scatter (UNSURE, PHYSICS suggests 0.4)
+    sigma_ln_outer_norm: float = 0.0  # optional environment scatter (UNSURE; 0.4 is plausible, section 2)
     disturbed_c_factor: float = 0.8  # c200m multiplier of disturbed hosts
     # Smooth background (section 5)
     smooth_subtract_collapsed: bool = True  # remove f_coll and Sigma bf of halos in [M_min, frac*M200m]
@@ -373,7 +375,7 @@ def _collapsed_tables(params: CosmologyParams, hmf_model: str, bias_model: str, 
 def collapsed_fractions(
     M_lo: float, M_hi: float, params: CosmologyParams = PAPER, hmf_model: str = "tinker08", bias_model: str = "tinker10"
 ) -> tuple[float, float]:
-    """(f_coll, Sigma bf) = (int M n dlnM, int b M n dlnM) / rho_m over M200m in [M_lo, M_hi] (PHYSICS section 5)."""
+    """(f_coll, Sigma bf) = (int M n dlnM, int b M n dlnM) / rho_m over M200m in [M_lo, M_hi] (section 5)."""
     if M_hi <= M_lo:
         return 0.0, 0.0
     lnM, cm, cb = _collapsed_tables(params, hmf_model, bias_model, float(M_lo))
@@ -948,8 +950,8 @@ class Merger:
     It is a full halo (its own c + scatter, JS02 shape and rotation, B16 gas and pressure), tagged disturbed
     like the host.
 
-    The catalogue mass stays M200m of the primary (PHYSICS section 3): the secondary is added on top and does
-    not enter the host's mass closure (section 2 lists host DM, host gas, subhalos and the smooth term only),
+    The catalogue mass stays M200m of the primary (section 3): the secondary is added on top and does
+    not enter the host's mass closure (section 2: host gas, smooth term, subhalos and neighbours, then host DM),
     so the sphere of R200m holds M200m + :meth:`mass_inside_host` (reported in the meta). Absorbing it in the
     host DM instead would drain the primary's DM core (f_gas(<R500c) up to ~0.2 for xi ~ 0.5 at 0.5 R200m).
     """

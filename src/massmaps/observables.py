@@ -1,7 +1,7 @@
-"""Projected maps of a mock cluster: gas and DM surface density, thermal SZ and X-ray (PHYSICS.md section 6).
+"""Projected maps of a mock cluster: gas and DM surface density, thermal SZ and X-ray (docs/physics.md section 6).
 
 Eq. 3: S_x = sum_j m_j W2D / (rho_bar_x L), rho_bar_DM = (Om - Ob) rho_crit, rho_bar_gas = Ob rho_crit;
-Eq. 4-5: S_tsz = T_cmb y 1e6 microK, y = 4.017124e-3 sum_j (m_j / rho_j)[Mpc^3] P_e,j W2D [Mpc^-2];
+Eq. 4-5: S_tsz = T_cmb y 1e6 microK, y = 4.017101e-3 sum_j (m_j / rho_j)[Mpc^3] P_e,j W2D [Mpc^-2];
 Eq. 7: S_xy = 3.0857e24 sum_j (m_j / rho_j) l_j W2D in erg s^-1 cm^-2.
 W2D is integrated exactly over each pixel by :func:`massmaps.projection.project`.
 """

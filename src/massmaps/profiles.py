@@ -1,4 +1,4 @@
-"""Analytic radial profiles of the mock clusters (PHYSICS.md sections 2, 4, 5 and 10).
+"""Analytic radial profiles of the mock clusters (docs/physics.md sections 2, 4, 5 and 10).
 
 Units everywhere: radii in physical Mpc, masses in Msun, mass densities in Msun/Mpc^3, pressures in
 keV cm^-3 (electron pressure unless the name says otherwise), temperatures in K, z = 0. Every function is
@@ -228,7 +228,7 @@ class Battaglia16GasDensity:
 # Electron pressure: Arnaud et al. 2010
 # --------------------------------------------------------------------------------------------------
 #: A10 GNFW parameter sets (h70 = 1). "universal" is A10 Eq. 12; the cool-core and morphologically
-#: disturbed sets are from A10 Appendix C as remembered in PHYSICS.md (marked UNSURE there).
+#: disturbed sets are A10 Appendix C's as recalled, not checked against it (UNSURE; docs/physics.md section 4).
 A10_PARAMS: dict[str, dict[str, float]] = {
     "universal": dict(P0=8.403, c500=1.177, gamma=0.3081, alpha=1.0510, beta=5.4905),
     "cool_core": dict(P0=3.249, c500=1.128, gamma=0.7736, alpha=1.2223, beta=5.4905),

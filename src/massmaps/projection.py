@@ -4,7 +4,7 @@ One public function, :func:`project`, picks a backend by name from the plain dic
 every backend has the same signature ``(x, y, h, weights, xlim, ylim, npix, z, zlim)`` and returns
 an array of shape ``(nw, npix, npix)`` whose pixel ``[k, iy, ix]`` holds
 ``sum_j weights[k, j] * int_pixel W2D(R, h_j) dA``: each particle deposits its weight times the
-fraction of its projected kernel that falls in the pixel (PROJECTION.md, PHYSICS.md section 7).
+fraction of its projected kernel that falls in the pixel (docs/projection.md; docs/physics.md section 7).
 
 Backends
 --------

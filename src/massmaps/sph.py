@@ -1,4 +1,4 @@
-"""SPH smoothing lengths and densities from the nearest neighbours (PHYSICS.md section 7).
+"""SPH smoothing lengths and densities from the nearest neighbours (docs/physics.md section 7).
 
 The support radius of particle j is the distance to its ``n_ngb``-th nearest neighbour of the same
 set, itself included (so ``n_ngb - 1`` other particles lie within it), and its density is the
@@ -15,7 +15,7 @@ Two backends give the same ``H``, bit for bit (tested):
 ``"scipy"``
     scipy's ``cKDTree``, built unbalanced (``balanced_tree=False``, the sliding-midpoint rule) and
     queried in the tree's own order (``tree.indices``), so consecutive queries walk the same nodes
-    and stay in cache (PROJECTION.md: 2.8 s instead of 8.1 s in random order for 1e6 NFW particles,
+    and stay in cache (docs/projection.md section 8: 2.8 s instead of 8.1 s in random order for 1e6 NFW particles,
     k = 33, 2 workers). Queries run in chunks so the (chunk, k) neighbour arrays stay small.
 
 The density sums over the same ``n_ngb`` neighbours in both, in a different order (a few units in
@@ -96,7 +96,7 @@ def smoothing_lengths(pos, n_ngb: int = 64, workers: int = 2, *, backend: str = 
     pos : array_like, shape (N, 3)
         Positions (one set: one species).
     n_ngb : int
-        Neighbour number including the particle itself (PHYSICS.md: 64; configurable).
+        Neighbour number including the particle itself (docs/physics.md section 7: 64; configurable).
     workers : int
         Threads for the neighbour search.
     backend : {"numba", "scipy"}
@@ -154,12 +154,12 @@ def smoothing_lengths_and_density(
     mass : array_like, shape (N,)
         Particle masses.
     n_ngb : int
-        Neighbour number including the particle itself (PHYSICS.md: 64).
+        Neighbour number including the particle itself (docs/physics.md section 7: 64).
     workers : int
         Threads for the neighbour search and the density sum.
     include_self : bool
         Whether the sum includes the particle's own term ``m_j W(0, H_j)`` (the SPH definition,
-        PHYSICS.md Eq. 1, right for the glass-like order of a simulation). For points drawn
+        the paper's Eq. 1, docs/physics.md section 7; right for the glass-like order of a simulation). For points drawn
         independently (Poisson sampling of a profile) the self term biases the density high: in a
         uniform cloud of density ``n m`` the ball to the ``(k-1)``-th other neighbour has volume
         ``V ~ Gamma(k - 1, 1/n)`` and ``m W(0, H) = 14 m / V``, so ``E[rho] = n m (k + 12) / (k - 2)``

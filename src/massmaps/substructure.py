@@ -1,4 +1,4 @@
-"""Draws of substructure and environment halos (PHYSICS.md sections 3 and 5): pure functions, no particles.
+"""Draws of substructure and environment halos (docs/physics.md sections 3 and 5): pure functions, no particles.
 
 The mock's ``subhalos``, ``merger`` and ``neighbours`` components (:mod:`massmaps.mock`) call these to decide
 *which* halos a cluster has; they are separate so that the distributions can be tested by counting draws.
@@ -189,7 +189,7 @@ def _hmf_bias_table(params: CosmologyParams, hmf_model: str, bias_model: str, M_
 
 @dataclass(frozen=True)
 class NeighbourModel:
-    """Poisson intensity of neighbour halos about a host (PHYSICS.md section 5).
+    """Poisson intensity of neighbour halos about a host (docs/physics.md section 5).
 
     n(M', r) = n_T08(M') [1 + b_T10(M') delta_m(r)] per ln M' and Mpc^3, for M' in [M_min, M_max] and
     R200m,host + R200m(M') < r < R_gen. ``delta_m`` is the host's outer term (a callable of r in Mpc).
