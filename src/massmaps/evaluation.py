@@ -155,17 +155,20 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
         require_finite(arrays[name], f"metric {name}", ids, "evaluation")
     n_z = z_in[:, :1]
     mass = samples["M200m_Msun"].values
+    p_units = "[S]^2 Mpc^2" if cfg.k_length_unit == "Mpc" else "[S]^2 (Mpc/h)^2"  # [S]: the field's unit
     s, f, k, r = "sightline", "field", "k", "radius"
     out = xr.Dataset(
         {
-            "P_sim": ((s, f, k), arrays["P_sim"], {"long_name": "power spectrum of the simulated map", "units": "[S]^2 (Mpc/h)^2"}),
-            "P_gen": ((s, f, k), arrays["P_gen"], {"long_name": "power spectrum of the 50-sample mean", "units": "[S]^2 (Mpc/h)^2"}),
+            "P_sim": ((s, f, k), arrays["P_sim"], {"long_name": "power spectrum of the simulated map", "units": p_units}),
+            "P_gen": ((s, f, k), arrays["P_gen"], {"long_name": f"power spectrum of the {n_samp}-sample mean",
+                                                   "units": p_units}),
             "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
             "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
             "r_input": (("sightline", "input", f, k), arrays["r_input"],
                         {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"}),
             "profile_sim": ((s, f, r), arrays["profile_sim"], {"long_name": "mean of the simulated map in annuli", "units": "1"}),
-            "profile_gen": ((s, f, r), arrays["profile_gen"], {"long_name": "mean of the 50-sample mean in annuli", "units": "1"}),
+            "profile_gen": ((s, f, r), arrays["profile_gen"], {"long_name": f"mean of the {n_samp}-sample mean in annuli",
+                                                               "units": "1"}),
             "mass_error": ((s, f), arrays["mass_error"], {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"}),
             "V": ((s, "n_samples", f), arrays["V"],
                   {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"}),
