@@ -69,8 +69,15 @@ def test_scaled_mean_and_noise():
     # samples are independent: the variance ratio follows 2/N
     n = ev["n_samples"].values
     assert np.mean(ev["V_ratio"].values.mean(axis=(0, 2)) * n / 2) == pytest.approx(1.0, abs=0.1)
-    # z = (1.1 truth + noise/sqrt(20) - truth) / 0.5: mostly beyond 1 sigma where 0.1 truth > 0.5
+    # z = (truth - mean) / std, the fractions inside 1 and 2 sigma recomputed here from the stores
     assert ev["z_pixels"].values.tolist() == [6 * NPIX * NPIX] * 2
+    truth = maps["maps"].values[:, :2]
+    z = (truth - smp["mean"].values) / smp["std"].values
+    for i, f in enumerate(["gas", "dm"]):
+        want = [np.mean(np.abs(z[:, i]) < 1), np.mean(np.abs(z[:, i]) < 2)]
+        np.testing.assert_allclose(ev["z_fraction"].sel(field=f).values, want, rtol=1e-12)
+        assert want[1] - want[0] > 0.05  # the two thresholds tell different pixels apart
+        assert ev["z_sum"].sel(field=f).values.sum() < 0  # the samples are 10% too high: mean z < 0
     s = evaluation.summary(ev)
     assert s["fields"]["gas"]["high"]["mass_error"]["median"] == pytest.approx(0.1, abs=0.01)
 

@@ -243,6 +243,7 @@ def test_network_samples_independent_of_batch_size():
     inputs = np.random.default_rng(1).random((3, 2, 8, 8), dtype=np.float32)
     a = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=6, seed=9)
     b = sp.draw_posterior_samples(model, inputs, 2, steps=4, batch_size=1, seed=9)
+    assert np.isfinite(a).all()  # assert_allclose takes NaN as equal to NaN
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
