@@ -169,19 +169,6 @@ def test_sample_mean_variance_is_one_over_n():
     assert metrics.converged_n(np.ones(5), 0.05) is None
 
 
-def test_z_histogram_of_unit_normal():
-    rng = np.random.default_rng(5)
-    z = rng.normal(size=200_000)
-    z[:10] = np.nan
-    edges = np.linspace(-5, 5, 51)
-    dens, stats = metrics.z_histogram(z, edges)
-    assert stats["n_pixels"] == 200_000 - 10
-    assert stats["within_1sigma"] == pytest.approx(0.6827, abs=0.005)
-    assert stats["within_2sigma"] == pytest.approx(0.9545, abs=0.003)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    np.testing.assert_allclose(dens[20:30], np.exp(-centres[20:30] ** 2 / 2) / np.sqrt(2 * np.pi), rtol=0.05)
-
-
 def test_variance_ratio_of_independent_samples_is_two_over_n():
     rng = np.random.default_rng(6)
     s = rng.standard_t(df=3, size=(4, 50, 2, 16, 16))  # heavy tails: the first-two-samples reference would be noisy

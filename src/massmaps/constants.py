@@ -6,7 +6,6 @@ Units used throughout massmaps: Msun (no h), physical Mpc (no h), z = 0. Only th
 
 # Lengths and masses (cgs)
 MPC_CM = 3.0856776e24
-KPC_CM = 3.0856776e21
 MSUN_G = 1.98841e33
 MSUN_PER_MPC3_IN_G_PER_CM3 = MSUN_G / MPC_CM**3  # 6.76791e-41
 

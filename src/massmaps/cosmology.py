@@ -71,11 +71,6 @@ def rho_m(params: CosmologyParams = PAPER) -> float:
     return params.Om0 * rho_crit(params)
 
 
-def rho_dm(params: CosmologyParams = PAPER) -> float:
-    """Mean dark-matter density (Om - Ob) rho_crit in Msun/Mpc^3."""
-    return (params.Om0 - params.Ob0) * rho_crit(params)
-
-
 def rho_b(params: CosmologyParams = PAPER) -> float:
     """Mean baryon density Ob rho_crit in Msun/Mpc^3."""
     return params.Ob0 * rho_crit(params)

@@ -244,19 +244,3 @@ def converged_n(v_over_v2: np.ndarray, threshold: float = 0.05) -> int | None:
     """Smallest N (from N = 2) with V(N) <= threshold V(2), for a curve indexed from N = 2; None if never."""
     hit = np.nonzero(np.asarray(v_over_v2) <= threshold)[0]
     return int(hit[0] + 2) if hit.size else None
-
-
-def z_histogram(z: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Density histogram of the finite standardized errors and the fractions inside 1 and 2 sigma."""
-    zf = np.asarray(z, dtype=np.float64)
-    zf = zf[np.isfinite(zf)]
-    dens, _ = np.histogram(zf, bins=edges, density=True) if zf.size else (np.full(len(edges) - 1, np.nan), None)
-    stats = {
-        "n_pixels": int(zf.size),
-        "mean": float(zf.mean()) if zf.size else float("nan"),
-        "std": float(zf.std()) if zf.size else float("nan"),
-        "within_1sigma": float(np.mean(np.abs(zf) < 1)) if zf.size else float("nan"),
-        "within_2sigma": float(np.mean(np.abs(zf) < 2)) if zf.size else float("nan"),
-        "outside_histogram": float(np.mean((zf < edges[0]) | (zf >= edges[-1]))) if zf.size else float("nan"),
-    }
-    return dens, stats

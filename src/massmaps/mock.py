@@ -59,6 +59,7 @@ from . import profiles, substructure
 from .constants import (
     BREMS_COEFF,
     G_MPC_KMS2_PER_MSUN,
+    GAUNT_FF_DEFAULT,
     KEV_K,
     M_DM_PARTICLE,
     M_GAS_PARTICLE,
@@ -159,7 +160,7 @@ class MockConfig:
     density_modulation_x0: float = 0.3
     paint_radius_R200m: float = 2.0  # painted profiles are cut at this ellipsoidal radius
     # Emission (section 6)
-    g_ff: float = 1.2
+    g_ff: float = GAUNT_FF_DEFAULT
     # Halos drawn by the mock itself: merger secondary and neighbours (sections 2, 5); the host's c comes
     # from the catalogue. c = clip(c_model(M) 10^N(0, sigma), c_min, c_max), x disturbed_c_factor if disturbed.
     concentration_model: str = "diemer19"

@@ -67,7 +67,16 @@ import numpy as np
 import pandas as pd
 
 from .catalog import CENTRE_COLUMNS, COLUMNS
-from .constants import BREMS_COEFF, K_B_ERG_PER_K, KEV_K, M_P_G, MPC_CM, MSUN_G, MSUN_PER_MPC3_IN_G_PER_CM3
+from .constants import (
+    BREMS_COEFF,
+    GAUNT_FF_DEFAULT,
+    K_B_ERG_PER_K,
+    KEV_K,
+    M_P_G,
+    MPC_CM,
+    MSUN_G,
+    MSUN_PER_MPC3_IN_G_PER_CM3,
+)
 from .configkeys import reject_unknown_keys
 from .cosmology import CosmologyParams
 from .observables import in_views
@@ -122,7 +131,7 @@ class SnapshotConfig:
     hsml_factor: float | None = None  # null: the layout's (Layout.hsml_factor)
     hydrogen_fraction: float = 0.76
     missing_electron_abundance: str = "error"
-    g_ff: float = 1.2
+    g_ff: float = GAUNT_FF_DEFAULT
     read_chunk: int = 1 << 20
 
     def __post_init__(self):
@@ -708,7 +717,7 @@ def read_group_catalog(
 # --------------------------------------------------------------------------------------------------
 # Gas thermodynamics
 # --------------------------------------------------------------------------------------------------
-def gas_thermodynamics(rho, u, x_e, *, hydrogen_fraction: float = 0.76, g_ff: float = 1.2):
+def gas_thermodynamics(rho, u, x_e, *, hydrogen_fraction: float = 0.76, g_ff: float = GAUNT_FF_DEFAULT):
     """(P_e [keV cm^-3], kT [keV], l_bol [erg s^-1 cm^-3]) from rho [Msun/Mpc^3], u [erg/g] and x_e = n_e/n_H.
 
     mu = 4 / (1 + 3X + 4X x_e); T = (gamma - 1) u mu m_p / k_B; n_e = x_e X rho / m_p; P_e = n_e kT;
