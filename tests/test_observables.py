@@ -290,3 +290,23 @@ def test_rotations_and_view_masks_agree_to_the_bit():
         rotate(np.zeros((4, 2)), views[1])
     with pytest.raises(ValueError, match="3 x 3"):
         rotate(pos, np.eye(2))
+
+
+def test_mock_shard_maps_use_the_runs_cosmology():
+    """The mock's surface densities are over the mean densities of the run's cosmology, not the paper's:
+    the DM map times (Om - Ob) rho_crit L pixel^2 gives back the DM mass in the projection cube."""
+    from massmaps import catalog, cosmology
+    from massmaps.mock import MockConfig, make_cluster
+    from massmaps.shards import project_shard
+    from massmaps.sightlines import plan_sightlines
+
+    cosmo = {"Om0": 0.35, "Ob0": 0.05, "H0": 67.0, "sigma8": 0.8, "ns": 0.96}
+    params = cosmology.CosmologyParams(**cosmo)
+    cat = catalog.draw_catalog(box_Mpc=200.0, n_halos=1, m_min=3e14, seed=4, params=params)
+    plan = plan_sightlines(cat, target_per_bin=1, max_per_cluster=1, n_shards=1, seed=4)
+    mock = {"components": [], "cosmology": cosmo}
+    ds = project_shard(cat, plan, 0, mock_config=mock, npix=16, pixel_Mpc=0.8, fields=("dm",), progress=False)
+    cl = make_cluster(cat.iloc[0], MockConfig.from_mapping(mock))
+    inside = (np.abs(cl.dm.pos) <= 6.4).all(axis=1)
+    mass = ds["maps"].values[0, 0].sum() * 0.8**2 * (params.Om0 - params.Ob0) * cosmology.rho_crit(params) * 12.8
+    assert mass == pytest.approx(cl.dm.mass[inside].sum(), rel=0.02)

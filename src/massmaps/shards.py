@@ -45,7 +45,7 @@ def project_shard(
     Each halo's particles are built once (the mock: seeded by its catalogue row; a snapshot: the
     particles around its centre) and rotated for each of its sightlines. ``cosmology`` (a mapping of
     :class:`~massmaps.cosmology.CosmologyParams`) is checked against a snapshot's header and normalises its
-    surface densities; the mock's maps use the paper's cosmology.
+    surface densities; the mock takes its cosmology from ``mock_config`` (the workflow passes the run's).
     """
     from .cosmology import PAPER, CosmologyParams
     from .observables import FIELDS, project_fields
@@ -66,6 +66,7 @@ def project_shard(
         from .mock import MockConfig, make_cluster
 
         cfg = MockConfig.from_mapping(dict(mock_config or {}))
+        project_kw = {"cosmo": cfg.cosmology}  # surface densities over the run's own mean densities
 
         def build(halo):
             # only the particles that this shard's views of the halo project get SPH and thermodynamics
