@@ -293,7 +293,8 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
     lines += ["", f"Coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
               "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
               f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile (calibrated: KS p "
-              "uniform, area 0); [16th, 84th] percentiles of 1000 bootstrap draws over clusters."]
+              "uniform, area 0); the KS and chi-square tests on one view per cluster; [16th, 84th] percentiles of "
+              "1000 bootstrap draws over clusters."]
     return "\n".join(lines) + "\n"
 
 
