@@ -101,7 +101,11 @@ def with_weights(model: Path, how: str, work: Path) -> Path:
 
 
 def denoiser_bias(model: Path, ds, splits: pd.DataFrame, seed: int = 0, draws: int = 4) -> dict:
-    """Relative bias of the total and RMS error of the denoiser at each of SIGMAS, validation maps."""
+    """The denoiser at each of SIGMAS, on the validation maps: the relative bias of the total, the RMS error,
+    and its calibration: the ratio of the mean squared error to the posterior variance the denoiser itself
+    implies, sigma^2 div D / n_pixels (Tweedie: Cov[x0 | x] = sigma^2 dD/dx), with the divergence from
+    Hutchinson's estimator (Rademacher probes, central differences). A Bayes-optimal denoiser gives 1; a
+    ratio below 1 means the denoiser claims more uncertainty than its errors show: samples too wide."""
     trained = score.load_model(model, device="cpu")
     den, norm = trained.denoiser, trained.normaliser
     idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
@@ -119,10 +123,24 @@ def denoiser_bias(model: Path, ds, splits: pd.DataFrame, seed: int = 0, draws: i
             errs = [den(x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma, cond=cond) - x0
                     for _ in range(draws)]
             err = torch.stack(errs)
+            div = _divergence(den, x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma,
+                              cond, gen)
             for i, f in enumerate(reconstruct.TARGETS):
                 out[f"denoiser_bias_{f}_{sigma:g}"] = float(err[:, :, i].sum() / (draws * x0[:, i].sum()))
                 out[f"denoiser_rms_{f}_{sigma:g}"] = float(err[:, :, i].pow(2).mean().sqrt())
+                out[f"denoiser_calibration_{f}_{sigma:g}"] = float(err[:, :, i].pow(2).mean() / (sigma**2 * div[i]))
     return out
+
+
+def _divergence(den, x, sigma: float, cond, gen, probes: int = 4) -> list[float]:
+    """Per field, the mean over pixels of the diagonal of dD/dx at ``x`` (Hutchinson, central differences)."""
+    eps = 1e-3 * sigma
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for _ in range(probes):
+        v = torch.randint(0, 2, x.shape, generator=gen).to(torch.float64) * 2 - 1
+        jv = (den(x + eps * v, sigma, cond=cond) - den(x - eps * v, sigma, cond=cond)) / (2 * eps)
+        total += (v * jv).mean(dim=(0, 2, 3))
+    return (total / probes).tolist()
 
 
 def cluster_bootstrap(values: np.ndarray, groups: np.ndarray, stat, seed: int, n_boot: int = 1000) -> tuple:
@@ -197,6 +215,16 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFr
     return table
 
 
+def denoiser_only(name: str, base: dict, res: Path, work: Path) -> pd.DataFrame:
+    spec = variant(name)
+    cfg = merge(copy.deepcopy(base), {k: v for k, v in spec.items() if k == "training"})
+    splits = pd.read_parquet(res / "split" / "splits.parquet")
+    model = with_weights(train(cfg, res, work, splits), spec.get("weights", "ema"), work)
+    rows = [{"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
+            for k, v in denoiser_bias(model, store.open_store(res / "dataset" / "maps.zarr"), splits).items()]
+    return pd.DataFrame(rows).assign(variant=name)
+
+
 def summary(tables: pd.DataFrame) -> pd.DataFrame:
     """variant x (statistic per bin and field): 'value [lo, hi]'."""
     t = tables.copy()
@@ -218,6 +246,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write every variant's rows here (CSV)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
+    ap.add_argument("--denoiser-only", action="store_true",
+                    help="only the denoiser diagnostics of each variant's model (trained if needed)")
     args = ap.parse_args()
     if args.list:
         for name, spec in VARIANTS.items():
@@ -232,13 +262,14 @@ def main() -> None:
     tables = []
     for name in args.variants:
         print(f"variant {name}", flush=True)
-        tables.append(run_variant(name, base, args.results, work, args))
+        tables.append(denoiser_only(name, base, args.results, work) if args.denoiser_only
+                      else run_variant(name, base, args.results, work, args))
     tables = pd.concat(tables, ignore_index=True)
     if args.out:
         tables.to_csv(args.out, index=False)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
         for stat_prefix in ("mass_error_median", "b_large", "r_small", "max_coverage_error", "z_std", "z_mean",
-                            "tarp_ks_p", "denoiser_bias", "sampling_s"):
+                            "tarp_ks_p", "denoiser_bias", "denoiser_calibration", "sampling_s"):
             part = tables[tables["statistic"].str.startswith(stat_prefix)]
             if not part.empty:
                 print(f"\n{stat_prefix}:\n{summary(part).to_string()}")
