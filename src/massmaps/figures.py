@@ -98,26 +98,31 @@ def fig6_zscores(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> N
     _save(plotting.figure6_zscores(ev["z"].values, density, within), outputs, options)
 
 
+def _n_samples(ev) -> int:
+    """Posterior samples per map of an evaluation store."""
+    return int(ev.attrs["n_posterior_samples"])
+
+
 def fig7_profiles(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
     from . import metrics
 
     ev = store.open_store(inputs["evaluation"]).load()
     sim, gen = _by_bin(ev, "profile_sim", options), _by_bin(ev, "profile_gen", options)
     errors = {key: metrics.percentiles(v) for key, v in _by_bin(ev, "mass_error", options).items()}
-    _save(plotting.figure7_profiles(ev["radius"].values, sim, gen, errors), outputs, options)
+    _save(plotting.figure7_profiles(ev["radius"].values, sim, gen, errors, _n_samples(ev)), outputs, options)
 
 
 def fig8_bias(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
     ev = store.open_store(inputs["evaluation"]).load()
     b = _by_bin(ev, "b", options)
-    _save(plotting.figure8_bias(ev["k"].values, float(ev.attrs["k_split"]), b), outputs, options)
+    _save(plotting.figure8_bias(ev["k"].values, float(ev.attrs["k_split"]), b, _n_samples(ev)), outputs, options)
 
 
 def fig9_correlation(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
     ev = store.open_store(inputs["evaluation"]).load()
     r = _by_bin(ev, "r", options)
     base = {(mb, f, i): v for i in INPUTS for (mb, f), v in _by_bin(ev, "r_input", options, {"input": i}).items()}
-    _save(plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base), outputs, options)
+    _save(plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base, _n_samples(ev)), outputs, options)
 
 
 def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:

@@ -155,7 +155,7 @@ def figure3_diffusion(forward: np.ndarray, reverse: np.ndarray, sigmas: Sequence
 
 def figure4_reconstructions(inputs: np.ndarray, truth: np.ndarray, mean: np.ndarray, masses: Sequence[float],
                             x: np.ndarray, y: np.ndarray, input_units: Sequence[str]):
-    """Fig. 4: per cluster (row) the inputs (tSZ, X-ray), the true gas and DM maps and the 50-sample means.
+    """Fig. 4: per cluster (row) the inputs (tSZ, X-ray), the true gas and DM maps and the posterior means.
 
     inputs (n, 2, y, x) [tsz, xray]; truth and mean (n, 2, y, x) [gas, dm]. Truth and mean share a colour scale.
     """
@@ -238,12 +238,12 @@ def figure6_zscores(z: np.ndarray, density: dict, within: dict):
     return fig
 
 
-def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_errors: dict):
+def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_errors: dict, n_samples: int):
     """Fig. 7: radial profiles of simulated and generated maps per mass bin (columns) and field (rows).
 
     prof_sim / prof_gen: (mass_bin, field) -> (maps, radius) arrays; mass_errors: (mass_bin, field) ->
-    percentile dict of the total-mass error. Each panel has the mean and 16-84 band, and below it the
-    fractional difference of the means.
+    percentile dict of the total-mass error; n_samples: posterior samples per map. Each panel has the
+    mean and 16-84 band, and below it the fractional difference of the means.
     """
     bins = sorted({b for b, _ in prof_sim}, key=lambda b: ["low", "high", "all"].index(b) if b in ("low", "high", "all") else 9)
     fields = [f for f in ("gas", "dm") if any(k[1] == f for k in prof_sim)]
@@ -254,7 +254,7 @@ def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_er
             inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.0)
             ax, axr = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
             s, g = prof_sim[b, f], prof_gen[b, f]
-            for arr, colour, label in ((s, SIM_COLOUR, "simulated"), (g, GEN_COLOUR, "generated (50-sample mean)")):
+            for arr, colour, label in ((s, SIM_COLOUR, "simulated"), (g, GEN_COLOUR, f"generated ({n_samples}-sample mean)")):
                 _mean_band(ax, radius, arr, colour, label, alpha=0.18)
             ax.set_yscale("log")
             ax.set_xticklabels([])
@@ -290,7 +290,7 @@ def _spectrum_panels(k: np.ndarray, k_split: float, per_bin: dict, ylabel: str):
     return fig, axes, bins, fields
 
 
-def figure8_bias(k: np.ndarray, k_split: float, b: dict):
+def figure8_bias(k: np.ndarray, k_split: float, b: dict, n_samples: int):
     """Fig. 8: b(k) = sqrt(P_gen/P_sim) per mass bin (columns) and field (rows), mean and 16-84 band."""
     fig, axes, bins, fields = _spectrum_panels(k, k_split, b, r"$b(k)$")
     for i, f in enumerate(fields):
@@ -299,11 +299,11 @@ def figure8_bias(k: np.ndarray, k_split: float, b: dict):
             _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"{mb} mass ({arr.shape[0]} maps)")
             ax.axhline(1, color="k", lw=0.6)
             ax.legend(frameon=False, fontsize=8)
-    fig.suptitle(r"Bias $b(k) = \sqrt{P_{gen}/P_{sim}}$ of the 50-sample mean", fontsize=10)
+    fig.suptitle(r"Bias $b(k) = \sqrt{P_{gen}/P_{sim}}$ of the " + f"{n_samples}-sample mean", fontsize=10)
     return fig
 
 
-def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict):
+def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict, n_samples: int):
     """Fig. 9: r(k) per mass bin (columns) and field (rows), with the linear baselines of each input.
 
     r: (mass_bin, field) -> (maps, k); baselines: (mass_bin, field, input) -> (maps, k).
@@ -312,7 +312,7 @@ def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict)
     for i, f in enumerate(fields):
         for j, mb in enumerate(bins):
             ax, arr = axes[i, j], r[mb, f]
-            _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"50-sample mean ({arr.shape[0]} maps)", lw=1.8)
+            _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"{n_samples}-sample mean ({arr.shape[0]} maps)", lw=1.8)
             for inp, style in BASELINE_STYLES.items():
                 if (mb, f, inp) in baselines:
                     ax.plot(k, np.nanmean(baselines[mb, f, inp], axis=0), lw=1.2, **style,
