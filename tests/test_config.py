@@ -292,3 +292,56 @@ def test_config_check_command(tmp_path, capsys):
     assert main([str(ROOT / "config" / "config.yaml"), str(bad)]) == 1
     assert "training.sigma_min" in capsys.readouterr().err
     assert main([str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "paper.yaml")]) == 0
+
+
+def _filled():
+    config = load()
+    validate(config, schema=SCHEMA)
+    return config
+
+
+def _walk(block, path=()):
+    """Every leaf key path of a nested mapping."""
+    for key, value in block.items():
+        if isinstance(value, dict) and value:
+            yield from _walk(value, path + (key,))
+        else:
+            yield path + (key,)
+
+
+def _changed(config, path):
+    out = copy.deepcopy(config)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    value = node[path[-1]]
+    node[path[-1]] = ({"changed": 1} if isinstance(value, dict) else [value, value] if isinstance(value, list)
+                      else (not value) if isinstance(value, bool) else "changed" if value is None or isinstance(value, str)
+                      else value * 2 + 1)
+    return out
+
+
+def test_hash_policy_every_key():
+    """The data hash changes with every key of the data blocks but the projection's threads, and with
+    nothing else; the training hash also with every training and normalisation key but the run-time ones."""
+    from massmaps.config import DATA_IGNORED, DATA_KEYS, TRAINING_IGNORED, data_hash, training_hash
+
+    config = _filled()
+    d0, t0 = data_hash(config), training_hash(config)
+    assert (d0, t0) == (data_hash(copy.deepcopy(config)), training_hash(copy.deepcopy(config)))
+    seen = {"data": 0, "training": 0}
+    for path in _walk(config):
+        new = _changed(config, path)
+        d, t = data_hash(new), training_hash(new)
+        top = path[0]
+        in_data = top in DATA_KEYS and not (len(path) > 1 and path[1] in DATA_IGNORED.get(top, ()))
+        in_training = in_data or top == "normalisation" or (top == "training" and path[1] not in TRAINING_IGNORED)
+        assert (d != d0) == in_data, path
+        assert (t != t0) == in_training, path
+        seen["data"] += in_data
+        seen["training"] += in_training
+    assert seen["data"] > 20 and seen["training"] > seen["data"] + 10
+    # the policy itself, spelled out: speed and placement knobs never rename data or models
+    assert DATA_IGNORED == {"projection": ("threads",)}
+    assert set(TRAINING_IGNORED) == {"time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s"}
+    assert set(DATA_KEYS) == {"seed", "cosmology", "catalog", "sightlines", "particles", "projection", "split"}

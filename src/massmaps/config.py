@@ -1,5 +1,5 @@
-"""The workflow's configuration: YAML loading, schema validation with defaults, and the checks across keys
-that a schema cannot express.
+"""The workflow's configuration: YAML loading, schema validation with defaults, the checks across keys
+that a schema cannot express, and the hash policy (which keys name the data and the trained model).
 
 Every error is a :class:`ConfigError` that names the file and line (YAML syntax) or the key path
 (``training.sigma_min``) and what was expected, so that a bad configuration fails before any job runs.
@@ -197,6 +197,42 @@ def check(config: Mapping) -> None:
         _check_shards(config, errors)
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+#: Top-level keys that shape the maps, the plan and the split: the data hash covers exactly these.
+DATA_KEYS = ("seed", "cosmology", "catalog", "sightlines", "particles", "projection", "split")
+#: Keys inside those blocks that change how fast, not what: left out of the data hash (the projection
+#: writes the same bytes for any number of threads).
+DATA_IGNORED = {"projection": ("threads",)}
+#: Training keys that change how or where training runs, not the model it converges to.
+TRAINING_IGNORED = ("time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s")
+
+
+def data_hash(config: Mapping) -> str:
+    """Hash of everything that shapes the dataset store (recorded in every store's attributes).
+
+    Sampling, evaluation and figure options, the run name and the training block do not enter it:
+    changing them never re-projects anything.
+    """
+    from .store import config_hash
+
+    part = {}
+    for key in DATA_KEYS:
+        block = config[key]
+        if isinstance(block, Mapping):
+            block = {k: v for k, v in block.items() if k not in DATA_IGNORED.get(key, ())}
+        part[key] = block
+    return config_hash(part)
+
+
+def training_hash(config: Mapping) -> str:
+    """Hash of everything that shapes a trained model: the data hash, the normalisation and the training
+    block less :data:`TRAINING_IGNORED` (names the model's checkpoint folder, so that a changed setting
+    never resumes another model's checkpoint)."""
+    from .store import config_hash
+
+    training = {k: v for k, v in config["training"].items() if k not in TRAINING_IGNORED}
+    return config_hash({"data": data_hash(config), "normalisation": config["normalisation"], "training": training})
 
 
 def merge(base: dict, extra: Mapping) -> dict:

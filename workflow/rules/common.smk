@@ -1,7 +1,6 @@
 # Config validation and input functions only: logic belongs in src/massmaps.
 from massmaps import config as config_checks
 from massmaps.snapshot import GROUP_CATALOG_KEYS, expand_files
-from massmaps.store import config_hash
 
 # Every bad key fails here, before any job runs, naming the key path and what was expected.
 config_checks.validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -14,17 +13,12 @@ EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_l
 RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
 FIGURE_FORMATS = config["figures"]["formats"]
+# the projection block less its thread count (the maps are the same bytes for any number of threads)
+PROJECTION = {k: v for k, v in config["projection"].items() if k not in config_checks.DATA_IGNORED["projection"]}
 # everything that shapes the maps (recorded in every store), and everything that shapes a trained model
-# (its checkpoints live in a folder of that name)
-# (the projection's thread count is left out: the maps are the same bytes for any number of threads)
-PROJECTION = {k: v for k, v in config["projection"].items() if k != "threads"}
-DATA_HASH = config_hash(
-    {k: config[k] for k in ("seed", "cosmology", "catalog", "sightlines", "particles", "split")} | {"projection": PROJECTION}
-)
-TRAINING_HASH = config_hash(
-    {"data": DATA_HASH, "normalisation": config["normalisation"]}
-    | {"training": {k: v for k, v in config["training"].items() if k not in ("time_budget_s", "runtime_margin_s", "device", "num_workers")}}
-)
+# (its checkpoints live in a folder of that name): the policy is massmaps.config.data_hash/training_hash
+DATA_HASH = config_checks.data_hash(config)
+TRAINING_HASH = config_checks.training_hash(config)
 
 
 def get_user_catalog_file(wildcards):
