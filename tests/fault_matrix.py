@@ -272,7 +272,7 @@ def bad_snapshot(name: str, edit, *words: str) -> Case:
 
 def cases() -> list[Case]:
     out = [
-        bad_config("sigma_min above sigma_max", "training: {sigma_min: 2.0}", "training.sigma_min"),
+        bad_config("sigma_min above sigma_max", "training: {sigma_min: 20.0}", "training.sigma_min"),
         bad_config("reversed mass bin", "evaluation: {mass_bins: {low: [6.0e+14, 2.0e+14], high: [6.0e+14, 1.0e+15]}}",
                    "evaluation.mass_bins.low"),
         bad_config("mass bin outside the evaluation range",

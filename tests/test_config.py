@@ -214,7 +214,7 @@ def test_snakemake_reports_snapshot_without_centres(tmp_path):
 
 # ------------------------------------------------------------- bad configurations fail before any job
 BAD_CONFIGS = [
-    ("training.sigma_min", {"training": {"sigma_min": 2.0}}),
+    ("training.sigma_min", {"training": {"sigma_min": 20.0}}),
     ("evaluation.mass_bins.low", {"evaluation": {"mass_bins": {"low": [6e14, 2e14], "high": [6e14, 1e15]}}}),
     ("evaluation.mass_bins.huge", {"evaluation": {"mass_bins": {"huge": [2e15, 5e15]}}}),
     ("split.eval_mass_range_Msun", {"split": {"eval_mass_range_Msun": [1e15, 2e14]}}),
@@ -269,7 +269,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
     """The workflow refuses a bad key at start-up (dry run: no job), and a YAML syntax error in the
     embedded config file is named with its line."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("training: {sigma_min: 2.0}\n")
+    bad.write_text("training: {sigma_min: 20.0}\n")
     out = dry_run(tmp_path, bad)
     assert out.returncode != 0 and "config: training.sigma_min" in out.stdout + out.stderr
     (tmp_path / "config").mkdir()

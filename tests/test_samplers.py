@@ -68,7 +68,7 @@ def test_schedules():
 
 
 def test_solvers_share_one_signature():
-    params = [list(inspect.signature(f).parameters)[:7] for f, _, _ in sp.SAMPLERS.values()]
+    params = [list(inspect.signature(spec.solver).parameters)[:7] for spec in sp.SAMPLERS.values()]
     assert all(p == ["denoiser", "x", "sigmas", "cond", "generator", "callback", "disable"] for p in params)
     with pytest.raises(ValueError, match="valid"):
         sp.get_sampler("ddim")
@@ -77,7 +77,7 @@ def test_solvers_share_one_signature():
 @pytest.mark.parametrize("name,steps", [("heun", 6), ("edm_stochastic", 6), ("euler_maruyama", 6), ("dpmpp_2m", 6),
                                         ("dpmpp_2m_sde", 6)])
 def test_nfe_and_callback(cond, name, steps):
-    solver, schedule, _ = sp.SAMPLERS[name]
+    solver, schedule = sp.SAMPLERS[name].solver, sp.SAMPLERS[name].schedule
     calls, seen = [], []
     den = exact_denoiser(S)
 
@@ -138,7 +138,7 @@ def test_dpmpp_recovers_mean_and_variance(cond, name, steps, std_tol):
     """On the toy, 20 evaluations give the posterior std within 2% (ODE) and 5% (SDE: measured 4.5% and
     2.8% too wide for the two channels, converging as the steps grow: 0.9% at 40)."""
     x = marginal_start(cond, S, SMAX, seed=1)
-    out = sp.SAMPLERS[name][0](exact_denoiser(S), x, sp.karras_sigmas(steps, SMIN, SMAX), cond=cond,
+    out = sp.SAMPLERS[name].solver(exact_denoiser(S), x, sp.karras_sigmas(steps, SMIN, SMAX), cond=cond,
                                generator=torch.Generator().manual_seed(2))
     mean, std = z_stats(out, cond, S)
     np.testing.assert_allclose(mean, 0.0, atol=0.01)

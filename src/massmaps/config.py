@@ -157,7 +157,7 @@ def _check_learning(config: Mapping, errors: list) -> None:
                       f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max")
     from .samplers import get_sampler
 
-    solver = get_sampler(sampling["sampler"])[0]
+    solver = get_sampler(sampling["sampler"]).solver
     shared = {"denoiser", "x", "sigmas", "cond", "generator", "callback", "disable"}
     accepted = sorted(set(inspect.signature(solver).parameters) - shared)
     bad = sorted(set(sampling["sampler_kwargs"]) - set(accepted))

@@ -201,7 +201,7 @@ def sample_from_store(
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
-    steps = samplers.get_sampler(sampler)[2] if steps is None else int(steps)
+    steps = samplers.get_sampler(sampler).default_steps if steps is None else int(steps)
     parts = None
     if resume_dir is not None:
         parts = Path(resume_dir) / resume_key(model_dir, ds, split=which, n_samples=n_samples, sampler=sampler,

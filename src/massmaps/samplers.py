@@ -16,6 +16,7 @@ Euler-Maruyama N (N - 1 SDE steps plus the final denoising), Heun and the stocha
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -227,17 +228,50 @@ def sample_dpmpp_2m_sde(denoiser, x, sigmas, *, cond, generator, callback=None, 
 
 
 # -------------------------------------------------------------------------------------- registry
-# name -> (solver, schedule, default number of noise levels N)
-SAMPLERS: dict[str, tuple[Callable, Callable, int]] = {
-    "euler_maruyama": (sample_euler_maruyama, ve_sigmas, 1000),
-    "heun": (sample_heun, karras_sigmas, 18),  # 35 NFE, EDM's CIFAR-10 setting
-    "edm_stochastic": (sample_edm_stochastic, karras_sigmas, 40),
-    "dpmpp_2m": (sample_dpmpp_2m, karras_sigmas, 20),
-    "dpmpp_2m_sde": (sample_dpmpp_2m_sde, karras_sigmas, 20),
-}
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler: its solver (the shared signature ``solver(denoiser, x, sigmas, *, cond, generator,
+    callback, disable, **kwargs)``), its noise schedule, its default number of noise levels N, and how
+    many network evaluations it spends per level (second-order EDM solvers: 2, but 1 at the last level)."""
+
+    name: str
+    solver: Callable
+    schedule: Callable
+    default_steps: int
+    evals_per_level: int = 1
+    #: (kwargs, steps, denoiser) -> kwargs: defaults that depend on the schedule or the network
+    prepare: Callable | None = None
+
+    def nfe(self, steps: int) -> int:
+        """Network evaluations per sample with ``steps`` noise levels."""
+        return self.evals_per_level * steps - (self.evals_per_level - 1)
+
+    def sigmas(self, steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+        if self.schedule is karras_sigmas:
+            return karras_sigmas(steps, sigma_min, sigma_max, rho=rho)
+        return self.schedule(steps, sigma_min, sigma_max)
 
 
-def get_sampler(name: str) -> tuple[Callable, Callable, int]:
+def _churn_inside_training_range(kwargs: dict, steps: int, denoiser) -> dict:
+    """edm_stochastic without an explicit ``s_tmax``: churn stops where the churned sigma_hat would leave
+    the range the network was trained on."""
+    if "s_tmax" not in kwargs:
+        gamma = min(kwargs.get("s_churn", 0.0) / steps, math.sqrt(2) - 1)
+        kwargs = {**kwargs, "s_tmax": denoiser.sigma_max / (1 + gamma)}
+    return kwargs
+
+
+SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
+    SamplerSpec("euler_maruyama", sample_euler_maruyama, ve_sigmas, 1000),  # the paper's
+    SamplerSpec("heun", sample_heun, karras_sigmas, 18, evals_per_level=2),  # 35 NFE, EDM's CIFAR-10 setting
+    SamplerSpec("edm_stochastic", sample_edm_stochastic, karras_sigmas, 40, evals_per_level=2,
+                prepare=_churn_inside_training_range),
+    SamplerSpec("dpmpp_2m", sample_dpmpp_2m, karras_sigmas, 20),
+    SamplerSpec("dpmpp_2m_sde", sample_dpmpp_2m_sde, karras_sigmas, 20),
+)}
+
+
+def get_sampler(name: str) -> SamplerSpec:
     try:
         return SAMPLERS[name]
     except KeyError:
@@ -246,8 +280,7 @@ def get_sampler(name: str) -> tuple[Callable, Callable, int]:
 
 def nfe(sampler: str, steps: int) -> int:
     """Network evaluations per sample of ``sampler`` with ``steps`` noise levels."""
-    get_sampler(sampler)
-    return steps if sampler in ("euler_maruyama", "dpmpp_2m", "dpmpp_2m_sde") else 2 * steps - 1
+    return get_sampler(sampler).nfe(steps)
 
 
 def sample_seed(seed: int, sightline: int, sample: int) -> int:
@@ -264,16 +297,15 @@ def solver_setup(sampler: str, denoiser, steps: int | None = None, sampler_kwarg
     ``edm_stochastic`` without an explicit ``s_tmax``, churn stops where the churned sigma_hat would
     leave the range the network was trained on.
     """
-    solver, schedule, default_steps = get_sampler(sampler)
-    steps = default_steps if steps is None else int(steps)
+    spec = get_sampler(sampler)
+    steps = spec.default_steps if steps is None else int(steps)
     smin = denoiser.sigma_min if sigma_min is None else float(sigma_min)
     smax = denoiser.sigma_max if sigma_max is None else float(sigma_max)
-    sigmas = schedule(steps, smin, smax, rho=rho) if schedule is karras_sigmas else schedule(steps, smin, smax)
+    sigmas = spec.sigmas(steps, smin, smax, rho=rho)
     kwargs = dict(sampler_kwargs or {})
-    if sampler == "edm_stochastic" and "s_tmax" not in kwargs:
-        gamma = min(kwargs.get("s_churn", 0.0) / steps, math.sqrt(2) - 1)
-        kwargs["s_tmax"] = denoiser.sigma_max / (1 + gamma)
-    return solver, sigmas, kwargs
+    if spec.prepare is not None:
+        kwargs = spec.prepare(kwargs, steps, denoiser)
+    return spec.solver, sigmas, kwargs
 
 
 def _as_denoiser(model, device):
