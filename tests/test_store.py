@@ -202,3 +202,20 @@ def test_changed_bytes_of_a_large_store_fail_their_read(tmp_path, monkeypatch):
     ds["maps"].isel(sightline=[0, 1]).values  # the other shard reads
     with pytest.raises(ValueError, match="checksum"):
         ds["maps"].isel(sightline=[2]).values
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from massmaps.files import atomic_path, write_text_atomic
+
+    target = tmp_path / "sub" / "table.csv"
+    write_text_atomic("old\n", target)
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.suffix == ".csv" and tmp.name.startswith(".")
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n" and sorted(p.name for p in target.parent.iterdir()) == ["table.csv"]
+    with atomic_path(target, fsync=True, keep_previous="table.prev.csv") as tmp:
+        tmp.write_text("new\n")
+    assert target.read_text() == "new\n" and (target.parent / "table.prev.csv").read_text() == "old\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.csv", "table.prev.csv"]

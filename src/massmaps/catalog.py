@@ -406,12 +406,11 @@ def read_catalog(
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table to parquet under a temporary name, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    """Write a table to parquet through :func:`massmaps.files.atomic_path`."""
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def expected_counts_per_bin(

@@ -1,10 +1,44 @@
-"""Checks on the files a run has already produced."""
+"""Files: the one atomic writer every output goes through, and checks on the files a run has produced."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, fsync: bool = False, keep_previous: str | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write to; on success it is renamed onto ``path``, on an
+    exception removed, so that an interrupted write never leaves anything that looks complete.
+
+    The temporary name keeps the suffix (writers that pick the format from it still work) and starts
+    with a dot. ``fsync``: flush the file to disk before the rename. ``keep_previous``: the file that
+    ``path`` replaces is first renamed to this sibling name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        if keep_previous and path.is_file():
+            os.replace(path, path.with_name(keep_previous))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Text to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def wrong_kind_outputs(outputs: Iterable[tuple[str, bool]]) -> list[str]:

@@ -19,14 +19,13 @@ IMAGE_COLOUR = "tab:purple"
 
 def save_figure(fig, paths: Sequence[str | os.PathLike], dpi: int = 150) -> None:
     """Save ``fig`` to every path (format from the suffix), each written under a temporary name first."""
+    from .files import atomic_path
+
     for path in paths:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
         # Fixed metadata keeps PDF/PNG bytes identical between runs.
-        metadata = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, path)
+        metadata = {"CreationDate": None} if Path(path).suffix == ".pdf" else {"Software": None}
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 

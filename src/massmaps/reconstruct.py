@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__, samplers, score, split, store
+from .files import atomic_path, write_text_atomic
 from .normalise import Normaliser
 from .training import TrainConfig, ZarrMapsDataset, train
 
@@ -279,10 +280,8 @@ def resume_key(model_dir: str | os.PathLike, ds: xr.Dataset, **sampling) -> str:
 
 
 def _save_part(path: Path, samples: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, samples)
-    os.replace(tmp, path)
 
 
 def _load_part(path: Path, out: np.ndarray) -> bool:
@@ -331,7 +330,7 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
     """JSON to ``path`` via a temporary file and a rename."""
     import json
 
-    store.write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n", path)
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, default=score.to_jsonable) + "\n", path)
 
 
 def diffusion_trajectory(

@@ -265,11 +265,3 @@ def assemble(shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, 
     return ds
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Text to ``path`` via a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path

@@ -413,14 +413,10 @@ class _DirLock:
 def _atomic_torch_save(obj, path: Path, keep_previous: bool = False) -> None:
     """``torch.save`` under a temporary name, then a rename onto ``path``; with ``keep_previous`` the file
     it replaces becomes :data:`PREVIOUS_CHECKPOINT_FILE` (the fallback of :func:`load_checkpoint`)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if keep_previous and path.is_file():
-        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_FILE))
-    os.replace(tmp, path)
+    from .files import atomic_path
+
+    with atomic_path(path, fsync=True, keep_previous=PREVIOUS_CHECKPOINT_FILE if keep_previous else None) as tmp:
+        torch.save(obj, tmp)
 
 
 def _rng_state(device: torch.device) -> dict:

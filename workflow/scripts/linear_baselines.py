@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
 from massmaps import evaluation, logs, store  # noqa: E402
-from massmaps.store import write_text_atomic  # noqa: E402
+from massmaps.files import write_text_atomic  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 dataset = store.open_store(snakemake.input.dataset).load()  # noqa: F821
