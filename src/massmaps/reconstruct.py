@@ -376,9 +376,9 @@ def diffusion_trajectory(
     solver, sigmas, kwargs = samplers.solver_setup(sampler, denoiser, steps, sampler_kwargs)
     states: list[tuple[float, np.ndarray]] = []
     dev = denoiser.device
-    generators = [torch.Generator(device=dev).manual_seed(samplers.sample_seed(seed, sid, 1))]
-    x = samplers.randn_like(torch.empty((1, len(TARGETS), *x0.shape[-2:]), dtype=torch.float64, device=dev), generators)
-    x = samplers.shift_to_prior(x * float(sigmas[0]), prior_mean_for(prior_mean, ds, splits, norm))
+    # the sampler's own start for sample 1 of this sightline (sample 0's seed drew the forward noise)
+    x, generators = samplers.start_noise([(sid, 1)], (len(TARGETS), *x0.shape[-2:]), seed, float(sigmas[0]),
+                                         prior_mean_for(prior_mean, ds, splits, norm), dev)
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
     denoiser.net.eval()
@@ -386,7 +386,7 @@ def diffusion_trajectory(
         solver(denoiser, x, sigmas, cond=torch.as_tensor(cond, dtype=torch.float32, device=dev), generator=generators,
                callback=cb, **kwargs)
     state_sigmas = np.array([s for s, _ in states])
-    # the first recorded state at or below each level (the start, sigma_max, for the largest level)
+    # the first recorded state at or below each level (the start for a level at or above sigma_max)
     reverse = np.stack([states[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])][1] for lv in levels]).astype(np.float32)
     reached = np.array([state_sigmas[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])] for lv in levels])
     return xr.Dataset(

@@ -393,17 +393,24 @@ def draw_posterior_samples(
     return out
 
 
+def start_noise(pairs, shape, seed: int, sigma_max: float, prior_mean=None, device="cpu"):
+    """The sampler's start: a draw of the prior N(prior_mean, sigma_max^2) (float64) for each (sightline id,
+    sample index) pair, and the per-row generators that the solver then draws its noise from. Row j is
+    seeded by ``sample_seed(seed, *pairs[j])`` alone, so a sample is the same in any batch."""
+    generators = [torch.Generator(device=device).manual_seed(sample_seed(seed, sid, k)) for sid, k in pairs]
+    x = torch.empty((len(pairs), *shape), dtype=torch.float64, device=device)
+    # score_models (and the paper) centre the prior on zero: prior_mean None
+    return shift_to_prior(randn_like(x, generators) * sigma_max, prior_mean), generators
+
+
 def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out,
                   prior_mean=None):
     """Sample the (sightline, sample) pairs of ``chunk`` in one batch; write them into ``out``."""
     dev = denoiser.device
     rows = torch.tensor([b for b, _ in chunk])
     cond = inputs[rows].to(dev)
-    generators = [torch.Generator(device=dev).manual_seed(sample_seed(seed, ids[b], k)) for b, k in chunk]
-    shape = (len(chunk), channels or cond.shape[1], *inputs.shape[2:])
-    x = torch.empty(shape, dtype=torch.float64, device=dev)
-    # prior N(prior_mean, sigma_max^2); score_models centres it on zero
-    x = shift_to_prior(randn_like(x, generators) * float(sigmas[0]), prior_mean)
+    x, generators = start_noise([(ids[b], k) for b, k in chunk], (channels or cond.shape[1], *inputs.shape[2:]),
+                                seed, float(sigmas[0]), prior_mean, dev)
     x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
     x = x.to(torch.float32).cpu().numpy()
     if out is None:
