@@ -168,3 +168,17 @@ def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     other = reconstruct.resume_key(trained / "model", store.open_store(trained / "maps.zarr"),
                                    **{**SAMPLING, "seed": 8})
     assert not (resume / other).exists() and parts[0].parent.name != other
+
+
+def test_a_terminated_job_says_so_in_its_log(tmp_path):
+    """SIGTERM (cancelled, preempted or timed-out job): the log says so, temporary files go, exit 143."""
+    log, target = tmp_path / "job.log", tmp_path / "out.txt"
+    code = (f"import time\nfrom massmaps import logs\nfrom massmaps.files import atomic_path\nlogs.setup({str(log)!r})\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_text('half')\n    print('ready', flush=True)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    assert "stopped by SIGTERM" in log.read_text()
+    assert list(tmp_path.iterdir()) == [log]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 
@@ -17,6 +19,17 @@ def _log_uncaught(exc_type, exc, tb) -> None:
     sys.__excepthook__(exc_type, exc, tb)
 
 
+def _log_termination(signum, frame) -> None:
+    """SIGTERM (a cancelled, preempted or timed-out job): say so in the log, then exit with 128 + signum.
+    The exit unwinds the stack, so that temporary files are removed and resumable work is kept."""
+    name = signal.Signals(signum).name
+    logging.getLogger("massmaps").error("stopped by %s (job cancelled, preempted or out of time); "
+                                        "a rerun resumes where the step keeps partial work", name)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    raise SystemExit(128 + signum)
+
+
 def setup(
     path: str | os.PathLike | None = None,
     level: int = logging.INFO,
@@ -24,8 +37,8 @@ def setup(
 ) -> logging.Logger:
     """Send the root logger (and warnings) to ``path`` (or stderr); return the ``massmaps`` logger.
 
-    An exception that ends the program is logged with its traceback before Python prints it, so that a
-    failed job's log file says why it failed.
+    An exception that ends the program is logged with its traceback before Python prints it, and SIGTERM
+    is logged before the program exits (code 143), so that a failed or killed job's log says why it ended.
 
     ``also_append``: a second file that is appended to, never truncated, e.g. one that keeps the log of
     every attempt of a resumable job (Snakemake deletes a job's log file before each attempt).
@@ -45,4 +58,6 @@ def setup(
     warnings.simplefilter("default")
     if path is not None:
         sys.excepthook = _log_uncaught
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            signal.signal(signal.SIGTERM, _log_termination)
     return logging.getLogger("massmaps")
