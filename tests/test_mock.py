@@ -1,4 +1,4 @@
-"""Tests of the per-cluster mock generator (massmaps.mock, massmaps.particles)."""
+"""Tests of the per-cluster mock generator (massmaps.data.mock, massmaps.data.particles)."""
 
 import dataclasses
 
@@ -9,8 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps import mock, profiles
-from massmaps.particles import ParticleSet
+from massmaps.data import mock, profiles
+from massmaps.data.particles import ParticleSet
 
 
 from _halos import halo_row  # noqa: E402

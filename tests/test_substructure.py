@@ -12,8 +12,8 @@ from scipy import integrate, stats
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps import mock, profiles
-from massmaps import substructure as sub
+from massmaps.data import mock, profiles
+from massmaps.data import substructure as sub
 
 from _halos import halo_row  # noqa: E402
 

@@ -2,7 +2,8 @@
 
 Section numbers in this module ("section 3") refer to docs/physics.md.
 
-Entry point: :func:`make_cluster` (one halo-catalog row + a :class:`MockConfig` -> :class:`~massmaps.particles.Cluster`).
+Entry point: :func:`make_cluster` (one halo-catalog row + a :class:`MockConfig` ->
+:class:`~massmaps.data.particles.Cluster`).
 
 Design
 ------
@@ -31,9 +32,9 @@ Components (``MockConfig.components``, all on by default):
   and R_gen, each with DM, gas and pressure. The smooth background already lacks their mass (f_coll, Sigma bf).
 
 The pure draws of these three (mass function, radii, tidal and stripping radii, neighbour intensity) are in
-:mod:`massmaps.substructure`.
+:mod:`massmaps.data.substructure`.
 
-After sampling: SPH smoothing lengths and densities per species (:mod:`massmaps.sph`), then per gas
+After sampling: SPH smoothing lengths and densities per species (:mod:`massmaps.projection.sph`), then per gas
 particle P_e = sum of painted profiles, floored at n_e k T_IGM(rho_j); kT = P_e / n_e with n_e from the SPH
 density; T >= T_floor; bolometric bremsstrahlung l = 1.4e-27 g_ff T^1/2 mu_e n_e^2.
 
@@ -54,9 +55,9 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import cosmology as cosmo_mod
-from . import profiles, substructure
-from .constants import (
+from .. import cosmology as cosmo_mod
+from ..configkeys import reject_unknown_keys
+from ..constants import (
     BREMS_COEFF,
     G_MPC_KMS2_PER_MSUN,
     GAUNT_FF_DEFAULT,
@@ -67,8 +68,8 @@ from .constants import (
     MSUN_PER_MPC3_IN_G_PER_CM3,
     MU_E,
 )
-from .configkeys import reject_unknown_keys
-from .cosmology import PAPER, CosmologyParams
+from ..cosmology import PAPER, CosmologyParams
+from . import profiles, substructure
 from .particles import Cluster, ParticleSet, rotate
 
 __all__ = [
@@ -1164,8 +1165,8 @@ def poisson_self_weight(n_ngb: int, n_samples: int = 100_000) -> float:
 def _with_sph(ps: ParticleSet, cfg: MockConfig, keep: np.ndarray | None = None) -> ParticleSet:
     """Smoothing lengths and densities; with a ``keep`` mask only the kept particles are returned (every
     particle still serves as a neighbour, so theirs are the values the whole set would give)."""
-    from .kernels import KERNEL_NORM_3D
-    from .sph import smoothing_lengths_and_density
+    from ..projection.kernels import KERNEL_NORM_3D
+    from ..projection.sph import smoothing_lengths_and_density
 
     if keep is not None and len(ps):
         keep = np.asarray(keep, dtype=bool)
@@ -1228,7 +1229,7 @@ def make_cluster(
     The same row and config give identical arrays.
 
     With ``views`` (rotation matrices, ``None`` for the identity) and ``half_Mpc`` (half the maps' side),
-    only the particles that one of those views projects are kept (:func:`massmaps.observables.in_views`):
+    only the particles that one of those views projects are kept (:func:`massmaps.projection.observables.in_views`):
     every particle is drawn and serves as an SPH neighbour, but smoothing lengths, densities and
     thermodynamics are computed for the kept ones only. Their values, and so the maps of those views,
     are identical to those of the whole cluster; a cluster seen along the three axes only skips about
@@ -1238,7 +1239,7 @@ def make_cluster(
     raw = generate_particles(halo, cfg)
     keep_dm = keep_gas = None
     if views is not None:
-        from .observables import in_views
+        from ..projection.observables import in_views
 
         if half_Mpc is None or not half_Mpc > 0:
             raise ValueError(f"make_cluster: views need half_Mpc > 0 (half the maps' side), got {half_Mpc!r}")

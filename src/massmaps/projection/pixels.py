@@ -9,7 +9,7 @@ fraction of its projected kernel that falls in the pixel (docs/projection.md; do
 Backends
 --------
 ``"exact"``
-    Pixel weights from the 2D cumulative corner table of :mod:`massmaps.kernels`: the weight of a
+    Pixel weights from the 2D cumulative corner table of :mod:`massmaps.projection.kernels`: the weight of a
     pixel is the mixed difference of ``C(u, v)`` (the kernel mass below and left of a point) at its
     four corners, for any support radius however small or large. ``C = M(u) M(v) + K(u, v)``
     with ``M`` the exact polynomial 1D cumulative marginal and ``K`` a small non-separable
@@ -22,7 +22,7 @@ Backends
     lookups (the edges and corners on the support boundary are known exactly), written out with
     fixed loop counts for the common 2x3 to 5x5 footprints. Footprints with at least 49 inner
     corners (8 x 8 pixels and up, or clipped ones as large) write ``K`` as seven separable modes
-    instead (:func:`massmaps.kernels.correction_modes`): one 1D lookup per edge, and weights that
+    instead (:func:`massmaps.projection.kernels.correction_modes`): one 1D lookup per edge, and weights that
     are an eight-term matrix product, four pixels and two rows at a time (numba leaves LLVM's SLP
     vectoriser off; that path's runner alone compiles with it on). These are most of the pixels of
     a mock cluster's map, whose support radii are 5-10 pixels: the DM and gas maps of clusters of
@@ -71,7 +71,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from massmaps.kernels import (
+from massmaps.projection.kernels import (
     column_kernel_unit,
     CORRECTION_MODES,
     correction_bilinear,
@@ -416,7 +416,7 @@ def _row_scale_impl(w, j):
 def _exact_modes(img, w, j, px, py, hx, hy, ixl, ixh, iyl, iyh, npix, modes, ex, ey, A, vec, mi):
     """Pixel weights of one particle from the separable modes of K, footprint clipped to the map.
 
-    ``C(u, v) = M(u) M(v) + sum_r s_r phi_r(u) phi_r(v)`` (:func:`massmaps.kernels.correction_modes`),
+    ``C(u, v) = M(u) M(v) + sum_r s_r phi_r(u) phi_r(v)`` (:func:`massmaps.projection.kernels.correction_modes`),
     so the weights of a footprint are the product of its column differences ``A[r, k]``
     (``Delta M``, then ``Delta phi_r``) and its row differences times ``s_r``: eight terms per pixel
     (``_NTERMS``), four pixels and two rows at a time (SLP-vectorised). The rows are padded with zero

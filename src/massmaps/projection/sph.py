@@ -8,7 +8,7 @@ the ``n_ngb``-th neighbour sits at ``q = 1`` and adds nothing).
 Two backends give the same ``H``, bit for bit (tested):
 
 ``"numba"`` (default)
-    :mod:`massmaps.knn`: a median-split k-d tree walked once per leaf of 32 points for all of them,
+    :mod:`massmaps.projection.knn`: a median-split k-d tree walked once per leaf of 32 points for all of them,
     whose pruning radius is the largest of their current ``k``-th neighbour distances, with numba
     threads over the leaves. It answers the all-particles question that SPH asks, rather than one
     query at a time; ``benchmarks/projection.py`` times it against ``"scipy"`` in the same run.
@@ -36,8 +36,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.spatial import cKDTree
 
-from massmaps import knn
-from massmaps.kernels import w3d_unit
+from massmaps.projection import knn
+from massmaps.projection.kernels import w3d_unit
 
 __all__ = ["BACKENDS", "smoothing_lengths", "smoothing_lengths_and_density"]
 

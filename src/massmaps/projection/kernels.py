@@ -29,7 +29,7 @@ written as a sum of a few separable modes, ``K(u, v) = sum_r s_r phi_r(u) phi_r(
 (:func:`correction_modes`), so that a footprint's weights are a small matrix product.
 
 The scalar functions decorated with :func:`numba.njit` are the building blocks of
-:mod:`massmaps.projection` and :mod:`massmaps.sph`.
+:mod:`massmaps.projection.pixels` and :mod:`massmaps.projection.sph`.
 
 References
 ----------

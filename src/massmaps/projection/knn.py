@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from massmaps.kernels import w3d_unit
+from massmaps.projection.kernels import w3d_unit
 
 __all__ = ["KNNTree", "build_tree"]
 
@@ -343,7 +343,7 @@ class KNNTree:
     Parameters
     ----------
     pos : numpy.ndarray, shape (N, 3), float64, finite
-        Positions (validated by the caller: :mod:`massmaps.sph`).
+        Positions (validated by the caller: :mod:`massmaps.projection.sph`).
     leaf_size : int
         Points per leaf at most.
     """
