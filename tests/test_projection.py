@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from massmaps.projection import kernels as K
-from massmaps.projection.pixels import _FIXED, _MODES_MIN, BACKENDS, pixel_centres, pixel_edges, project
+from massmaps.projection.exact_fast import _FIXED, _MODES_MIN
+from massmaps.projection.pixels import BACKENDS, pixel_centres, pixel_edges, project
 
 NPIX = 32
 LIM = (0.0, 3.2)  # 0.1 per pixel
@@ -332,7 +333,7 @@ def test_slp_vectoriser_only_while_the_separable_runner_compiles():
     import numba
     from numba.core import event
 
-    from massmaps.projection import pixels as P
+    from massmaps.projection import exact_fast as P
 
     listener = next(lis for lis in event._registered["numba:compile"] if isinstance(lis, P._SLPForModes))
     before = numba.core.config.SLP_VECTORIZE

@@ -28,8 +28,9 @@ small non-separable correction ``K`` is interpolated bilinearly in a fine float3
 written as a sum of a few separable modes, ``K(u, v) = sum_r s_r phi_r(u) phi_r(v)``
 (:func:`correction_modes`), so that a footprint's weights are a small matrix product.
 
-The scalar functions decorated with :func:`numba.njit` are the building blocks of
-:mod:`massmaps.projection.pixels` and :mod:`massmaps.projection.sph`.
+The scalar functions decorated with :func:`numba.njit` are the building blocks of the projection
+backends (:mod:`massmaps.projection.pixels`, :mod:`massmaps.projection.exact`,
+:mod:`massmaps.projection.exact_fast`) and of :mod:`massmaps.projection.sph`.
 
 References
 ----------
