@@ -15,8 +15,8 @@ Two backends give the same ``H``, bit for bit (tested):
 ``"scipy"``
     scipy's ``cKDTree``, built unbalanced (``balanced_tree=False``, the sliding-midpoint rule) and
     queried in the tree's own order (``tree.indices``), so consecutive queries walk the same nodes
-    and stay in cache (docs/projection.md section 8: 2.8 s instead of 8.1 s in random order for 1e6 NFW particles,
-    k = 33, 2 workers). Queries run in chunks so the (chunk, k) neighbour arrays stay small.
+    and stay in cache (much faster than in random order: docs/projection.md section 8). Queries run in
+    chunks so the (chunk, k) neighbour arrays stay small.
 
 The density sums over the same ``n_ngb`` neighbours in both, in a different order (a few units in
 the last place apart).
