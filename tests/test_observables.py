@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps.data import mock, profiles
+from massmaps.data import mock, mock_host, profiles
 from massmaps.data.particles import Cluster, ParticleSet
 from massmaps.projection.observables import FIELDS, image_axes, in_views, project_fields
 
@@ -200,8 +200,8 @@ def test_tsz_profile_matches_line_of_sight_integral():
     # A10 pressure (cut at 2 R200m, as painted), averaged over the same pixels.
     cfg = mock.MockConfig(per_cluster_scatter=False)
     cl = mock.make_cluster(halo_row(6e14, seed=8), cfg)
-    host = mock.HostHalo.from_row(halo_row(6e14, seed=8), cfg)
-    painter = mock.HostGas(host, cfg).painter()
+    host = mock_host.HostHalo.from_row(halo_row(6e14, seed=8), cfg)
+    painter = mock_host.HostGas(host, cfg).painter()
     y_img = project_fields(cl, None, 2, fields=("tsz",))["tsz"] / (C.T_CMB_K * 1e6)
     R_grid = np.geomspace(0.05, 2.5, 300)
     y_grid = profiles.y_los(R_grid, painter.profile, painter.r_max)

@@ -3,7 +3,8 @@
 
 One function per figure, ``figN_*(inputs, outputs, options)``: ``inputs`` maps names to file paths,
 ``outputs`` lists the files to write (one per format) and ``options`` is the ``figures`` config block.
-No metric is computed here: Figs 5-9 read the evaluation store written by :func:`massmaps.evaluation.evaluate.evaluate`.
+No metric is computed here: Figs 5-9 read the evaluation store written by
+:func:`massmaps.evaluation.evaluate.evaluate`.
 """
 
 from __future__ import annotations
