@@ -35,9 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from massmaps import evaluation, reconstruct, score, store  # noqa: E402
+from massmaps import store  # noqa: E402
 from massmaps import config as checks  # noqa: E402
 from massmaps.config import merge  # noqa: E402
+from massmaps.evaluation import evaluate  # noqa: E402
+from massmaps.learning import reconstruct, score  # noqa: E402
 
 # Every variant starts from BASE, the laptop default before this ablation (score_models' parametrisation,
 # sigma_max 1, the prior on the training mean map, EDM's stochastic sampler at 79 evaluations), whatever
@@ -165,7 +167,7 @@ def posterior_metrics(ev, seed: int) -> list[dict]:
     rows = []
     k = ev["k"].values
     large, small = k < ev.attrs["k_split"], k >= ev.attrs["k_split"]
-    cal, _ = evaluation.calibration_tables(ev, seed=seed, n_boot=500)
+    cal, _ = evaluate.calibration_tables(ev, seed=seed, n_boot=500)
     for mb in ("low", "high", "all"):
         sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
         if not sel.any():
@@ -210,7 +212,7 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFr
         resume_dir=out / "resume")
     wall = time.monotonic() - t0
     blk = {k: v for k, v in base["evaluation"].items() if k != "diffusion_levels"}
-    ev = evaluation.evaluate(samples, ds, blk, h=base["cosmology"]["H0"] / 100)
+    ev = evaluate.evaluate(samples, ds, blk, h=base["cosmology"]["H0"] / 100)
     rows = posterior_metrics(ev, args.seed)
     rows += [{"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
              for k, v in denoiser_bias(model, ds, splits).items()]

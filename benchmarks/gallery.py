@@ -1,4 +1,4 @@
-"""A gallery of mock clusters with their substructure, a merger and a gas-DM offset (massmaps.plotting).
+"""A gallery of mock clusters with their substructure, a merger and a gas-DM offset (massmaps.evaluation.plotting).
 
 Generates a few clusters with the default MockConfig (every component on), projects them along z at the
 paper's resolution (128 pixels of 0.1 Mpc) and writes one PNG of gas, DM, tSZ and X-ray maps per cluster,
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 from massmaps import cosmology as cm
-from massmaps.mock import make_cluster
-from massmaps.observables import project_fields
-from massmaps.plotting import figure_substructure_gallery, save_figure
+from massmaps.data.mock import make_cluster
+from massmaps.evaluation.plotting import figure_substructure_gallery, save_figure
+from massmaps.projection.observables import project_fields
 
 # (title, M200m, extra catalogue columns, seed): a relaxed massive host, a forced merger, a disturbed host.
 CLUSTERS = [

@@ -2,7 +2,7 @@
 
 Draws the paper's catalogue and sightline plan, generates and projects a representative subset (every
 ``--stride``-th halo of one shard, so the whole mass range is covered) exactly as the ``project_shard`` rule
-does (:func:`massmaps.shards.project_shard`: SPH only for the particles the halo's views show), and
+does (:func:`massmaps.projection.shards.project_shard`: SPH only for the particles the halo's views show), and
 extrapolates to the whole data set: generation time per halo and projection time per sightline, each
 interpolated in log mass between the measured halos and summed over the plan's halos and sightlines.
 
@@ -50,7 +50,7 @@ def paper_config() -> dict:
 
 
 def plan_and_subset(base: dict, shard: int, stride: int):
-    from massmaps import catalog, sightlines
+    from massmaps.data import catalog, sightlines
 
     cat_cfg, sl_cfg = base["catalog"], base["sightlines"]
     halos = catalog.draw_catalog(box_Mpc=cat_cfg["box_Mpc"], n_halos=cat_cfg["n_halos"], seed=base["seed"])
@@ -67,9 +67,9 @@ def worker(args) -> None:
     """Generate and project this worker's share of the subset; print one JSON record per halo."""
     import numba
 
-    from massmaps import sightlines
-    from massmaps.mock import MockConfig, make_cluster
-    from massmaps.observables import project_fields
+    from massmaps.data import sightlines
+    from massmaps.data.mock import MockConfig, make_cluster
+    from massmaps.projection.observables import project_fields
 
     base = paper_config()
     proj = base["projection"]

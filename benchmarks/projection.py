@@ -2,8 +2,8 @@
 
 An NFW halo (c = 5, R200 = 2 Mpc, truncated at 4 Mpc) of equal-mass particles is centred in a
 12.8 Mpc field and projected to 128^2 pixels of 0.1 Mpc. Every method uses the same Wendland C2
-support radius H = distance to the 32nd neighbour (k = 33 with self, :mod:`massmaps.sph`). The smoothing
-lengths themselves are timed first: massmaps' numba all-kNN (:mod:`massmaps.knn`) against scipy's
+support radius H = distance to the 32nd neighbour (k = 33 with self, :mod:`massmaps.projection.sph`). The smoothing
+lengths themselves are timed first: massmaps' numba all-kNN (:mod:`massmaps.projection.knn`) against scipy's
 cKDTree queried in tree order, interleaved in one run, for k = 33 and 64 (checked to give the same H). Times are
 after one untimed (JIT warm-up) call, minimum over ``--repeat`` runs taken in rounds over the methods. ``mass`` is the map's sum over
 the particles' total mass; ``L1 = sum|map - ref| / sum(ref)`` against the ``"reference"`` backend
@@ -45,8 +45,8 @@ if ARGS is not None:
 import numpy as np  # noqa: E402
 from scipy.special import lambertw  # noqa: E402
 
-from massmaps.projection import project  # noqa: E402
-from massmaps.sph import smoothing_lengths  # noqa: E402
+from massmaps.projection.pixels import project  # noqa: E402
+from massmaps.projection.sph import smoothing_lengths  # noqa: E402
 
 BOX = 12.8  # Mpc
 NPIX = 128

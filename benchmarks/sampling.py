@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from massmaps import metrics, reconstruct, store
+from massmaps import store
+from massmaps.evaluation import metrics
+from massmaps.learning import reconstruct
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +149,7 @@ def compare_tables(args) -> None:
     """Table 1 and calibration of each sampler in ``args.tables``, on the same model and sightlines."""
     import ablation
 
-    from massmaps import evaluation
+    from massmaps.evaluation import evaluate
 
     res = args.results or ROOT / "results" / args.run
     splits = pd.read_parquet(res / "split" / "splits.parquet")
@@ -161,7 +163,7 @@ def compare_tables(args) -> None:
             n_samples=args.n_samples, sampler=sampler, steps=steps, batch_size=50, seed=0, device="cpu",
             sampler_kwargs=kwargs, prior_mean=args.prior_mean, progress=False)
         wall = time.perf_counter() - t0
-        ev = evaluation.evaluate(out, dataset)
+        ev = evaluate.evaluate(out, dataset)
         name = f"{sampler} {out.attrs['nfe_per_sample']} NFE"
         rows += [{**r, "variant": name} for r in ablation.posterior_metrics(ev, seed=0)]
         rows.append({"variant": name, "mass_bin": "-", "field": "-", "statistic": "sampling_s", "value": wall,

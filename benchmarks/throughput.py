@@ -6,7 +6,7 @@ mappings key by key). Per size, on random normalised maps of the config's npix:
 
 - training: the training loop's step (score_models' DSM loss, backward, Adam, EMA update, loss read
   back) at ``training.batch_size``, timed over ``--train-steps`` steps after ``--warmup`` untimed ones;
-- sampling: ``massmaps.samplers.draw_posterior_samples`` (the sampler of ``sampling.sampler`` with its
+- sampling: ``massmaps.learning.samplers.draw_posterior_samples`` (the sampler of ``sampling.sampler`` with its
   per-sample generators), ``sampling.batch_size`` samples of one sightline in one batch, at
   ``--sample-steps`` noise levels (default: the config's; fewer give the same rate per evaluation),
   after one untimed call. Reported as network evaluations per second (images through the network) and
@@ -39,8 +39,8 @@ from torch_ema import ExponentialMovingAverage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from massmaps import samplers, score  # noqa: E402
 from massmaps.config import merge  # noqa: E402
+from massmaps.learning import samplers, score  # noqa: E402
 
 SIZES = {"laptop": ["config/config.yaml"], "paper": ["config/config.yaml", "config/paper.yaml"]}
 

@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import resolve  # noqa: E402
 
-from massmaps import reconstruct, score, store  # noqa: E402
-from massmaps.training import LOCK_FILE, TrainingInterrupted  # noqa: E402
+from massmaps import store  # noqa: E402
+from massmaps.learning import reconstruct, score  # noqa: E402
+from massmaps.learning.training import LOCK_FILE, TrainingInterrupted  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ under-dispersed and shifted posteriors are caught, each with the right sign."""
 import numpy as np
 import pytest
 
-from massmaps import calibration
+from massmaps.evaluation import calibration
 
 N_SAMPLES = 50
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massmaps import catalog
 from massmaps.cosmology import PAPER
+from massmaps.data import catalog
 
 PAPER_BOX = 500.0 / PAPER.h  # (500 Mpc/h)^3 in physical Mpc
 

@@ -12,7 +12,7 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from massmaps.cosmology import CosmologyParams
-from massmaps.mock import MockConfig
+from massmaps.data.mock import MockConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -41,7 +41,7 @@ def test_paper_config_merges_and_is_valid():
     # the paper's network, not the laptop's keys merged into it
     from score_models import NCSNpp
 
-    from massmaps.score import build_score_model
+    from massmaps.learning.score import build_score_model
 
     defaults = inspect.signature(NCSNpp.__init__).parameters
     network = config["training"]["network"]
@@ -194,7 +194,7 @@ def test_snakemake_reports_bad_mock_key(tmp_path):
 def test_snapshot_defaults_match_the_library():
     import dataclasses
 
-    from massmaps.snapshot import SnapshotConfig
+    from massmaps.data.snapshot import SnapshotConfig
 
     filled = {}
     validate(filled, schema=SCHEMA)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from massmaps import evaluation, metrics
+from massmaps.evaluation import evaluate, metrics
 
 NPIX, PIXEL = 32, 0.4
 
@@ -39,7 +39,7 @@ def _stores(n_maps=6, n_samples=8, noise=0.0, scale=1.0, seed=0):
 
 def test_perfect_posterior_mean():
     smp, maps = _stores(noise=1e-6)
-    ev = evaluation.evaluate(smp, maps, {"chunk_sightlines": 4})
+    ev = evaluate.evaluate(smp, maps, {"chunk_sightlines": 4})
     np.testing.assert_allclose(ev["b"], 1.0, atol=1e-5)
     np.testing.assert_allclose(ev["r"], 1.0, atol=1e-8)
     np.testing.assert_allclose(ev["mass_error"], 0.0, atol=1e-6)
@@ -47,22 +47,22 @@ def test_perfect_posterior_mean():
     assert ev["k"].attrs["units"] == "h/Mpc"
     assert ev["k"].values[0] == pytest.approx(0.701, abs=1e-3)
     assert list(ev["mass_bin"].values) == ["low"] * 4 + ["high"] * 2  # 2.5e14 .. 9e14, geometric
-    t = evaluation.table1(ev)
+    t = evaluate.table1(ev)
     assert set(t["mass_bin"]) == {"low", "high", "all"} and len(t) == 3 * 2 * 2 * 2
     np.testing.assert_allclose(t.loc[t["statistic"] == "r", "mean"], 1.0, atol=1e-8)
     paper = t[(t["mass_bin"] == "high") & (t["field"] == "dm") & (t["statistic"] == "b") & (t["scale"] == "small")]
     assert paper["paper_mean"].iloc[0] == 0.888
     # the perfect mean beats the baselines (the noisy inputs) at every k
-    m = evaluation.baseline_margins(ev)
+    m = evaluate.baseline_margins(ev)
     assert (m["margin"] > 0).all()
-    md = evaluation.table1_markdown(t)
+    md = evaluate.table1_markdown(t)
     assert "| high | DM |" in md and "1.000 +0.000/-0.000" in md
-    assert r"\begin{tabular}" in evaluation.table1_latex(t)
+    assert r"\begin{tabular}" in evaluate.table1_latex(t)
 
 
 def test_scaled_mean_and_noise():
     smp, maps = _stores(noise=0.5, scale=1.1, n_samples=20)
-    ev = evaluation.evaluate(smp, maps)
+    ev = evaluate.evaluate(smp, maps)
     # b is the amplitude ratio where the signal dominates the noise of the 20-sample mean
     assert np.median(ev["b"].values[..., :3]) == pytest.approx(1.1, rel=0.02)
     np.testing.assert_allclose(ev["mass_error"], 0.1, atol=0.01)
@@ -78,32 +78,32 @@ def test_scaled_mean_and_noise():
         np.testing.assert_allclose(ev["z_fraction"].sel(field=f).values, want, rtol=1e-12)
         assert want[1] - want[0] > 0.05  # the two thresholds tell different pixels apart
         assert ev["z_sum"].sel(field=f).values.sum() < 0  # the samples are 10% too high: mean z < 0
-    s = evaluation.summary(ev)
+    s = evaluate.summary(ev)
     assert s["fields"]["gas"]["high"]["mass_error"]["median"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_mass_bins_and_errors():
-    labels = evaluation.mass_bin_labels([1e14, 2e14, 6e14, 1e15, 2e15], {"low": [2e14, 6e14], "high": [6e14, 1e15]})
+    labels = evaluate.mass_bin_labels([1e14, 2e14, 6e14, 1e15, 2e15], {"low": [2e14, 6e14], "high": [6e14, 1e15]})
     assert labels.tolist() == ["", "low", "high", "high", ""]
     with pytest.raises(ValueError, match="overlap"):
-        evaluation.mass_bin_labels([3e14], {"a": [1e14, 5e14], "b": [2e14, 6e14]})
+        evaluate.mass_bin_labels([3e14], {"a": [1e14, 5e14], "b": [2e14, 6e14]})
     with pytest.raises(ValueError, match="unknown evaluation key"):
-        evaluation.EvalConfig.from_mapping({"k_spilt": 2})
+        evaluate.EvalConfig.from_mapping({"k_spilt": 2})
     smp, maps = _stores(n_samples=1)
     with pytest.raises(ValueError, match="at least 2"):
-        evaluation.evaluate(smp, maps)
+        evaluate.evaluate(smp, maps)
     smp, maps = _stores()
     with pytest.raises(ValueError, match="lacks"):
-        evaluation.evaluate(smp.assign_coords(sightline_id=("sightline", np.arange(6) + 999)), maps)
+        evaluate.evaluate(smp.assign_coords(sightline_id=("sightline", np.arange(6) + 999)), maps)
 
 
 def test_no_named_bin_falls_back_to_all():
     smp, maps = _stores()
-    ev = evaluation.evaluate(smp, maps, {"mass_bins": {"huge": [1e16, 2e16]}})
-    table = evaluation.table1(ev)
-    assert set(table["mass_bin"]) == {"huge", "all"} and evaluation.empty_bins(ev) == ["huge"]
+    ev = evaluate.evaluate(smp, maps, {"mass_bins": {"huge": [1e16, 2e16]}})
+    table = evaluate.table1(ev)
+    assert set(table["mass_bin"]) == {"huge", "all"} and evaluate.empty_bins(ev) == ["huge"]
     assert (table.loc[table["mass_bin"] == "huge", "n"] == 0).all()  # shown empty, not dropped
-    assert "| huge | Gas | 0 | - |" in evaluation.table1_markdown(table)
+    assert "| huge | Gas | 0 | - |" in evaluate.table1_markdown(table)
     assert metrics.converged_n(ev["V_ratio"].sel(field="gas").mean("sightline").values) is None  # 8 samples
 
 
@@ -117,7 +117,7 @@ def test_linear_baselines_exact_cases():
     arr[:, 3] = rng.normal(size=arr[:, 3].shape)  # X-ray independent of everything
     mass = np.geomspace(2.5e14, 9e14, 8)
     maps = maps.assign(maps=(maps["maps"].dims, arr)).assign_coords(M200m_Msun=("sightline", mass))
-    per_k, per_scale = evaluation.linear_baselines(maps, {})
+    per_k, per_scale = evaluate.linear_baselines(maps, {})
     assert set(per_k["mass_bin"]) == {"low", "high", "all"}
     assert (per_k.loc[per_k["mass_bin"] == "all", "n_maps"] == 8).all()
     sz_gas = per_k[(per_k["input"] == "tsz") & (per_k["target"] == "gas")]
@@ -129,7 +129,7 @@ def test_linear_baselines_exact_cases():
     assert (sz_dm.loc[sz_dm["scale"] == "large", "mean"] > 0.95).all()
     assert (sz_dm.loc[sz_dm["scale"] == "small", "mean"] < 0.8).all()
     with pytest.raises(ValueError, match="xray"):
-        evaluation.linear_baselines(maps.sel(field=["gas", "dm", "tsz"]), {})
+        evaluate.linear_baselines(maps.sel(field=["gas", "dm", "tsz"]), {})
 
 
 @pytest.mark.parametrize("where", ["samples", "dataset", "baselines"])
@@ -144,8 +144,8 @@ def test_non_finite_values_fail_naming_the_sightline(where):
     sources = {"samples": "s.zarr", "dataset": "d.zarr"}
     with pytest.raises(ValueError) as err:
         if where == "baselines":
-            evaluation.linear_baselines(maps, source="d.zarr")
+            evaluate.linear_baselines(maps, source="d.zarr")
         else:
-            evaluation.evaluate(smp, maps, sources=sources)
+            evaluate.evaluate(smp, maps, sources=sources)
     message = str(err.value)
     assert "first sightline_id 103" in message and ("s.zarr" if where == "samples" else "d.zarr") in message, message

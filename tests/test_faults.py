@@ -106,7 +106,8 @@ def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model trained on a tiny store, with its split table."""
-    from massmaps import reconstruct, store
+    from massmaps import store
+    from massmaps.learning import reconstruct
 
     tmp = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(0)
@@ -136,14 +137,15 @@ SAMPLING = dict(which="test", eval_range_only=False, n_samples=3, sampler="edm_s
 def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     """sample_posterior killed (SIGKILL) after two sightlines: the rerun takes those two from the resume
     folder and draws the rest; the result is the same bytes as an uninterrupted run."""
-    from massmaps import reconstruct, store
+    from massmaps import store
+    from massmaps.learning import reconstruct
 
     resume = tmp_path / "resume"
     script = textwrap.dedent(f"""
         import os, signal, sys
         import pandas as pd, torch
         torch.set_num_threads(1)
-        from massmaps import reconstruct, samplers
+        from massmaps.learning import reconstruct, samplers
         draw, calls = samplers.draw_posterior_samples, []
         def killed_at_third(*args, **kwargs):
             calls.append(1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from massmaps import kernels as K
+from massmaps.projection import kernels as K
 
 # docs/physics.md section 7: F(s) to six decimals
 F_CHECKS = [

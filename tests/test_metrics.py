@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from massmaps import metrics
+from massmaps.evaluation import metrics
 
 
 def test_pixel_correlation_known_cases():
@@ -128,7 +128,7 @@ def test_scale_average_and_offsets():
 
 
 def test_projected_nfw_profile_recovered():
-    from massmaps import profiles
+    from massmaps.data import profiles
 
     npix, pixel, sub = 128, 0.1, 8
     rho_s, r_s = 1.0e15, 0.4

@@ -1,4 +1,4 @@
-"""Tests of the per-cluster mock generator (massmaps.mock, massmaps.particles)."""
+"""Tests of the per-cluster mock generator (massmaps.data.mock, massmaps.data.particles)."""
 
 import dataclasses
 
@@ -9,8 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps import mock, profiles
-from massmaps.particles import ParticleSet
+from massmaps.data import mock, mock_host, profiles
+from massmaps.data.particles import ParticleSet
 
 
 from _halos import halo_row  # noqa: E402
@@ -42,15 +42,15 @@ def test_from_mapping_round_trip():
 
 
 def test_stream_is_stable_and_named():
-    a = mock.stream(5, "component/host_dm").random(3)
-    assert np.array_equal(a, mock.stream(5, "component/host_dm").random(3))
-    assert not np.array_equal(a, mock.stream(5, "component/smooth").random(3))
-    assert not np.array_equal(a, mock.stream(6, "component/host_dm").random(3))
+    a = mock_host.stream(5, "component/host_dm").random(3)
+    assert np.array_equal(a, mock_host.stream(5, "component/host_dm").random(3))
+    assert not np.array_equal(a, mock_host.stream(5, "component/smooth").random(3))
+    assert not np.array_equal(a, mock_host.stream(6, "component/host_dm").random(3))
 
 
 # ------------------------------------------------------------------------------------------------ host
 def test_host_quantities_match_spec_table():
-    host = mock.HostHalo.from_row(halo_row(1e15, c=6.41), NO_SCATTER)
+    host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.41), NO_SCATTER)
     assert host.M500c == pytest.approx(4.64e14, rel=0.01)
     assert host.R500c == pytest.approx(1.177, rel=0.01)
     assert host.M200c == pytest.approx(6.79e14, rel=0.01)
@@ -63,7 +63,7 @@ def test_host_quantities_match_spec_table():
 
 
 def test_disturbed_host_and_pressure_type_override():
-    host = mock.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="disturbed", seed=3), mock.MockConfig())
+    host = mock_host.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="disturbed", seed=3), mock.MockConfig())
     assert host.pressure_type == "disturbed"
     assert host.c200m == pytest.approx(0.8 * 7.0)
     # Disturbed hosts get the larger gas-centre offset draw; it is not zero.
@@ -72,8 +72,8 @@ def test_disturbed_host_and_pressure_type_override():
 
 def test_pressure_type_frequencies():
     cfg = mock.MockConfig()
-    types = [mock.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), cfg).pressure_type for s in range(400)]
-    frac = {t: types.count(t) / len(types) for t in mock.PRESSURE_TYPES}
+    types = [mock_host.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), cfg).pressure_type for s in range(400)]
+    frac = {t: types.count(t) / len(types) for t in mock_host.PRESSURE_TYPES}
     assert frac["cool_core"] == pytest.approx(0.35, abs=0.08)
     assert frac["universal"] == pytest.approx(0.30, abs=0.08)
     assert frac["disturbed"] == pytest.approx(0.35, abs=0.08)
@@ -85,7 +85,7 @@ def test_closure_against_direct_quadrature():
     # (Radial components only here; the satellites' closure masses are checked in test_substructure.py.)
     radial = mock.MockConfig(components=("host_gas", "smooth"))
     for M in (1e14, 1e15):
-        host = mock.HostHalo.from_row(halo_row(M, seed=11), radial)
+        host = mock_host.HostHalo.from_row(halo_row(M, seed=11), radial)
         comps = mock.build_components(host, radial)
         total = 0.0
         for comp in comps:
@@ -133,7 +133,7 @@ def test_triaxial_shape_and_orientation():
     s, q = 0.5, 0.7
     rot = Rotation.from_euler("zyx", [30, 50, -20], degrees=True)
     raw = mock.generate_particles(halo_row(1e15, s=s, q=q, quat=tuple(rot.as_quat()), seed=4), NO_SCATTER)
-    host_dm = mock.HostDarkMatter  # the first DM particles are the host's
+    host_dm = mock_host.HostDarkMatter  # the first DM particles are the host's
     n_host = raw.component_meta["host_dm"]["n_dm"]
     assert isinstance(raw.components[0], host_dm)
     pos = raw.dm.pos[:n_host]
@@ -184,7 +184,7 @@ def test_extra_component_enters_mass_closure(monkeypatch):
         def sample(self, rng):
             n = int(round(0.1 * self.host.M200m / self.cfg.m_dm))
             pos = rng.normal(0, 0.05, (n, 3))
-            return mock.ComponentOutput(dm=ParticleSet(pos=pos, mass=np.full(n, self.cfg.m_dm)))
+            return mock_host.ComponentOutput(dm=ParticleSet(pos=pos, mass=np.full(n, self.cfg.m_dm)))
 
     monkeypatch.setitem(mock.COMPONENTS, "blob", Blob)
     base = mock.MockConfig(per_cluster_scatter=False)
@@ -206,7 +206,7 @@ def test_gas_thermodynamics_formulae():
     rho_b = cm.rho_b()
     pos = np.array([[0.1, 0, 0], [0.2, 0, 0], [5.0, 0, 0], [6.0, 0, 0]])
     rho = np.array([1e14, 1e13, 10 * rho_b, 0.1 * rho_b])
-    painter = mock.PressurePainter(
+    painter = mock_host.PressurePainter(
         profile=lambda r: np.full_like(r, 1e-2), centre=np.zeros(3), rotation=np.eye(3), axes=np.ones(3), r_max=1.0
     )
     P, kT, l_bol = mock.gas_thermodynamics(pos, rho, [painter], cfg)
@@ -222,7 +222,7 @@ def test_gas_thermodynamics_formulae():
 
 
 def test_painter_cut_and_particleset_helpers():
-    p = mock.PressurePainter(
+    p = mock_host.PressurePainter(
         profile=lambda r: 1.0 / r, centre=np.array([1.0, 0, 0]), rotation=np.eye(3), axes=np.array([2.0, 1.0, 0.5]), r_max=1.0
     )
     vals = p(np.array([[2.0, 0, 0], [3.5, 0, 0], [1.0, 0.0, 0.25]]))
@@ -241,8 +241,8 @@ def test_painter_cut_and_particleset_helpers():
 def test_profile_temperature_matches_apps05():
     # Analytic (profile) kT at 0.2 R500c from the painted pressure over the B16 gas density (universal type).
     for M, expect in ((1e14, 1.1), (3e14, 2.3), (1e15, 5.1)):
-        host = mock.HostHalo.from_row(halo_row(M, seed=0), NO_SCATTER)
-        gas = mock.HostGas(host, NO_SCATTER)
+        host = mock_host.HostHalo.from_row(halo_row(M, seed=0), NO_SCATTER)
+        gas = mock_host.HostGas(host, NO_SCATTER)
         r = 0.2 * host.R500c
         n_e = gas.density(r) * C.MSUN_PER_MPC3_IN_G_PER_CM3 / (C.MU_E * C.M_P_G)
         kT = gas.pressure(r) / n_e
@@ -252,8 +252,8 @@ def test_profile_temperature_matches_apps05():
 
 def test_pressure_types_modulate_the_gas_and_b12_alternative():
     cfg = NO_SCATTER  # the pressure_type column still overrides the type
-    cc = mock.HostGas(mock.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="cool_core"), cfg), cfg)
-    un = mock.HostGas(mock.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="universal"), cfg), cfg)
+    cc = mock_host.HostGas(mock_host.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="cool_core"), cfg), cfg)
+    un = mock_host.HostGas(mock_host.HostHalo.from_row(halo_row(3e14, c=7.0, pressure_type="universal"), cfg), cfg)
     R500 = cc.pressure.R500
     r = np.array([0.02, 0.05, 3.0]) * R500
     boost = cc.modulation(r)
@@ -265,8 +265,8 @@ def test_pressure_types_modulate_the_gas_and_b12_alternative():
     assert np.all((T_ratio > 0.4) & (T_ratio < 0.9)), T_ratio
     # Battaglia 2012 alternative: no density modulation, pressure 0.6-1.05 of A10 at the true mass inside R500c.
     b12cfg = dataclasses.replace(mock.MockConfig(per_cluster_scatter=False), pressure_model="battaglia12")
-    host = mock.HostHalo.from_row(halo_row(1e15, c=6.41), b12cfg)
-    g = mock.HostGas(host, b12cfg)
+    host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.41), b12cfg)
+    g = mock_host.HostGas(host, b12cfg)
     assert isinstance(g.pressure, profiles.Battaglia12Pressure)
     np.testing.assert_allclose(g.modulation(r), 1.0)
     a10_true = profiles.Arnaud10Pressure(host.M500c, host.R500c)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from massmaps.normalise import Normaliser
+from massmaps.learning.normalise import Normaliser
 
 FIELDS = ("gas", "dm", "tsz", "xray")
 
@@ -140,7 +140,7 @@ def test_training_mean_of_normalised_targets():
     training sightlines only, the same whatever the chunk size."""
     import xarray as xr
 
-    from massmaps import reconstruct
+    from massmaps.learning import reconstruct
 
     x = _maps(n=30)
     ds = xr.Dataset({"maps": (("sightline", "field", "y", "x"), x)}, coords={"field": list(FIELDS)})

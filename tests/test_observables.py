@@ -1,4 +1,5 @@
-"""Tests of massmaps.observables (docs/physics.md sections 6 and 10) on hand-made and generated particle sets."""
+"""Tests of massmaps.projection.observables (docs/physics.md sections 6 and 10) on hand-made and generated
+particle sets."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,9 @@ from scipy.spatial.transform import Rotation
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps import mock, profiles
-from massmaps.observables import FIELDS, image_axes, in_views, project_fields
-from massmaps.particles import Cluster, ParticleSet
+from massmaps.data import mock, mock_host, profiles
+from massmaps.data.particles import Cluster, ParticleSet
+from massmaps.projection.observables import FIELDS, image_axes, in_views, project_fields
 
 NPIX, PIX = 128, 0.1
 L = NPIX * PIX
@@ -98,9 +99,9 @@ def test_uniform_slab_at_mean_density_gives_one():
 
 # ------------------------------------------------------------------------------------------------ with SPH
 def test_projected_nfw_realisation_matches_analytic():
-    # (a) 1e5 particles of an untruncated NFW cut at r_max (inside the cube), H from massmaps.sph,
+    # (a) 1e5 particles of an untruncated NFW cut at r_max (inside the cube), H from massmaps.projection.sph,
     # against the analytic Wright & Brainerd Sigma minus the (numerically integrated) part beyond r_max.
-    from massmaps.sph import smoothing_lengths_and_density
+    from massmaps.projection.sph import smoothing_lengths_and_density
 
     rng = np.random.default_rng(2024)
     c, R200, M200, r_max, N = 5.0, 2.0, 6e14, 6.0, 100_000
@@ -199,8 +200,8 @@ def test_tsz_profile_matches_line_of_sight_integral():
     # A10 pressure (cut at 2 R200m, as painted), averaged over the same pixels.
     cfg = mock.MockConfig(per_cluster_scatter=False)
     cl = mock.make_cluster(halo_row(6e14, seed=8), cfg)
-    host = mock.HostHalo.from_row(halo_row(6e14, seed=8), cfg)
-    painter = mock.HostGas(host, cfg).painter()
+    host = mock_host.HostHalo.from_row(halo_row(6e14, seed=8), cfg)
+    painter = mock_host.HostGas(host, cfg).painter()
     y_img = project_fields(cl, None, 2, fields=("tsz",))["tsz"] / (C.T_CMB_K * 1e6)
     R_grid = np.geomspace(0.05, 2.5, 300)
     y_grid = profiles.y_los(R_grid, painter.profile, painter.r_max)
@@ -263,7 +264,7 @@ def test_rotations_and_view_masks_agree_to_the_bit():
     # rotate, rotate_in_cube and in_views share one arithmetic: the particles in_views keeps are exactly
     # those that rotate_in_cube (project_fields' selection) keeps for one of the views, including points
     # placed on the cube's faces and beyond the sqrt(3) half shortcut
-    from massmaps.particles import rotate, rotate_in_cube
+    from massmaps.data.particles import rotate, rotate_in_cube
 
     rng = np.random.default_rng(5)
     half = 6.4
@@ -295,10 +296,11 @@ def test_rotations_and_view_masks_agree_to_the_bit():
 def test_mock_shard_maps_use_the_runs_cosmology():
     """The mock's surface densities are over the mean densities of the run's cosmology, not the paper's:
     the DM map times (Om - Ob) rho_crit L pixel^2 gives back the DM mass in the projection cube."""
-    from massmaps import catalog, cosmology
-    from massmaps.mock import MockConfig, make_cluster
-    from massmaps.shards import project_shard
-    from massmaps.sightlines import plan_sightlines
+    from massmaps import cosmology
+    from massmaps.data import catalog
+    from massmaps.data.mock import MockConfig, make_cluster
+    from massmaps.data.sightlines import plan_sightlines
+    from massmaps.projection.shards import project_shard
 
     cosmo = {"Om0": 0.35, "Ob0": 0.05, "H0": 67.0, "sigma8": 0.8, "ns": 0.96}
     params = cosmology.CosmologyParams(**cosmo)

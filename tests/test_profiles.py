@@ -1,11 +1,11 @@
-"""Analytic checks of massmaps.profiles (docs/physics.md section 10)."""
+"""Analytic checks of massmaps.data.profiles (docs/physics.md section 10)."""
 
 import numpy as np
 import pytest
 from scipy.integrate import quad
 
 from massmaps import constants as C
-from massmaps import profiles as P
+from massmaps.data import profiles as P
 
 X_REF = np.array([0.1, 0.5, 1.0, 2.0, 5.0])
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from massmaps import kernels as K
-from massmaps.projection import _FIXED, _MODES_MIN, BACKENDS, pixel_centres, pixel_edges, project
+from massmaps.projection import kernels as K
+from massmaps.projection.exact_fast import _FIXED, _MODES_MIN
+from massmaps.projection.pixels import BACKENDS, pixel_centres, pixel_edges, project
 
 NPIX = 32
 LIM = (0.0, 3.2)  # 0.1 per pixel
@@ -98,7 +99,7 @@ def test_same_bytes_for_any_number_of_threads(backend):
 
     script = textwrap.dedent(f"""
         import hashlib, numba, numpy as np
-        from massmaps.projection import project
+        from massmaps.projection.pixels import project
         rng = np.random.default_rng(42)
         n = 3000
         x, y = rng.uniform(-0.3, 3.5, n), rng.uniform(-0.3, 3.5, n)
@@ -332,7 +333,7 @@ def test_slp_vectoriser_only_while_the_separable_runner_compiles():
     import numba
     from numba.core import event
 
-    from massmaps import projection as P
+    from massmaps.projection import exact_fast as P
 
     listener = next(lis for lis in event._registered["numba:compile"] if isinstance(lis, P._SLPForModes))
     before = numba.core.config.SLP_VECTORIZE

@@ -6,8 +6,8 @@ import pytest
 import torch
 from score_models import ScoreModel
 
-from massmaps import samplers as sp
-from massmaps import score
+from massmaps.learning import samplers as sp
+from massmaps.learning import score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from score_models import ScoreModel
 
-from massmaps import score
-from massmaps.normalise import Normaliser
+from massmaps.learning import score
+from massmaps.learning.normalise import Normaliser
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massmaps import catalog, sightlines
+from massmaps.data import catalog, sightlines
 
 
 @pytest.fixture(scope="module")

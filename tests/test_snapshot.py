@@ -1,4 +1,5 @@
-"""Gadget-4/AREPO-style snapshots and group catalogues as input (massmaps.snapshot), on small files written here."""
+"""Gadget-4/AREPO-style snapshots and group catalogues as input (massmaps.data.snapshot), on small files
+written here."""
 
 import subprocess
 import sys
@@ -13,10 +14,9 @@ from _snapshots import KMS, Gadget, clump, gas_fields, write_group_catalog, writ
 
 from massmaps import cosmology as cm
 from massmaps import store
-from massmaps.catalog import CENTRE_COLUMNS, COLUMNS
 from massmaps.constants import KEV_K, M_P_G, MSUN_PER_MPC3_IN_G_PER_CM3, MU_E
-from massmaps.observables import project_fields
-from massmaps.snapshot import (
+from massmaps.data.catalog import CENTRE_COLUMNS, COLUMNS
+from massmaps.data.snapshot import (
     DM,
     GAS,
     ShardParticles,
@@ -26,6 +26,7 @@ from massmaps.snapshot import (
     gas_thermodynamics,
     read_group_catalog,
 )
+from massmaps.projection.observables import project_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = 30.0  # physical Mpc
@@ -318,7 +319,7 @@ def test_group_catalog_missing_dataset_named(tmp_path):
 
 
 def test_user_catalogue_keeps_halo_centres(tmp_path):
-    from massmaps.catalog import read_catalog
+    from massmaps.data.catalog import read_catalog
 
     df = pd.DataFrame({"M200m_Msun": [2e14, 5e14], "centre_x_Mpc": [1.0, 2.0], "centre_y_Mpc": [3.0, 4.0],
                        "centre_z_Mpc": [5.0, 6.0]})  # fmt: skip
@@ -473,8 +474,8 @@ def test_snapshot_content_checked_and_swift_conventions_converted(tmp_path, case
 
 # ------------------------------------------------------------------------------------------------ workflow
 def test_project_shard_from_a_snapshot(snap, tmp_path):
-    from massmaps.shards import project_shard
-    from massmaps.sightlines import plan_sightlines
+    from massmaps.data.sightlines import plan_sightlines
+    from massmaps.projection.shards import project_shard
 
     path, centre, parts = snap
     M = np.array([3e14])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from massmaps.kernels import wendland_c2
-from massmaps.sph import BACKENDS, smoothing_lengths, smoothing_lengths_and_density
+from massmaps.projection.kernels import wendland_c2
+from massmaps.projection.sph import BACKENDS, smoothing_lengths, smoothing_lengths_and_density
 
 
 @pytest.fixture(params=BACKENDS)

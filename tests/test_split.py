@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from massmaps.split import SPLIT_NAMES, assign_splits, eval_mask, mass_bin_index, split_counts
+from massmaps.learning.split import SPLIT_NAMES, assign_splits, eval_mask, mass_bin_index, split_counts
 
 
 def _catalogue(n_halos=700, seed=3):

@@ -9,11 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 from scipy import integrate, stats
+from scipy.spatial.transform import Rotation
 
 from massmaps import constants as C
 from massmaps import cosmology as cm
-from massmaps import mock, profiles
-from massmaps import substructure as sub
+from massmaps.data import mock, mock_host, mock_satellites, profiles
+from massmaps.data import substructure as sub
 
 from _halos import halo_row  # noqa: E402
 
@@ -86,8 +87,8 @@ def test_subhalo_component_counts_per_host():
     M, n_hosts = 1e15, 150
     counts, xs = [], []
     for seed in range(n_hosts):
-        host = mock.HostHalo.from_row(halo_row(M, c=6.4, seed=seed), NO_SCATTER)
-        s = mock.Subhalos(host, NO_SCATTER)
+        host = mock_host.HostHalo.from_row(halo_row(M, c=6.4, seed=seed), NO_SCATTER)
+        s = mock_satellites.Subhalos(host, NO_SCATTER)
         counts.append(s.m.size)
         xs.append(s.d / host.R200m)
         assert np.all(s.m >= 50 * NO_SCATTER.m_dm)
@@ -119,8 +120,8 @@ def test_tidal_radius_formula():
 def test_subhalo_tidal_radii_and_particles():
     # r_t of the component against an independent quadrature of the host's truncated NFW (normalised to
     # M200m at R200m), and every subhalo DM particle within r_t of its centre.
-    host = mock.HostHalo.from_row(halo_row(1e15, c=6.4, seed=5), NO_SCATTER)
-    s = mock.Subhalos(host, NO_SCATTER)
+    host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.4, seed=5), NO_SCATTER)
+    s = mock_satellites.Subhalos(host, NO_SCATTER)
     assert s.m.size >= 5
     r_s = host.R200m / host.c200m
     rho = lambda r: profiles.nfw_shape(r / r_s) * profiles.f_trans(r, host.r_t)  # noqa: E731
@@ -132,7 +133,7 @@ def test_subhalo_tidal_radii_and_particles():
         slope = 4 * np.pi * d**3 * norm * rho(d) / M_d
         r_t = d * (s.m[i] / ((2 - slope) * M_d)) ** (1 / 3)
         assert s.r_t[i] == pytest.approx(min(r_t, s.R200m_sub[i]), rel=2e-3)
-    out = s.sample(mock.stream(5, "component/subhalos"))
+    out = s.sample(mock_host.stream(5, "component/subhalos"))
     assert len(out.dm) == pytest.approx(s.m.sum() / NO_SCATTER.m_dm, abs=4 * np.sqrt(s.m.size) + 1)
     # Assign each DM particle to its nearest subhalo centre: none lies beyond that subhalo's r_t.
     d2 = np.linalg.norm(out.dm.pos[:, None, :] - s.centres[None, :, :], axis=2)
@@ -157,8 +158,8 @@ def test_ram_pressure_strips_subhalos_near_the_centre():
     # docs/physics.md section 3: most subhalos inside 0.5 R200m keep < 10% of their gas; outer ones keep more.
     d, kept = [], []
     for seed in range(25):
-        host = mock.HostHalo.from_row(halo_row(1e15, c=6.4, seed=seed), NO_SCATTER)
-        s = mock.Subhalos(host, NO_SCATTER)
+        host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.4, seed=seed), NO_SCATTER)
+        s = mock_satellites.Subhalos(host, NO_SCATTER)
         d.append(s.d / host.R200m)
         kept.append(s.retained_fraction)
         assert np.all(s.r_strip <= s.r_t * (1 + 1e-12)) and np.all(s.gas_retained <= s.gas_initial)
@@ -169,14 +170,14 @@ def test_ram_pressure_strips_subhalos_near_the_centre():
     assert kept[outer].mean() > 2 * kept[inner].mean()
     # Without ram pressure (alpha_rp -> infinity) every subhalo keeps all its gas inside r_t.
     keep_all = dataclasses.replace(NO_SCATTER, ram_pressure_alpha=1e30)
-    host = mock.HostHalo.from_row(halo_row(1e15, c=6.4, seed=0), keep_all)
-    np.testing.assert_allclose(mock.Subhalos(host, keep_all).retained_fraction, 1.0)
+    host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.4, seed=0), keep_all)
+    np.testing.assert_allclose(mock_satellites.Subhalos(host, keep_all).retained_fraction, 1.0)
 
 
 def test_subhalo_gas_particles_and_painters():
-    host = mock.HostHalo.from_row(halo_row(1e15, c=6.4, seed=2), NO_SCATTER)
-    s = mock.Subhalos(host, NO_SCATTER)
-    out = s.sample(mock.stream(2, "component/subhalos"))
+    host = mock_host.HostHalo.from_row(halo_row(1e15, c=6.4, seed=2), NO_SCATTER)
+    s = mock_satellites.Subhalos(host, NO_SCATTER)
+    out = s.sample(mock_host.stream(2, "component/subhalos"))
     n_exp = s.gas_retained.sum() / NO_SCATTER.m_gas
     assert abs(len(out.gas) - n_exp) < 4 * np.sqrt(max(n_exp, 1.0)) + 1
     assert len(out.painters) == int(np.sum(s.gas_retained > 0))
@@ -186,24 +187,24 @@ def test_subhalo_gas_particles_and_painters():
 # ------------------------------------------------------------------------------------------ merger
 def test_merger_rate_and_pressure_types():
     # p_merge = 0.25; mergers are disturbed; the overall type fractions stay (0.35, 0.30, 0.35).
-    hosts = [mock.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), CFG) for s in range(600)]
+    hosts = [mock_host.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), CFG) for s in range(600)]
     merger = np.array([h.merger for h in hosts])
     assert abs(merger.mean() - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 600)
     assert all(h.pressure_type == "disturbed" for h in hosts if h.merger)
     types = np.array([h.pressure_type for h in hosts])
-    for t, p in zip(mock.PRESSURE_TYPES, (0.35, 0.30, 0.35)):
+    for t, p in zip(mock_host.PRESSURE_TYPES, (0.35, 0.30, 0.35)):
         assert abs(np.mean(types == t) - p) < 4 * np.sqrt(p * (1 - p) / 600)
     # Switched off: no merger, and a catalogue column can force one.
     off = dataclasses.replace(CFG, components=("host_gas", "smooth"))
-    assert not any(mock.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), off).merger for s in range(50))
-    forced = mock.HostHalo.from_row(halo_row(1e14, c=7.9, seed=1, merger=True), NO_SCATTER)
+    assert not any(mock_host.HostHalo.from_row(halo_row(1e14, c=7.9, seed=s), off).merger for s in range(50))
+    forced = mock_host.HostHalo.from_row(halo_row(1e14, c=7.9, seed=1, merger=True), NO_SCATTER)
     assert forced.merger and forced.pressure_type == "disturbed" and forced.c200m == pytest.approx(0.8 * 7.9)
 
 
 def test_merger_geometry():
     for seed in range(20):
-        host = mock.HostHalo.from_row(halo_row(3e14, seed=seed, merger=True), CFG)
-        m = mock.Merger(host, CFG)
+        host = mock_host.HostHalo.from_row(halo_row(3e14, seed=seed, merger=True), CFG)
+        m = mock_satellites.Merger(host, CFG)
         h = m.halo
         assert 0.1 <= m.xi <= 0.5 and h.M200m == pytest.approx(m.xi * 3e14)
         assert 0.5 * host.R200m <= np.linalg.norm(h.centre) <= 1.5 * host.R200m
@@ -211,15 +212,16 @@ def test_merger_geometry():
         assert abs(m.v_hat @ n_hat) == pytest.approx(1.0)  # moves along the line to the primary
         np.testing.assert_allclose(h.gas_centre - h.centre, -m.gas_lag * m.v_hat, atol=1e-12)
         assert 0.05 <= m.gas_lag <= 0.25 and h.pressure_type == "disturbed"
-    assert mock.Merger(mock.HostHalo.from_row(halo_row(3e14, seed=0, merger=False), CFG), CFG).halo is None
+    no_merger = mock_host.HostHalo.from_row(halo_row(3e14, seed=0, merger=False), CFG)
+    assert mock_satellites.Merger(no_merger, CFG).halo is None
 
 
 def test_merger_gives_measurable_gas_dm_offset():
     # Centroids of the secondary's DM and gas particles differ by the drawn lag along -v (within 4 sigma of
     # the centroid noise), and the offset is many sigma from zero.
-    host = mock.HostHalo.from_row(halo_row(1e15, seed=3, merger=True), NO_SCATTER)
-    m = mock.Merger(host, NO_SCATTER)
-    out = m.sample(mock.stream(3, "component/merger"))
+    host = mock_host.HostHalo.from_row(halo_row(1e15, seed=3, merger=True), NO_SCATTER)
+    m = mock_satellites.Merger(host, NO_SCATTER)
+    out = m.sample(mock_host.stream(3, "component/merger"))
     r_cut = 2.0 * m.halo.R200m  # symmetric apertures about each centre (drops the far DK14 tails)
     dm = out.dm.pos[inside(out.dm, r_cut, m.halo.centre)]
     gas = out.gas.pos[inside(out.gas, r_cut, m.halo.gas_centre)]
@@ -234,7 +236,7 @@ def test_merger_gives_measurable_gas_dm_offset():
 def expected_neighbours_quad(host, cfg, M_lo, M_hi, r_lo=0.0, r_hi=None):
     """Independent double integral of n_T08(M') [1 + b_T10 delta_m(r)] 4 pi r^2 over M' and r."""
     r_hi = cfg.R_gen if r_hi is None else r_hi
-    delta = mock.host_delta_m(host, cfg)
+    delta = mock_satellites.host_delta_m(host, cfg)
     lnM, w = np.polynomial.legendre.leggauss(64)
     a, b = np.log(M_lo), np.log(M_hi)
     lnM = 0.5 * (b - a) * lnM + 0.5 * (a + b)
@@ -252,8 +254,8 @@ def expected_neighbours_quad(host, cfg, M_lo, M_hi, r_lo=0.0, r_hi=None):
 
 
 def test_neighbour_counts_follow_biased_mass_function():
-    host = mock.HostHalo.from_row(halo_row(1e14, c=7.9, seed=0), NO_SCATTER)
-    model = mock.Neighbours(host, NO_SCATTER).model
+    host = mock_host.HostHalo.from_row(halo_row(1e14, c=7.9, seed=0), NO_SCATTER)
+    model = mock_satellites.Neighbours(host, NO_SCATTER).model
     n_exp = expected_neighbours_quad(host, NO_SCATTER, 1e12, 5e13)
     assert model.expected_number() == pytest.approx(n_exp, rel=2e-3)
     # Mean density alone would give n(>1e12) V = 2.13e-3 Mpc^-3 x shell volume; the bias term adds more.
@@ -277,14 +279,14 @@ def test_neighbour_counts_follow_biased_mass_function():
 
 
 def test_neighbour_component_halos():
-    host = mock.HostHalo.from_row(halo_row(3e14, seed=4), CFG)
-    nb = mock.Neighbours(host, CFG)
+    host = mock_host.HostHalo.from_row(halo_row(3e14, seed=4), CFG)
+    nb = mock_satellites.Neighbours(host, CFG)
     assert len(nb.halos) > 5
     for h in nb.halos:
         assert 1e12 <= h.M200m <= 1.5e14
         assert host.R200m + h.R200m < np.linalg.norm(h.centre) < 12.5
         assert 2.0 * 0.8 <= h.c200m <= 20.0 and h.s <= h.q <= 1.0
-    out = nb.sample(mock.stream(4, "component/neighbours"))
+    out = nb.sample(mock_host.stream(4, "component/neighbours"))
     assert len(out.painters) == len(nb.halos)
     assert np.linalg.norm(out.dm.pos, axis=1).max() <= 12.5
     # The heaviest neighbour wholly inside R_gen (the rest are cut there): its DM inside its own R200m
@@ -292,7 +294,7 @@ def test_neighbour_component_halos():
     i = next(i for i, h in enumerate(nb.halos) if np.linalg.norm(h.centre) + 2 * h.R200m < 12.5)
     h, dm = nb.halos[i], nb.dms[i]
     assert h.M200m > 1e13
-    ellipsoid = mock.PressurePainter(profile=None, centre=h.centre, rotation=h.rotation, axes=h.axes_dm, r_max=1.0)
+    ellipsoid = mock_host.PressurePainter(profile=None, centre=h.centre, rotation=h.rotation, axes=h.axes_dm, r_max=1.0)
     r_e = ellipsoid.radius(out.dm.pos)
     expect = dm.closure_mass() / CFG.m_dm
     assert abs(np.sum(r_e < h.R200m) - expect) < 4 * np.sqrt(expect) + 2
@@ -313,10 +315,10 @@ def test_mass_inside_sphere():
     # Triaxial, rotated, offset NFW against a Monte Carlo of the same distribution.
     rng = np.random.default_rng(0)
     r_tab, M_tab = profiles.enclosed_mass_table(lambda r: profiles.nfw_shape(r / 0.3), 1e-4, 3.0, 2000)
-    axes = mock.ellipsoid_axes(0.7, 0.45)
-    rot = mock.Rotation.from_euler("xyz", [20, 40, 60], degrees=True).as_matrix()
+    axes = mock_host.ellipsoid_axes(0.7, 0.45)
+    rot = Rotation.from_euler("xyz", [20, 40, 60], degrees=True).as_matrix()
     centre = np.array([0.9, -0.4, 0.3])
-    ps = mock.sample_radial(rng, r_tab, M_tab / M_tab[-1], 1 / 400_000, axes=axes, rotation=rot, centre=centre)
+    ps = mock_host.sample_radial(rng, r_tab, M_tab / M_tab[-1], 1 / 400_000, axes=axes, rotation=rot, centre=centre)
     mc = np.mean(np.linalg.norm(ps.pos, axis=1) < 1.2)
     got = sub.mass_inside_sphere(r_tab, M_tab / M_tab[-1], centre, 1.2, axes=axes, rotation=rot)
     assert got == pytest.approx(mc, abs=4 * np.sqrt(mc * (1 - mc) / len(ps)) + 2e-3)

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from massmaps import samplers, score, store, training
-from massmaps.normalise import Normaliser
-from massmaps.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
+from massmaps import store
+from massmaps.learning import samplers, score, training
+from massmaps.learning.normalise import Normaliser
+from massmaps.learning.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -118,7 +119,7 @@ def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
 
 def test_zarr_dataset_cache_gives_the_same_items(zarr_store):
     """Cached items equal uncached ones under every rotation and flip, and a caller cannot alter them."""
-    from massmaps.training import dihedral
+    from massmaps.learning.training import dihedral
 
     path, maps = zarr_store
     idx = np.arange(12)
@@ -379,7 +380,7 @@ if __name__ == "__main__":
 
 
 def test_dihedral_codes_are_the_eight_symmetries():
-    from massmaps.training import _StreamSampler, dihedral
+    from massmaps.learning.training import _StreamSampler, dihedral
 
     a = np.arange(2 * 4 * 4).reshape(2, 4, 4)
     images = {dihedral(a, c).tobytes() for c in range(8)}

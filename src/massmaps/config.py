@@ -115,8 +115,8 @@ def _check_shards(config: Mapping, errors: list) -> None:
     if cat["n_halos"] is not None:
         n, how = cat["n_halos"], "catalog.n_halos"
     else:
-        from .catalog import expected_count
         from .cosmology import CosmologyParams
+        from .data.catalog import expected_count
 
         if not m_lo < cat["m_max_Msun"]:
             return
@@ -155,7 +155,7 @@ def _check_learning(config: Mapping, errors: list) -> None:
     if not training["sigma_min"] < training["sigma_max"]:
         errors.append(f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
                       f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max")
-    from .samplers import get_sampler
+    from .learning.samplers import get_sampler
 
     solver = get_sampler(sampling["sampler"]).solver
     shared = {"denoiser", "x", "sigmas", "cond", "generator", "callback", "disable"}
@@ -168,10 +168,10 @@ def _check_learning(config: Mapping, errors: list) -> None:
 
 def _check_library_configs(config: Mapping, errors: list) -> None:
     """The blocks that library dataclasses check (mock, evaluation, network, sources)."""
-    from .evaluation import EvalConfig
-    from .mock import MockConfig
-    from .score import check_ncsnpp_kwargs
-    from .snapshot import check_sources
+    from .data.mock import MockConfig
+    from .data.snapshot import check_sources
+    from .evaluation.evaluate import EvalConfig
+    from .learning.score import check_ncsnpp_kwargs
 
     evaluation = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
     for key, check in (

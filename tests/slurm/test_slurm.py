@@ -273,7 +273,7 @@ def test_gpu_rules_request_the_gpu_gres(runs):
 def test_training_resumes_across_time_limit(runs):
     import torch
 
-    from massmaps import score
+    from massmaps.learning import score
 
     attempts = [(jobid, logfile) for rule, jobid, logfile in runs.submitted if rule == "train_model"]
     states = [runs.squeue[jobid][0] for jobid, _ in attempts]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from massmaps import figures, logs  # noqa: E402
+from massmaps import logs  # noqa: E402
+from massmaps.evaluation import figures  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 figures.make_figure(snakemake.params.name, dict(snakemake.input.items()), list(snakemake.output), snakemake.params.figures)  # noqa: F821

@@ -6,8 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
 
-from massmaps import catalog, files, logs, plotting  # noqa: E402
+from massmaps import files, logs  # noqa: E402
 from massmaps.cosmology import CosmologyParams  # noqa: E402
+from massmaps.data import catalog  # noqa: E402
+from massmaps.evaluation import plotting  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cat_cfg, sl_cfg = snakemake.params.catalog, snakemake.params.sightlines  # noqa: F821

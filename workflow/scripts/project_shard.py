@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import numba  # noqa: E402
 
 from massmaps import files, logs, store  # noqa: E402
-from massmaps.shards import project_shard  # noqa: E402
+from massmaps.projection.shards import project_shard  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 numba.set_num_threads(max(1, min(snakemake.threads, numba.config.NUMBA_NUM_THREADS)))  # noqa: F821

@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 import torch  # noqa: E402
 
-from massmaps import files, logs, reconstruct, store  # noqa: E402
+from massmaps import files, logs, store  # noqa: E402
+from massmaps.learning import reconstruct  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821

@@ -5,8 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 
-from massmaps import logs, reconstruct, store  # noqa: E402
-from massmaps.catalog import write_parquet_atomic  # noqa: E402
+from massmaps import logs, store  # noqa: E402
+from massmaps.data.catalog import write_parquet_atomic  # noqa: E402
+from massmaps.learning import reconstruct  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cfg = snakemake.params.split  # noqa: F821

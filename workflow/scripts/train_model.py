@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 import torch  # noqa: E402
 
-from massmaps import files, logs, reconstruct  # noqa: E402
-from massmaps.training import attempt_time_budget  # noqa: E402
+from massmaps import files, logs  # noqa: E402
+from massmaps.learning import reconstruct  # noqa: E402
+from massmaps.learning.training import attempt_time_budget  # noqa: E402
 
 # the log of every attempt, beside the checkpoints (Snakemake deletes the rule's log before each attempt)
 log = logs.setup(snakemake.log[0], also_append=Path(snakemake.params.checkpoint_dir) / "attempts.log")  # noqa: F821

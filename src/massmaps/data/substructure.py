@@ -1,6 +1,6 @@
 """Draws of substructure and environment halos (docs/physics.md sections 3 and 5): pure functions, no particles.
 
-The mock's ``subhalos``, ``merger`` and ``neighbours`` components (:mod:`massmaps.mock`) call these to decide
+The mock's ``subhalos``, ``merger`` and ``neighbours`` components (:mod:`massmaps.data.mock`) call these to decide
 *which* halos a cluster has; they are separate so that the distributions can be tested by counting draws.
 
 Contents
@@ -24,9 +24,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import cosmology as cosmo_mod
-from .constants import G_MPC_KMS2_PER_MSUN
-from .cosmology import PAPER, CosmologyParams
+from .. import cosmology as cosmo_mod
+from ..constants import G_MPC_KMS2_PER_MSUN
+from ..cosmology import PAPER, CosmologyParams
 
 __all__ = [
     "NeighbourModel",

@@ -16,7 +16,7 @@ column                    meaning
 ``seed``                  per-halo seed of every random draw of its particle realisation
 ========================  =====================================================================
 
-Halos of a simulation (``massmaps.snapshot.read_group_catalog``, or a user file that has them) also
+Halos of a simulation (``massmaps.data.snapshot.read_group_catalog``, or a user file that has them) also
 carry their centre, ``centre_x_Mpc``, ``centre_y_Mpc``, ``centre_z_Mpc`` (:data:`CENTRE_COLUMNS`, physical
 Mpc in the snapshot's box): the projection of snapshot particles needs them. Their c200m and axis
 ratios are NaN there (the particles carry the real shape) and their orientation is the identity.
@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import cosmology as cosmo_mod
-from .cosmology import PAPER, CosmologyParams
+from .. import cosmology as cosmo_mod
+from ..cosmology import PAPER, CosmologyParams
 
 COLUMNS = [
     "halo_id",
@@ -407,7 +407,7 @@ def read_catalog(
 
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table to parquet through :func:`massmaps.files.atomic_path`."""
-    from .files import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)

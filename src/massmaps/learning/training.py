@@ -232,7 +232,7 @@ class ZarrMapsDataset(Dataset):
         self.variable = variable
         self._array = None
         self._pid = None
-        from .store import open_store
+        from ..store import open_store
 
         maps = open_store(self.store_path)[variable]  # refuses an incomplete or damaged store
         names = [str(f) for f in maps["field"].values]
@@ -413,7 +413,7 @@ class _DirLock:
 def _atomic_torch_save(obj, path: Path, keep_previous: bool = False) -> None:
     """``torch.save`` under a temporary name, then a rename onto ``path``; with ``keep_previous`` the file
     it replaces becomes :data:`PREVIOUS_CHECKPOINT_FILE` (the fallback of :func:`load_checkpoint`)."""
-    from .files import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path, fsync=True, keep_previous=PREVIOUS_CHECKPOINT_FILE if keep_previous else None) as tmp:
         torch.save(obj, tmp)

@@ -10,23 +10,16 @@ candidates in a max-heap (8 children per node) of squared distances. The leaves 
 than threads, so threads stay balanced; every point's result depends only on the points, so the
 answer is the same bytes for any number of threads.
 
-Measured on 2 cores for the NFW halo of ``benchmarks/projection.py`` (1e6 particles, same run): k = 33
-in 1.68 s against 3.07 s for ``cKDTree`` queried in its own order, k = 64 in 2.48 s against 5.23 s. At
-k = 64 a query point computes about 480 distances and makes about 140 heap insertions, which are most of
-the time (on a mock cluster's particles, overwriting the heap's root instead of sifting made the search
-2.2-2.7 times faster, with wrong answers). The candidates of a leaf that beat a point's current k-th
-distance are picked out first without branches (about one in five), and only those go to the heap: 9-12%
-faster on mock clusters, the same bytes. Tried and dropped: leaves of 16 or 64 points (within 10%);
-keeping unsorted candidates and selecting the k best when a buffer fills (looser pruning: 45% slower;
-40% in a second try with a quickselect every 2k candidates); filling the heap from a selection over the
-first 2k candidates, and a best-first walk (within noise); heaps of 2, 3, 4, 6, 16 or 64 children (8 was
-fastest: 16% faster than 2 at k = 64); the largest child found with selects instead of branches, and
-both levels of a k = 64 heap sifted with three stores chosen by selects (no gain).
+At k = 64 a query point computes about 480 distances and makes about 140 heap insertions, and the
+insertions are most of the time: so the candidates of a leaf that beat a point's current k-th distance
+(about one in five) are picked out first without branches, and only those go to the heap (the same
+bytes).
 
 Squared distances are summed as ``(dx dx + dy dy) + dz dz`` without fused multiply-adds, as scipy's
 ``cKDTree`` does for three dimensions, so ``H`` (the square root of the ``k``-th smallest) is the same
-bytes as ``cKDTree.query(..., k=[k])`` gives (tested). docs/projection.md section 8 sets this search beside the
-projection.
+bytes as ``cKDTree.query(..., k=[k])`` gives (tested). docs/projection.md section 8 sets this search beside
+the projection, with what each choice gained and what was tried and dropped; section 9 times it against
+``cKDTree``.
 
 References
 ----------
@@ -39,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from massmaps.kernels import w3d_unit
+from massmaps.projection.kernels import w3d_unit
 
 __all__ = ["KNNTree", "build_tree"]
 
@@ -163,7 +156,7 @@ def _box_dist2(lo, hi, a, b):
 
 
 #: Children per node of the candidate heaps: a k = 64 heap is two levels deep, and the largest of a
-#: node's children is found without branches (16% faster than a binary heap at k = 64, 10% at 33).
+#: node's children is found without branches (faster than a binary heap: docs/projection.md section 8).
 _ARITY = 8
 
 
@@ -343,7 +336,7 @@ class KNNTree:
     Parameters
     ----------
     pos : numpy.ndarray, shape (N, 3), float64, finite
-        Positions (validated by the caller: :mod:`massmaps.sph`).
+        Positions (validated by the caller: :mod:`massmaps.projection.sph`).
     leaf_size : int
         Points per leaf at most.
     """

@@ -11,7 +11,7 @@ A sightline is (halo, rotation, axis): ``rotation`` 0 is the halo's generated or
 quaternion columns ``view_q*`` give the extra rotation applied to the particles before projecting along
 ``axis`` (0, 1, 2 = x, y, z). Rotations reuse one particle realisation, so SPH quantities are reused.
 
-The plan also splits the clusters into train, val and test (:func:`massmaps.split.assign_splits`, by
+The plan also splits the clusters into train, val and test (:func:`massmaps.learning.split.assign_splits`, by
 cluster and stratified in mass), so that the test split can be given more maps than the flat plan holds,
 for a posterior evaluation with statistical power, without taking any from training:
 
@@ -137,7 +137,7 @@ def plan_sightlines(
 def _split_and_test_views(rows: list, cat: pd.DataFrame, split: Mapping, seed: int) -> dict[int, str]:
     """Split the planned clusters (appending held-out test clusters and extra test views to ``rows``, in
     place); returns {halo_id: split name}."""
-    from .split import EVAL_MASS_RANGE_MSUN, assign_splits, eval_mask, mass_bin_index
+    from ..learning.split import EVAL_MASS_RANGE_MSUN, assign_splits, eval_mask, mass_bin_index
 
     halos = np.array(sorted({r[0] for r in rows}), dtype=np.int64)
     logm = cat.set_index("halo_id")["log10_M200m"]

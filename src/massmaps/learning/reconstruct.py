@@ -1,7 +1,7 @@
 """Store-level drivers: split the dataset, train on it, and draw posterior samples into a store.
 
-These glue :mod:`massmaps.split`, :mod:`massmaps.normalise`, :mod:`massmaps.training` and
-:mod:`massmaps.samplers` to the assembled zarr dataset; the workflow's rules call them.
+These glue :mod:`massmaps.learning.split`, :mod:`massmaps.learning.normalise`, :mod:`massmaps.learning.training` and
+:mod:`massmaps.learning.samplers` to the assembled zarr dataset; the workflow's rules call them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import __version__, samplers, score, split, store
-from .files import atomic_path, write_text_atomic
+from .. import __version__, store
+from ..files import atomic_path, write_text_atomic
+from . import samplers, score, split
 from .normalise import Normaliser
 from .training import TrainConfig, ZarrMapsDataset, train
 
@@ -180,7 +181,7 @@ def sample_from_store(
 
     ``prior_mean`` centres the sampler's prior N(., sigma_max^2): ``none`` on zero (score_models, the
     paper), ``field`` on each target's mean over the training split, ``pixel`` on its mean map (all in
-    normalised units; see :func:`massmaps.samplers.draw_posterior_samples`).
+    normalised units; see :func:`massmaps.learning.samplers.draw_posterior_samples`).
 
     ``resume_dir``: each sightline's samples are also written there, atomically, as soon as they are
     drawn, in a folder keyed by the model's bytes and every argument that shapes the samples; a run that
@@ -317,7 +318,7 @@ def evaluate_samples(samples: xr.Dataset, dataset: xr.Dataset) -> dict:
     inputs = {f: maps.sel(field=f).values for f in INPUTS}
     mean = {f: samples["mean"].sel(field=f).values for f in TARGETS}
     std = {f: samples["std"].sel(field=f).values for f in TARGETS}
-    from .metrics import posterior_summary
+    from ..evaluation.metrics import posterior_summary
 
     summary = posterior_summary(mean, std, truth, inputs)
     summary["n_sightlines"] = int(samples.sizes["sightline"])

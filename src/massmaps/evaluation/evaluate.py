@@ -3,7 +3,7 @@
 :func:`evaluate` reduces the samples to per-map metric arrays (an xarray Dataset: power spectra, b(k),
 r(k) and the linear baselines, radial profiles, total-mass errors, the sample-variance convergence curve,
 the pooled standardized-error histogram); :func:`table1`, :func:`baseline_margins` and :func:`summary`
-reduce that Dataset to tables. Definitions are in :mod:`massmaps.metrics` and docs/physics.md section 9;
+reduce that Dataset to tables. Definitions are in :mod:`massmaps.evaluation.metrics` and docs/physics.md section 9;
 nothing here plots.
 """
 
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import __version__, calibration, metrics
-from .configkeys import reject_unknown_keys
+from .. import __version__
+from ..configkeys import reject_unknown_keys
+from . import calibration, metrics
 
 INPUTS = ("tsz", "xray")
 TARGETS = ("gas", "dm")
@@ -87,7 +88,7 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
     """Per-map metrics of a posterior sample store against the dataset it was drawn from.
 
     ``samples`` holds ``samples`` (sightline, sample, field, y, x), ``mean`` and ``std`` in physical units
-    (:func:`massmaps.reconstruct.sample_from_store`); ``dataset`` the maps (sightline, field, y, x). Reads
+    (:func:`massmaps.learning.reconstruct.sample_from_store`); ``dataset`` the maps (sightline, field, y, x). Reads
     ``cfg.chunk_sightlines`` sightlines at a time, so the paper-scale sample store need not fit in memory.
     A non-finite map, sample or per-map metric raises ValueError naming the sightline (and the store
     path from ``sources``, keys ``samples`` and ``dataset``).
@@ -226,7 +227,8 @@ def _calibration_arrays(n_map: int, n_samp: int, nf: int) -> dict[str, np.ndarra
 
 
 def _fill_calibration(cal: dict, sl: slice, draws: np.ndarray, truth: np.ndarray, pixel: float) -> None:
-    """The per-map calibration primitives (:func:`massmaps.calibration.map_statistics`) of a chunk of maps."""
+    """The per-map calibration primitives (:func:`massmaps.evaluation.calibration.map_statistics`) of a chunk
+    of maps."""
     for j, m in enumerate(range(sl.start, sl.stop)):
         for i in range(truth.shape[1]):
             stats = calibration.map_statistics(draws[j, :, i], truth[j, i])
@@ -253,7 +255,7 @@ def _calibration_variables(cal: dict) -> dict:
 
 
 def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Calibration per mass bin and field (:func:`massmaps.calibration.summarise`, bootstrap over clusters),
+    """Calibration per mass bin and field (:func:`massmaps.evaluation.calibration.summarise`, bootstrap over clusters),
     and the per-map TARP fractions and total-mass ranks behind it."""
     per_map_rows, rows = [], []
     for fld in TARGETS:

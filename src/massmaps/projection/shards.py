@@ -1,7 +1,7 @@
 """Project one shard of the sightline plan: build each halo's particles once, project every sightline.
 
-The particles come from the mock generator (``source="mock"``, :func:`massmaps.mock.make_cluster`) or
-from a simulation snapshot (``source="snapshot"``, :class:`massmaps.snapshot.ShardParticles`, which reads
+The particles come from the mock generator (``source="mock"``, :func:`massmaps.data.mock.make_cluster`) or
+from a simulation snapshot (``source="snapshot"``, :class:`massmaps.data.snapshot.ShardParticles`, which reads
 the particles around the shard's halos once). This is what a projection job does; it returns an xarray
 Dataset for :func:`massmaps.store.write_store`.
 """
@@ -17,9 +17,9 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import __version__
-from .sightlines import PLAN_COLUMNS, view_rotation_matrix
-from .store import maps_dataset
+from .. import __version__
+from ..data.sightlines import PLAN_COLUMNS, view_rotation_matrix
+from ..store import maps_dataset
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def project_shard(
     :class:`~massmaps.cosmology.CosmologyParams`) is checked against a snapshot's header and normalises its
     surface densities; the mock takes its cosmology from ``mock_config`` (the workflow passes the run's).
     """
-    from .cosmology import PAPER, CosmologyParams
+    from ..cosmology import PAPER, CosmologyParams
     from .observables import FIELDS, project_fields
 
     unknown = [f for f in fields if f not in FIELDS]
@@ -63,7 +63,7 @@ def project_shard(
     extra_attrs: dict = {"particle_source": source}
     project_kw: dict = {}
     if source == "mock":
-        from .mock import MockConfig, make_cluster
+        from ..data.mock import MockConfig, make_cluster
 
         cfg = MockConfig.from_mapping(dict(mock_config or {}))
         project_kw = {"cosmo": cfg.cosmology}  # surface densities over the run's own mean densities
@@ -73,7 +73,7 @@ def project_shard(
             return make_cluster(halo, cfg, views=rotations[int(halo["halo_id"])], half_Mpc=0.5 * npix * pixel_Mpc)
 
     elif source == "snapshot":
-        from .snapshot import ShardParticles
+        from ..data.snapshot import ShardParticles
 
         params = CosmologyParams(**cosmology) if cosmology else PAPER
         particles = ShardParticles(

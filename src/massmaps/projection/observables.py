@@ -3,7 +3,7 @@
 Eq. 3: S_x = sum_j m_j W2D / (rho_bar_x L), rho_bar_DM = (Om - Ob) rho_crit, rho_bar_gas = Ob rho_crit;
 Eq. 4-5: S_tsz = T_cmb y 1e6 microK, y = 4.017101e-3 sum_j (m_j / rho_j)[Mpc^3] P_e,j W2D [Mpc^-2];
 Eq. 7: S_xy = 3.0857e24 sum_j (m_j / rho_j) l_j W2D in erg s^-1 cm^-2.
-W2D is integrated exactly over each pixel by :func:`massmaps.projection.project`.
+W2D is integrated exactly over each pixel by :func:`massmaps.projection.pixels.project`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import cosmology as cosmo_mod
-from .constants import MPC_CM, T_CMB_K, Y_COEFF_PER_KEV_CM3_MPC
-from .cosmology import PAPER, CosmologyParams
-from .particles import Cluster, ParticleSet, in_any_cube, rotate_in_cube
+from .. import cosmology as cosmo_mod
+from ..constants import MPC_CM, T_CMB_K, Y_COEFF_PER_KEV_CM3_MPC
+from ..cosmology import PAPER, CosmologyParams
+from ..data.particles import Cluster, ParticleSet, in_any_cube, rotate_in_cube
 
 __all__ = ["FIELDS", "image_axes", "in_views", "project_fields"]
 
@@ -68,7 +68,7 @@ def project_fields(
     Positions and densities are physical; at ``redshift`` z > 0 (a snapshot) the surface densities are
     over the physical cosmic mean densities of that epoch, rho_bar_x (1 + z)^3.
     """
-    from .projection import project
+    from .pixels import project
 
     fields = tuple(fields)
     bad = [f for f in fields if f not in FIELDS]

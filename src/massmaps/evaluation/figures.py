@@ -1,8 +1,10 @@
-"""Every figure of the paper from the pipeline's files: read stores and tables, call :mod:`massmaps.plotting`.
+"""Every figure of the paper from the pipeline's files: read stores and tables, call
+:mod:`massmaps.evaluation.plotting`.
 
 One function per figure, ``figN_*(inputs, outputs, options)``: ``inputs`` maps names to file paths,
 ``outputs`` lists the files to write (one per format) and ``options`` is the ``figures`` config block.
-No metric is computed here: Figs 5-9 read the evaluation store written by :func:`massmaps.evaluation.evaluate`.
+No metric is computed here: Figs 5-9 read the evaluation store written by
+:func:`massmaps.evaluation.evaluate.evaluate`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import files, plotting, store
-from .evaluation import INPUTS, TARGETS
+from .. import files, store
+from . import plotting
+from .evaluate import INPUTS, TARGETS
 
 
 def _save(fig, outputs: Sequence[str], options: Mapping) -> None:
@@ -71,7 +74,7 @@ def fig4_reconstructions(inputs: Mapping, outputs: Sequence[str], options: Mappi
 
 def _by_bin(ev, var: str, options: Mapping, select: Mapping | None = None) -> dict:
     """(mass_bin, field) -> (maps, ...) arrays of one evaluation variable, mass bins in table order."""
-    from .evaluation import _bins, _select
+    from .evaluate import _bins, _select
 
     out = {}
     for mb in _bins(ev, include_all=bool(options.get("include_all_bin", False))):

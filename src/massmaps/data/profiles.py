@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import lambertw
 
-from .constants import (
+from ..constants import (
     G_MPC_KMS2_PER_MSUN,
     KEV_ERG,
     MPC_CM,

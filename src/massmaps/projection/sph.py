@@ -8,15 +8,15 @@ the ``n_ngb``-th neighbour sits at ``q = 1`` and adds nothing).
 Two backends give the same ``H``, bit for bit (tested):
 
 ``"numba"`` (default)
-    :mod:`massmaps.knn`: a median-split k-d tree walked once per leaf of 32 points for all of them,
+    :mod:`massmaps.projection.knn`: a median-split k-d tree walked once per leaf of 32 points for all of them,
     whose pruning radius is the largest of their current ``k``-th neighbour distances, with numba
     threads over the leaves. It answers the all-particles question that SPH asks, rather than one
     query at a time; ``benchmarks/projection.py`` times it against ``"scipy"`` in the same run.
 ``"scipy"``
     scipy's ``cKDTree``, built unbalanced (``balanced_tree=False``, the sliding-midpoint rule) and
     queried in the tree's own order (``tree.indices``), so consecutive queries walk the same nodes
-    and stay in cache (docs/projection.md section 8: 2.8 s instead of 8.1 s in random order for 1e6 NFW particles,
-    k = 33, 2 workers). Queries run in chunks so the (chunk, k) neighbour arrays stay small.
+    and stay in cache (much faster than in random order: docs/projection.md section 8). Queries run in
+    chunks so the (chunk, k) neighbour arrays stay small.
 
 The density sums over the same ``n_ngb`` neighbours in both, in a different order (a few units in
 the last place apart).
@@ -36,8 +36,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.spatial import cKDTree
 
-from massmaps import knn
-from massmaps.kernels import w3d_unit
+from massmaps.projection import knn
+from massmaps.projection.kernels import w3d_unit
 
 __all__ = ["BACKENDS", "smoothing_lengths", "smoothing_lengths_and_density"]
 

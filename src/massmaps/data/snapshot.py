@@ -3,12 +3,12 @@
 Entry points:
 
 * :func:`read_group_catalog`: halos of a Subfind/FoF group catalogue (``Group/Group_M_Mean200``,
-  ``Group/Group_R_Mean200``, ``Group/GroupPos``) as a halo-catalogue table (:data:`massmaps.catalog.COLUMNS`
-  plus the centre columns :data:`massmaps.catalog.CENTRE_COLUMNS`);
+  ``Group/Group_R_Mean200``, ``Group/GroupPos``) as a halo-catalogue table (:data:`massmaps.data.catalog.COLUMNS`
+  plus the centre columns :data:`massmaps.data.catalog.CENTRE_COLUMNS`);
 * :class:`ShardParticles`: reads, for a set of halos, the gas (``PartType0``) and dark matter
   (``PartType1``) within reach of their projection cubes, and turns each halo into a
-  :class:`~massmaps.particles.Cluster` centred on it (periodic minimal image), with smoothing
-  lengths, densities and the gas thermodynamics that :func:`massmaps.observables.project_fields` needs.
+  :class:`~massmaps.data.particles.Cluster` centred on it (periodic minimal image), with smoothing
+  lengths, densities and the gas thermodynamics that :func:`massmaps.projection.observables.project_fields` needs.
 
 Units (``layout: gadget``, Gadget-2/4 and AREPO)
 ------------------------------------------------
@@ -66,8 +66,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .catalog import CENTRE_COLUMNS, COLUMNS
-from .constants import (
+from ..configkeys import reject_unknown_keys
+from ..constants import (
     BREMS_COEFF,
     GAUNT_FF_DEFAULT,
     K_B_ERG_PER_K,
@@ -77,9 +77,9 @@ from .constants import (
     MSUN_G,
     MSUN_PER_MPC3_IN_G_PER_CM3,
 )
-from .configkeys import reject_unknown_keys
-from .cosmology import CosmologyParams
-from .observables import in_views
+from ..cosmology import CosmologyParams
+from ..projection.observables import in_views
+from .catalog import CENTRE_COLUMNS, COLUMNS
 from .particles import Cluster, ParticleSet
 
 __all__ = [
@@ -939,7 +939,7 @@ class ShardParticles:
         return d[keep], keep
 
     def _smoothing(self, pos, mass, what: str, halo_id: int, density: bool):
-        from .sph import smoothing_lengths, smoothing_lengths_and_density
+        from ..projection.sph import smoothing_lengths, smoothing_lengths_and_density
 
         if len(pos) < self.cfg.n_ngb:
             raise ValueError(

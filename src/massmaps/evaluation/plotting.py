@@ -19,7 +19,7 @@ IMAGE_COLOUR = "tab:purple"
 
 def save_figure(fig, paths: Sequence[str | os.PathLike], dpi: int = 150) -> None:
     """Save ``fig`` to every path (format from the suffix), each written under a temporary name first."""
-    from .files import atomic_path
+    from ..files import atomic_path
 
     for path in paths:
         # Fixed metadata keeps PDF/PNG bytes identical between runs.
@@ -378,7 +378,7 @@ def figure_substructure_gallery(
     """Maps of a few mock clusters (rows): gas, DM, tSZ and X-ray (log colour scale), then a detail panel.
 
     Each entry of ``panels`` is a dict with ``maps`` ({field: (npix, npix) array} from
-    :func:`massmaps.observables.project_fields` with ``rotation=None`` along ``axis``), ``title`` and
+    :func:`massmaps.projection.observables.project_fields` with ``rotation=None`` along ``axis``), ``title`` and
     ``meta`` (the cluster's meta). Markers from the meta, projected on the image plane: subhalo centres
     (white circles, DM and X-ray), the merger secondary's DM centre (cyan x) and gas centre (cyan +), the
     host gas centre (red +; the map centre is the host DM centre). ``zoom_Mpc`` shows the central
@@ -388,7 +388,7 @@ def figure_substructure_gallery(
     """
     from matplotlib.colors import LogNorm
 
-    from .observables import image_axes
+    from ..projection.observables import image_axes
 
     ic, ir = image_axes(axis)
     fig, axes = plt.subplots(len(panels), 5, figsize=(16.0, 3.2 * len(panels)), squeeze=False)

@@ -28,8 +28,9 @@ small non-separable correction ``K`` is interpolated bilinearly in a fine float3
 written as a sum of a few separable modes, ``K(u, v) = sum_r s_r phi_r(u) phi_r(v)``
 (:func:`correction_modes`), so that a footprint's weights are a small matrix product.
 
-The scalar functions decorated with :func:`numba.njit` are the building blocks of
-:mod:`massmaps.projection` and :mod:`massmaps.sph`.
+The scalar functions decorated with :func:`numba.njit` are the building blocks of the projection
+backends (:mod:`massmaps.projection.pixels`, :mod:`massmaps.projection.exact`,
+:mod:`massmaps.projection.exact_fast`) and of :mod:`massmaps.projection.sph`.
 
 References
 ----------
@@ -414,9 +415,9 @@ def correction_table(n: int = CORRECTION_TABLE_SIZE) -> np.ndarray:
     ``|K_uu| < 0.04``), so bilinear interpolation on ``n = 256`` intervals is accurate to about
     1.4e-7 per corner (3.7e-8 at 512, 5.7e-7 at 128): four loads instead of the sixteen of a bicubic
     lookup. At 256 the float32 table (264 kB) stays in a core's L2 cache beside the images; at 512
-    (1.05 MB) it did not, and the projection of 1e6 NFW particles took 63 ms instead of 52 (same run,
-    one machine), for an L1 error of the map of 7e-9 instead of 2e-8 (the bar is 1e-5). The node values come
-    from the bicubic interpolant of :func:`corner_table` (accurate to about 5e-10).
+    (1.05 MB) it does not, and the projection is slower for an accuracy far beyond the 1e-5 needed
+    (docs/projection.md section 3). The node values come from the bicubic interpolant of
+    :func:`corner_table` (accurate to about 5e-10).
 
     Parameters
     ----------

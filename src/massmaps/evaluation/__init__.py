@@ -1,0 +1,7 @@
+"""The evaluation stage: metrics, tables and figures (workflow/rules/evaluate.smk and figures.smk).
+
+* :mod:`.evaluate`: the paper's evaluation of the posterior samples (rules ``evaluate_posterior``,
+  ``linear_baselines``, ``table1``, ``calibration``);
+* :mod:`.metrics`: the metrics on maps; :mod:`.calibration`: the calibration statistics;
+* :mod:`.figures`: every figure from the pipeline's files (the figure rules), drawn by :mod:`.plotting`.
+"""
