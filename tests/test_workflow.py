@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from massmaps import store
+from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS
+from massmaps.evaluation.figure_specs import INPUT_FILES
 
 from _workflow import ROOT, TINY, snakemake
 
@@ -78,8 +80,25 @@ def test_split_train_sample_evaluate(runs):
     assert list((res / "checkpoints").glob("*/checkpoint.pt"))
 
 
-FIGURES = ["fig1_mass_function", "fig2_example_maps", "fig3_diffusion", "fig4_reconstructions", "fig5_convergence",
-           "fig6_zscores", "fig7_profiles", "fig8_bias", "fig9_correlation", "fig10_calibration"]
+FIGURES = list(FIGURE_SPECS)
+
+
+def test_every_figure_spec_has_a_drawing_function_caption_and_rule():
+    """The figure registry is the one source: ten figures, each drawn by the function of its name, with
+    its caption file, and made into a rule of that name by the workflow."""
+    from massmaps.evaluation import figures
+
+    assert FIGURES == [f"fig{i}_{n}" for i, n in enumerate(
+        ("mass_function", "example_maps", "diffusion", "reconstructions", "convergence", "zscores", "profiles",
+         "bias", "correlation", "calibration"), start=1)]
+    rules_text = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
+    assert "FIGURE_SPECS.values()" in rules_text
+    for name, spec in FIGURE_SPECS.items():
+        assert callable(getattr(figures, name)), name
+        assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file(), name
+        assert spec.rule.startswith("figure_") and set(spec.inputs) <= set(INPUT_FILES), name
+    with pytest.raises(ValueError, match="unknown figure"):
+        figures.make_figure("fig11_nothing", {}, [], {})
 
 
 def test_evaluation_tables_and_figures(runs):

@@ -1,5 +1,6 @@
 # Config validation and input functions only: logic belongs in src/massmaps.
 from massmaps import config as config_checks
+from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS  # name, rule, inputs, caption of each
 from massmaps.data.snapshot import GROUP_CATALOG_KEYS, expand_files
 
 # Every bad key fails here, before any job runs, naming the key path and what was expected.
@@ -52,18 +53,7 @@ def get_figure(name):
     return expand(f"{RESULTS}/figures/{name}.{{ext}}", ext=FIGURE_FORMATS)
 
 
-FIGURES = (
-    "fig1_mass_function",
-    "fig2_example_maps",
-    "fig3_diffusion",
-    "fig4_reconstructions",
-    "fig5_convergence",
-    "fig6_zscores",
-    "fig7_profiles",
-    "fig8_bias",
-    "fig9_correlation",
-    "fig10_calibration",
-)
+FIGURES = tuple(FIGURE_SPECS)
 
 
 def check_existing_outputs():

@@ -146,23 +146,39 @@ def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping)
     _save(plotting.figure10_calibration(levels, coverage, ranks, tarp_f), outputs, options)
 
 
-FIGURES = {
-    "fig2_example_maps": fig2_example_maps,
-    "fig3_diffusion": fig3_diffusion,
-    "fig4_reconstructions": fig4_reconstructions,
-    "fig5_convergence": fig5_convergence,
-    "fig6_zscores": fig6_zscores,
-    "fig7_profiles": fig7_profiles,
-    "fig8_bias": fig8_bias,
-    "fig9_correlation": fig9_correlation,
-    "fig10_calibration": fig10_calibration,
-}
+def fig1_mass_function(inputs: Mapping, outputs: Sequence[str], options: Mapping, config: Mapping) -> None:
+    """Fig. 1: clusters and images per 0.1 dex, with the mass function's expectation for a drawn catalogue
+    (``config``: the catalog, sightlines and cosmology blocks)."""
+    from ..cosmology import CosmologyParams
+    from ..data import catalog
+
+    cat_cfg, sl_cfg = config["catalog"], config["sightlines"]
+    halos = files.read_table(inputs["catalog"])
+    plan = files.read_table(inputs["plan"])
+    expected = None
+    if cat_cfg["source"] == "hmf":
+        expected = catalog.expected_counts_per_bin(
+            cat_cfg["box_Mpc"] ** 3, halos["log10_M200m"].max(), log10_min=sl_cfg["log10_min"],
+            bin_dex=sl_cfg["bin_dex"], n_total=cat_cfg["n_halos"], m_max=cat_cfg["m_max_Msun"],
+            params=CosmologyParams(**config["cosmology"]), model=cat_cfg["mass_function"])
+    fig = plotting.figure1_mass_function(halos, plan, expected_per_bin=expected, target_per_bin=sl_cfg["target_per_bin"],
+                                         bin_dex=sl_cfg["bin_dex"], log10_min=sl_cfg["log10_min"])
+    _save(fig, outputs, options)
 
 
-def make_figure(name: str, inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
-    """Draw figure ``name`` (a key of :data:`FIGURES`) from ``inputs`` into ``outputs``."""
-    try:
-        fn = FIGURES[name]
-    except KeyError:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}") from None
-    fn(inputs, outputs, options)
+def make_figure(name: str, inputs: Mapping, outputs: Sequence[str], options: Mapping,
+                config: Mapping | None = None) -> None:
+    """Draw figure ``name`` (a key of :data:`massmaps.evaluation.figure_specs.FIGURES`, and the name of
+    its drawing function here) from ``inputs`` into ``outputs``; ``config`` holds the spec's config blocks."""
+    from .figure_specs import FIGURES
+
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    missing = set(FIGURES[name].inputs) - set(inputs)
+    if missing:
+        raise ValueError(f"figure {name}: missing inputs {sorted(missing)}")
+    draw = globals()[name]
+    if FIGURES[name].config:
+        draw(inputs, outputs, options, {k: (config or {})[k] for k in FIGURES[name].config})
+    else:
+        draw(inputs, outputs, options)
