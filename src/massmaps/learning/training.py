@@ -561,13 +561,25 @@ def train(
         lock.release()
 
 
-def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
-                  device, lock, stop, t_start) -> TrainResult:
-    # ---- model, optimiser, EMA (built from the seed; overwritten on resume)
+@dataclass
+class _Run:
+    """What one training attempt carries from step to step (and into its checkpoints)."""
+
+    model: Any  # score_models ScoreModel
+    optimizer: torch.optim.Optimizer
+    ema: ExponentialMovingAverage
+    hparams: dict
+    pixels: int  # values per target map (channels x pixels), for the per-pixel loss in the log
+    step: int = 0
+    resumed_from: int | None = None
+    history: dict = field(default_factory=lambda: {"loss": [], "val": []})
+
+
+def _build(config: TrainConfig, train_dataset, device) -> _Run:
+    """Network, optimiser and EMA from the seed, checked against the dataset's map size and channels."""
     torch.manual_seed(config.seed)
-    model = score_mod.build_score_model(
-        config.network, sigma_min=config.sigma_min, sigma_max=config.sigma_max, device=device
-    )
+    model = score_mod.build_score_model(config.network, sigma_min=config.sigma_min, sigma_max=config.sigma_max,
+                                        device=device)
     x0, c0 = train_dataset[0]
     mult = score_mod.image_multiple(model)
     if x0.shape[-1] % mult or x0.shape[-2] % mult:
@@ -577,35 +589,37 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
             f"dataset gives {x0.shape[0]} target / {c0.shape[0]} input channels, the network expects "
             f"{model.model.channels} / {model.model.condition_input_channels}"
         )
-    optimizer = torch.optim.Adam(model.model.parameters(), lr=config.lr)
-    ema = ExponentialMovingAverage(model.model.parameters(), decay=config.ema_decay)
-    hparams = score_mod.to_jsonable(model.hyperparameters)
-    step, resumed_from = 0, None
-    history = {"loss": [], "val": []}
-    rng_state = None
+    return _Run(model=model, optimizer=torch.optim.Adam(model.model.parameters(), lr=config.lr),
+                ema=ExponentialMovingAverage(model.model.parameters(), decay=config.ema_decay),
+                hparams=score_mod.to_jsonable(model.hyperparameters), pixels=int(np.prod(x0.shape)))
 
+
+def _resume(run: _Run, config: TrainConfig, checkpoint_dir: Path, log) -> dict | None:
+    """Load the latest usable checkpoint into ``run``; return its random states (None: a fresh start)."""
     ckpt = load_checkpoint(checkpoint_dir, log)
-    if ckpt is not None:
-        if ckpt["hparams"] != hparams:
-            raise ValueError(
-                f"{checkpoint_dir / CHECKPOINT_FILE} was written for another model "
-                f"({ckpt['hparams']} != {hparams}); delete it to start afresh"
-            )
-        for key in ("batch_size", "seed"):
-            if ckpt["config"][key] != getattr(config, key):
-                log(f"warning: {key} changed from {ckpt['config'][key]} to {getattr(config, key)} since the checkpoint")
-        model.model.load_state_dict(ckpt["model"])  # raw weights, not EMA
-        ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:  # a changed lr in the config applies from here on
-            group["lr"] = config.lr
-        step = resumed_from = int(ckpt["step"])
-        history = ckpt["history"]
-        rng_state = ckpt["rng"]
-        log(f"resuming from {checkpoint_dir / CHECKPOINT_FILE} at step {step}")
-    ema.to(device)
+    if ckpt is None:
+        return None
+    if ckpt["hparams"] != run.hparams:
+        raise ValueError(
+            f"{checkpoint_dir / CHECKPOINT_FILE} was written for another model "
+            f"({ckpt['hparams']} != {run.hparams}); delete it to start afresh"
+        )
+    for key in ("batch_size", "seed"):
+        if ckpt["config"][key] != getattr(config, key):
+            log(f"warning: {key} changed from {ckpt['config'][key]} to {getattr(config, key)} since the checkpoint")
+    run.model.model.load_state_dict(ckpt["model"])  # raw weights, not EMA
+    run.ema.load_state_dict(ckpt["ema"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    for group in run.optimizer.param_groups:  # a changed lr in the config applies from here on
+        group["lr"] = config.lr
+    run.step = run.resumed_from = int(ckpt["step"])
+    run.history = ckpt["history"]
+    log(f"resuming from {checkpoint_dir / CHECKPOINT_FILE} at step {run.step}")
+    return ckpt["rng"]
 
-    # ---- data: the batch stream starts where the checkpoint left it
+
+def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int):
+    """The training batch stream, starting where step ``step`` left it, and the validation loader."""
     pin = device.type == "cuda"
     loader_gen = torch.Generator().manual_seed(config.seed)  # keeps worker seeding off the global RNG
     train_loader = DataLoader(
@@ -622,8 +636,11 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False,
                                 num_workers=config.num_workers, pin_memory=pin,
                                 persistent_workers=config.num_workers > 0)
-    batches = iter(train_loader)
-    # The DSM loss draws t and z from torch's global RNG: restore it after creating the iterator.
+    return iter(train_loader), val_loader
+
+
+def _seed_rng(rng_state: dict | None, config: TrainConfig, device) -> None:
+    """The DSM loss draws t and z from torch's global RNG: the checkpoint's state, or the seed."""
     if rng_state is not None:
         _set_rng_state(rng_state, device)
     else:
@@ -631,95 +648,69 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         if device.type == "cuda":
             torch.cuda.manual_seed(config.seed)
 
-    def save_checkpoint():
-        lock.verify()
-        t0 = time.monotonic()
-        _atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "step": step,
-                "model": model.model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(device),
-                "config": config.to_dict(),
-                "hparams": hparams,
-                "history": history,
-            },
-            checkpoint_dir / CHECKPOINT_FILE,
-            keep_previous=True,
-        )
-        os.utime(lock.path)
-        return time.monotonic() - t0
 
-    # ---- loop
-    denoiser = _denoiser(model, config)
-    model.model.train()
-    t_loop = time.monotonic()
-    steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
-    running, running_n = 0.0, 0
-    val_loss = history["val"][-1][1] if history["val"] else None
-    pbar = tqdm(total=config.steps, initial=step, disable=not config.progress, desc="train", smoothing=0.1,
-                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # few lines in a log file
-    while step < config.steps:
-        t_step = time.monotonic()
-        x, cond = next(batches)
-        x, cond = x.to(device, non_blocking=pin), cond.to(device, non_blocking=pin)
-        optimizer.zero_grad(set_to_none=True)
-        loss = score_mod.training_loss(denoiser, x, cond)  # score_models' DSM loss unchanged, or EDM's
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}; last checkpoint kept")
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.model.parameters(), max_norm=config.grad_clip)
-        optimizer.step()
-        ema.update()
-        step += 1
-        steps_this_run += 1
-        running += loss.item()
-        running_n += 1
-        pbar.update(1)
-        step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t_step) if steps_this_run > 1 else time.monotonic() - t_step
-
-        if step % config.log_every == 0 or step == config.steps:
-            history["loss"].append([step, running / running_n])
-            pbar.set_postfix(loss=f"{running / running_n:.4g}")
-            log(f"step {step}: loss {running / running_n:.5g} (per pixel {running / running_n / x[0].numel():.4g})")
-            running, running_n = 0.0, 0
-        if step % config.val_every == 0 or step == config.steps:
-            val_loss = _validation_loss(model, ema, val_loader, config, device)
-            if val_loss is not None:
-                history["val"].append([step, val_loss])
-                log(f"step {step}: validation loss (EMA) {val_loss:.5g}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            ckpt_time = save_checkpoint()
-        lock.heartbeat()
-
-        # ---- stop early: signal, or not enough budget left for one more step and a checkpoint
-        reason = stop["reason"]
-        if reason is None and config.time_budget_s is not None and step < config.steps:
-            elapsed = time.monotonic() - t_start
-            if elapsed + 2 * step_time + 2 * ckpt_time + 1.0 > config.time_budget_s:
-                reason = f"time budget of {config.time_budget_s:.0f} s"
-        if reason is not None and step < config.steps:
-            save_checkpoint()
-            pbar.close()
-            log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
-            raise TrainingInterrupted(reason, step)
-    pbar.close()
-    wall = time.monotonic() - t_loop
-    images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
-
-    # ---- final model: EMA weights, written only now
+def _save_checkpoint(run: _Run, config: TrainConfig, checkpoint_dir: Path, lock, device) -> float:
+    """Everything needed to resume at ``run.step`` (the previous checkpoint kept); returns its seconds."""
     lock.verify()
-    with ema.average_parameters():
-        ema_weights = {k: v.detach().clone() for k, v in model.model.state_dict().items()}
-    train_loss = history["loss"][-1][1] if history["loss"] else None
+    t0 = time.monotonic()
+    _atomic_torch_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "step": run.step,
+            "model": run.model.model.state_dict(),
+            "ema": run.ema.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "rng": _rng_state(device),
+            "config": config.to_dict(),
+            "hparams": run.hparams,
+            "history": run.history,
+        },
+        checkpoint_dir / CHECKPOINT_FILE,
+        keep_previous=True,
+    )
+    os.utime(lock.path)
+    return time.monotonic() - t0
+
+
+def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device) -> float:
+    """One step of the optimiser and the EMA on ``batch``; returns the loss."""
+    pin = device.type == "cuda"
+    x, cond = (t.to(device, non_blocking=pin) for t in batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = score_mod.training_loss(denoiser, x, cond)  # score_models' DSM loss unchanged, or EDM's
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {float(loss)} at step {run.step}; last checkpoint kept")
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.model.parameters(), max_norm=config.grad_clip)
+    run.optimizer.step()
+    run.ema.update()
+    run.step += 1
+    return loss.item()
+
+
+def _stop_reason(stop: dict, config: TrainConfig, step: int, t_start: float, step_time: float, ckpt_time: float):
+    """Why this attempt must stop now (a signal, or too little budget left for one more step and a
+    checkpoint), or None."""
+    reason = stop["reason"]
+    if reason is None and config.time_budget_s is not None and step < config.steps:
+        elapsed = time.monotonic() - t_start
+        if elapsed + 2 * step_time + 2 * ckpt_time + 1.0 > config.time_budget_s:
+            reason = f"time budget of {config.time_budget_s:.0f} s"
+    return reason
+
+
+def _write_model(run: _Run, config: TrainConfig, model_dir: Path, checkpoint_dir: Path, normaliser, lock,
+                 val_loss, images_per_s: float) -> dict:
+    """The final model (EMA weights), written only now, and the training log; returns the summary."""
+    lock.verify()
+    with run.ema.average_parameters():
+        ema_weights = {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
     summary = {
         "training": {
-            "steps": step,
-            "resumed_from": resumed_from,
-            "train_loss": train_loss,
+            "steps": run.step,
+            "resumed_from": run.resumed_from,
+            "train_loss": run.history["loss"][-1][1] if run.history["loss"] else None,
             "val_loss": val_loss,
             "weights": "ema",
             "config": config.to_dict(),
@@ -727,14 +718,70 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         },
         "preconditioning": {"kind": config.preconditioning, "sigma_data": config.sigma_data},
     }
-    score_mod.save_model(model_dir, model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
-    (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": history}, indent=2))
-    log(f"wrote {model_dir} after {step} steps ({images_per_s:.1f} images/s this attempt)")
+    score_mod.save_model(model_dir, run.model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
+    (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": run.history}, indent=2))
+    return summary
+
+
+def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
+                  device, lock, stop, t_start) -> TrainResult:
+    """The training loop, in named steps: build, resume, data, then optimise, log, validate, checkpoint
+    and check for a stop at each step; the EMA model is written at the end."""
+    run = _build(config, train_dataset, device)
+    rng_state = _resume(run, config, checkpoint_dir, log)
+    run.ema.to(device)
+    batches, val_loader = _loaders(train_dataset, val_dataset, config, device, run.step)
+    _seed_rng(rng_state, config, device)  # after the loader's iterator: it must not draw from this stream
+
+    denoiser = _denoiser(run.model, config)
+    run.model.model.train()
+    t_loop = time.monotonic()
+    steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
+    running, running_n = 0.0, 0
+    history = run.history
+    val_loss = history["val"][-1][1] if history["val"] else None
+    pbar = tqdm(total=config.steps, initial=run.step, disable=not config.progress, desc="train", smoothing=0.1,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # few lines in a log file
+    while run.step < config.steps:
+        t_step = time.monotonic()
+        running += _optimisation_step(run, denoiser, next(batches), config, device)
+        running_n += 1
+        steps_this_run += 1
+        step = run.step
+        pbar.update(1)
+        step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t_step) if steps_this_run > 1 else time.monotonic() - t_step
+
+        if step % config.log_every == 0 or step == config.steps:
+            history["loss"].append([step, running / running_n])
+            pbar.set_postfix(loss=f"{running / running_n:.4g}")
+            log(f"step {step}: loss {running / running_n:.5g} (per pixel {running / running_n / run.pixels:.4g})")
+            running, running_n = 0.0, 0
+        if step % config.val_every == 0 or step == config.steps:
+            val_loss = _validation_loss(run.model, run.ema, val_loader, config, device)
+            if val_loss is not None:
+                history["val"].append([step, val_loss])
+                log(f"step {step}: validation loss (EMA) {val_loss:.5g}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            ckpt_time = _save_checkpoint(run, config, checkpoint_dir, lock, device)
+        lock.heartbeat()
+
+        reason = _stop_reason(stop, config, step, t_start, step_time, ckpt_time)
+        if reason is not None and step < config.steps:
+            _save_checkpoint(run, config, checkpoint_dir, lock, device)
+            pbar.close()
+            log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
+            raise TrainingInterrupted(reason, step)
+    pbar.close()
+    wall = time.monotonic() - t_loop
+    images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
+
+    summary = _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
     return TrainResult(
         model_dir=model_dir,
-        step=step,
-        resumed_from=resumed_from,
-        train_loss=train_loss,
+        step=run.step,
+        resumed_from=run.resumed_from,
+        train_loss=summary["training"]["train_loss"],
         val_loss=val_loss,
         history=history,
         wall_s=time.monotonic() - t_start,
