@@ -345,3 +345,37 @@ def test_hash_policy_every_key():
     assert DATA_IGNORED == {"projection": ("threads",)}
     assert set(TRAINING_IGNORED) == {"time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s"}
     assert set(DATA_KEYS) == {"seed", "cosmology", "catalog", "sightlines", "particles", "projection", "split"}
+
+
+def test_library_defaults_equal_the_schemas():
+    """A library function that the workflow calls with a config block has that block's schema defaults,
+    or none at all (TrainConfig's parametrisation and augmentation are the documented exceptions)."""
+    from massmaps.learning import reconstruct, samplers
+    from massmaps.learning.training import TrainConfig
+    from massmaps.projection import observables, shards
+
+    config = _filled()
+
+    def same(lib, schema):
+        norm = lambda v: list(v) if isinstance(v, tuple) else ({} if v is None else v)  # noqa: E731
+        return norm(lib) == norm(schema) or (isinstance(lib, dict) and {k: norm(v) for k, v in lib.items()} == schema)
+
+    trained = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+               for f in dataclasses.fields(TrainConfig)}
+    exceptions = {"preconditioning", "sigma_max", "augment"}  # see TrainConfig's comment
+    for key, value in config["training"].items():
+        if key in trained and key not in exceptions:
+            assert same(trained[key], value), ("training", key, trained[key], value)
+    for fn in (reconstruct.sample_from_store, samplers.draw_posterior_samples, reconstruct.diffusion_trajectory,
+               shards.project_shard, observables.project_fields):
+        params = inspect.signature(fn).parameters
+        for block in ("sampling", "projection"):
+            for key, value in config[block].items():
+                if key in params and params[key].default is not inspect.Parameter.empty:
+                    default = params[key].default
+                    if key == "steps" and default is None:  # None: the default sampler's own default
+                        default = samplers.get_sampler(params["sampler"].default).default_steps
+                    if key == "prior_mean" and default is None:  # draw_posterior_samples takes the array
+                        default = "none"
+                    assert same(default, value), (fn.__name__, key, default, value)
+    assert inspect.signature(observables.project_fields).parameters["npix"].default is inspect.Parameter.empty

@@ -107,7 +107,7 @@ def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
 def trained(tmp_path_factory):
     """A tiny model trained on a tiny store, with its split table."""
     from massmaps import store
-    from massmaps.learning import reconstruct
+    from massmaps.learning import reconstruct, split
 
     tmp = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(0)
@@ -122,7 +122,7 @@ def trained(tmp_path_factory):
         attrs={"config_hash": "test", "pixel_Mpc": 0.4, "npix": 8},
     )
     store.write_store(ds, tmp / "maps.zarr", chunk_sightlines=4)
-    splits = reconstruct.split_table(store.open_store(tmp / "maps.zarr"), fractions=(0.5, 0.0, 0.5), seed=1)
+    splits = split.split_table(store.open_store(tmp / "maps.zarr"), fractions=(0.5, 0.0, 0.5), seed=1)
     splits.to_parquet(tmp / "splits.parquet")
     training = {"steps": 3, "batch_size": 4, "checkpoint_every": 3, "val_every": 3, "log_every": 3, "device": "cpu",
                 "network": {"nf": 8, "ch_mult": [1, 2], "attention": False, "fir": False}}

@@ -136,11 +136,11 @@ def test_stretch_by_name_fits_its_parameter():
 
 
 def test_training_mean_of_normalised_targets():
-    """reconstruct.training_mean: the mean map (or per-field mean) of the normalised targets over the
+    """normalise.training_mean: the mean map (or per-field mean) of the normalised targets over the
     training sightlines only, the same whatever the chunk size."""
     import xarray as xr
 
-    from massmaps.learning import reconstruct
+    from massmaps.learning import normalise
 
     x = _maps(n=30)
     ds = xr.Dataset({"maps": (("sightline", "field", "y", "x"), x)}, coords={"field": list(FIELDS)})
@@ -148,8 +148,8 @@ def test_training_mean_of_normalised_targets():
     norm = Normaliser(FIELDS, stretch="asinh").fit([x[np.sort(train)]])
     want = norm.apply(x[np.sort(train)][:, :2].astype(np.float64), ["gas", "dm"], field_axis=1).mean(axis=0)
     for chunk in (1, 4, 100):
-        got = reconstruct.training_mean(ds, train, norm, chunk_size=chunk)
+        got = normalise.training_mean(ds, train, norm, chunk_size=chunk)
         np.testing.assert_allclose(got, want, rtol=1e-6)  # apply() returns float32
-    np.testing.assert_allclose(reconstruct.training_mean(ds, train, norm, per_pixel=False), want.mean(axis=(1, 2)))
+    np.testing.assert_allclose(normalise.training_mean(ds, train, norm, per_pixel=False), want.mean(axis=(1, 2)))
     with pytest.raises(ValueError, match="no training"):
-        reconstruct.training_mean(ds, np.array([], dtype=int), norm)
+        normalise.training_mean(ds, np.array([], dtype=int), norm)

@@ -14,6 +14,7 @@ from massmaps.projection.observables import FIELDS, image_axes, in_views, projec
 
 NPIX, PIX = 128, 0.1
 L = NPIX * PIX
+GRID = {"npix": NPIX, "pixel_Mpc": PIX}  # project_fields has no default grid
 RHO_DM = (cm.PAPER.Om0 - cm.PAPER.Ob0) * cm.rho_crit()
 RHO_GAS = cm.PAPER.Ob0 * cm.rho_crit()
 
@@ -52,26 +53,26 @@ def test_image_axes_and_rotation_convention():
     cl = one_particle((1.05, -2.25, 0.45))
     expect = {2: (41, 74), 0: (68, 41), 1: (74, 68)}  # (row, column): x -> 74, y -> 41, z -> 68
     for axis, rc in expect.items():
-        img = project_fields(cl, None, axis, fields=("dm",))["dm"]
+        img = project_fields(cl, None, axis, fields=("dm",), **GRID)["dm"]
         assert np.unravel_index(np.argmax(img), img.shape) == rc
     assert image_axes(0) == (1, 2) and image_axes(1) == (2, 0) and image_axes(2) == (0, 1)
     # rotation acts on column vectors: Rz(90) takes (1.05, -2.25) to (2.25, 1.05).
     rz = Rotation.from_euler("z", 90, degrees=True).as_matrix()
-    img = project_fields(cl, rz, 2, fields=("dm",))["dm"]
+    img = project_fields(cl, rz, 2, fields=("dm",), **GRID)["dm"]
     assert np.unravel_index(np.argmax(img), img.shape) == (74, 86)
     # Particles outside the cube along the line of sight are dropped.
-    out = project_fields(one_particle((0.0, 0.0, 6.45)), None, 2)
+    out = project_fields(one_particle((0.0, 0.0, 6.45)), None, 2, **GRID)
     assert all(np.all(v == 0) for v in out.values())
     with pytest.raises(ValueError, match="unknown field"):
-        project_fields(cl, None, 2, fields=("sz",))
+        project_fields(cl, None, 2, fields=("sz",), **GRID)
     with pytest.raises(ValueError, match="axis"):
-        project_fields(cl, None, 3)
+        project_fields(cl, None, 3, **GRID)
     assert set(FIELDS) == {"gas", "dm", "tsz", "xray"} and FIELDS["tsz"][0] == "microK"
 
 
 def test_single_particle_units():
     m, rho, P, l = 2.08e9, 3e13, 4e-3, 2e-27
-    out = project_fields(one_particle((0.3, 0.2, -0.1), h=0.35, m=m, rho=rho, P=P, l=l), None, 1)
+    out = project_fields(one_particle((0.3, 0.2, -0.1), h=0.35, m=m, rho=rho, P=P, l=l), None, 1, **GRID)
     area = PIX**2
     assert out["dm"].sum() * area * RHO_DM * L == pytest.approx(m, rel=1e-12)
     assert out["gas"].sum() * area * RHO_GAS * L == pytest.approx(m, rel=1e-12)
@@ -113,7 +114,7 @@ def test_projected_nfw_realisation_matches_analytic():
     pos = r[:, None] * d / np.linalg.norm(d, axis=1)[:, None]
     H, rho = smoothing_lengths_and_density(pos, np.full(N, m), n_ngb=64, workers=2)
     dm = ParticleSet(pos=pos, mass=np.full(N, m), hsml=H, density=rho)
-    img = project_fields(Cluster(dm=dm, gas=ParticleSet.empty()), None, 2, fields=("dm",))["dm"] * RHO_DM * L
+    img = project_fields(Cluster(dm=dm, gas=ParticleSet.empty()), None, 2, fields=("dm",), **GRID)["dm"] * RHO_DM * L
 
     def tail(R):
         l0 = np.sqrt(r_max**2 - R**2)
@@ -150,7 +151,7 @@ def test_map_totals_equal_particle_mass(cluster_3e14):
         for axis in (0, 1, 2):
             ic, ir = image_axes(axis)
             subsets = {}
-            full = project_fields(cl, rotation, axis, fields=("dm", "gas"))
+            full = project_fields(cl, rotation, axis, fields=("dm", "gas"), **GRID)
             for name, ps in cl.species().items():
                 pos = ps.pos if rotation is None else ps.pos @ rotation.T
                 in_cube = np.all(np.abs(pos) <= L / 2, axis=1)
@@ -160,7 +161,7 @@ def test_map_totals_equal_particle_mass(cluster_3e14):
                 rho_bar = RHO_DM if name == "dm" else RHO_GAS
                 assert full[name].sum() * area * rho_bar * L <= ps.mass[in_cube].sum() * (1 + 1e-12)
             sub = Cluster(dm=subsets["dm"], gas=subsets["gas"])
-            out = project_fields(sub, rotation, axis)
+            out = project_fields(sub, rotation, axis, **GRID)
             assert out["dm"].sum() * area * RHO_DM * L == pytest.approx(sub.dm.mass.sum(), rel=1e-10)
             assert out["gas"].sum() * area * RHO_GAS * L == pytest.approx(sub.gas.mass.sum(), rel=1e-10)
             g = sub.gas
@@ -202,7 +203,7 @@ def test_tsz_profile_matches_line_of_sight_integral():
     cl = mock.make_cluster(halo_row(6e14, seed=8), cfg)
     host = mock_host.HostHalo.from_row(halo_row(6e14, seed=8), cfg)
     painter = mock_host.HostGas(host, cfg).painter()
-    y_img = project_fields(cl, None, 2, fields=("tsz",))["tsz"] / (C.T_CMB_K * 1e6)
+    y_img = project_fields(cl, None, 2, fields=("tsz",), **GRID)["tsz"] / (C.T_CMB_K * 1e6)
     R_grid = np.geomspace(0.05, 2.5, 300)
     y_grid = profiles.y_los(R_grid, painter.profile, painter.r_max)
     R_sub = pixel_radii(sub=6)
@@ -229,7 +230,7 @@ def test_same_halo_and_config_give_identical_bytes():
             assert fa[k].tobytes() == fb[k].tobytes(), (name, k)
     assert a.meta == b.meta
     rot = Rotation.from_euler("xyz", [1, 2, 3]).as_matrix()
-    ma, mb = project_fields(a, rot, 1), project_fields(b, rot, 1)
+    ma, mb = project_fields(a, rot, 1, **GRID), project_fields(b, rot, 1, **GRID)
     for f in FIELDS:
         assert ma[f].tobytes() == mb[f].tobytes()
     c = mock.make_cluster({**row, "seed": 1235})
@@ -253,7 +254,7 @@ def test_cluster_kept_for_its_views_gives_the_same_maps():
             assert v.tobytes() == whole.arrays()[k][mask].tobytes(), (name, k)
     for R in views:
         for axis in range(3):
-            a, b = project_fields(full, R, axis), project_fields(kept, R, axis)
+            a, b = project_fields(full, R, axis, **GRID), project_fields(kept, R, axis, **GRID)
             for f in FIELDS:
                 assert a[f].tobytes() == b[f].tobytes(), (f, axis)
     with pytest.raises(ValueError, match="half_Mpc"):

@@ -30,6 +30,10 @@ import numpy as np
 import xarray as xr
 
 #: Attribute marking a store that was completely written.
+#: The fields of a dataset store that condition the model (observables) and that it reconstructs.
+INPUTS = ("tsz", "xray")
+TARGETS = ("gas", "dm")
+
 COMPLETE_ATTR = "massmaps_complete"
 #: Attribute holding {file path inside the store: [size in bytes, CRC32]}, written after every other file.
 MANIFEST_ATTR = "massmaps_manifest"

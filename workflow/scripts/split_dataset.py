@@ -7,11 +7,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 from massmaps import logs, store  # noqa: E402
 from massmaps.data.catalog import write_parquet_atomic  # noqa: E402
-from massmaps.learning import reconstruct  # noqa: E402
+from massmaps.learning import split  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cfg = snakemake.params.split  # noqa: F821
-table = reconstruct.split_table(
+table = split.split_table(
     store.open_store(snakemake.input.dataset),  # noqa: F821
     fractions=cfg["fractions"],
     bin_dex=cfg["bin_dex"],

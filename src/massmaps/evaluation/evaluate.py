@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..store import INPUTS, TARGETS
 from .. import __version__
 from ..configkeys import reject_unknown_keys
 from . import calibration, metrics
 
-INPUTS = ("tsz", "xray")
-TARGETS = ("gas", "dm")
 FIELD_LABELS = {"gas": "Gas", "dm": "DM", "tsz": "SZ", "xray": "X-ray"}
 
 #: The paper's Table 1 (Hsu et al.): (mass bin, field, statistic, scale) -> (mean, +, -).

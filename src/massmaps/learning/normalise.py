@@ -27,6 +27,9 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import xarray as xr
+
+from ..store import TARGETS
 
 FIELDS = ("gas", "dm", "tsz", "xray")
 STRETCHES = ("none", "log", "asinh")
@@ -285,3 +288,40 @@ class Normaliser:
             for f, s in self.scalings.items()
         ]
         return f"Normaliser({'; '.join(parts)})"
+
+
+def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *,
+                   log_decades: float = 6.0) -> Normaliser:
+    """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
+    fields = [str(f) for f in ds["field"].values]
+    stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
+    return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
+        ds["maps"], np.sort(train_index), chunk_size=chunk_size)
+
+
+def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
+                  per_pixel: bool = True, chunk_size: int = 256) -> np.ndarray:
+    """Mean of the normalised ``fields`` over the training sightlines: (C, H, W), or (C,) with
+    ``per_pixel=False``. Reads ``chunk_size`` sightlines at a time."""
+    index = np.sort(np.asarray(train_index))
+    if index.size == 0:
+        raise ValueError("no training sightlines to average")
+    total = None
+    for start in range(0, index.size, chunk_size):
+        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
+        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1).sum(axis=0)
+        total = part if total is None else total + part
+    mean = total / index.size
+    return mean if per_pixel else mean.mean(axis=(1, 2))
+
+
+def training_std(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
+                 chunk_size: int = 256) -> float:
+    """Standard deviation of the normalised ``fields`` over every pixel of the training sightlines."""
+    index = np.sort(np.asarray(train_index))
+    total, total_sq, n = 0.0, 0.0, 0
+    for start in range(0, index.size, chunk_size):
+        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
+        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1)
+        total, total_sq, n = total + part.sum(), total_sq + (part**2).sum(), n + part.size
+    return float(np.sqrt(total_sq / n - (total / n) ** 2))

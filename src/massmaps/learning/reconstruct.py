@@ -1,4 +1,4 @@
-"""Store-level drivers: split the dataset, train on it, and draw posterior samples into a store.
+"""Store-level drivers: train on the dataset store, and draw posterior samples into a store.
 
 These glue :mod:`massmaps.learning.split`, :mod:`massmaps.learning.normalise`, :mod:`massmaps.learning.training` and
 :mod:`massmaps.learning.samplers` to the assembled zarr dataset; the workflow's rules call them.
@@ -15,86 +15,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..store import INPUTS, TARGETS
 from .. import __version__, store
 from ..files import atomic_path, write_text_atomic
-from . import samplers, score, split
+from . import normalise, samplers, score
 from .normalise import Normaliser
 from .training import TrainConfig, ZarrMapsDataset, train
 
 log = logging.getLogger(__name__)
 
-INPUTS = ("tsz", "xray")
-TARGETS = ("gas", "dm")
-
-
-def split_table(
-    ds: xr.Dataset,
-    *,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    bin_dex: float = 0.1,
-    seed: int = 0,
-    eval_range_Msun: Sequence[float] = split.EVAL_MASS_RANGE_MSUN,
-) -> pd.DataFrame:
-    """One row per sightline of the dataset: its position, ids, mass, split and evaluation flag.
-
-    The split is the one the sightline plan drew (the store's ``split`` coordinate); stores without it
-    are split here, by cluster and stratified in mass."""
-    table = pd.DataFrame(
-        {
-            "index": np.arange(ds.sizes["sightline"], dtype=np.int64),
-            "sightline_id": ds["sightline_id"].values.astype(np.int64),
-            "halo_id": ds["halo_id"].values.astype(np.int64),
-            "M200m_Msun": ds["M200m_Msun"].values,
-            "log10_M200m": ds["log10_M200m"].values,
-        }
-    )
-    if "split" in ds.coords:  # drawn with the sightline plan (which may give the test split extra views)
-        table["split"] = [str(v) for v in ds["split"].values]
-    else:
-        table["split"] = split.assign_splits(table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(),
-                                             fractions=tuple(fractions), bin_width=bin_dex, seed=seed)
-    table["in_eval_range"] = split.eval_mask(table["M200m_Msun"].to_numpy(), *eval_range_Msun)
-    return table
-
-
-def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *,
-                   log_decades: float = 6.0) -> Normaliser:
-    """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
-    fields = [str(f) for f in ds["field"].values]
-    stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
-    return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
-        ds["maps"], np.sort(train_index), chunk_size=chunk_size)
 
 
 PRIOR_MEANS = ("none", "field", "pixel")
-
-
-def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
-                  per_pixel: bool = True, chunk_size: int = 256) -> np.ndarray:
-    """Mean of the normalised ``fields`` over the training sightlines: (C, H, W), or (C,) with
-    ``per_pixel=False``. Reads ``chunk_size`` sightlines at a time."""
-    index = np.sort(np.asarray(train_index))
-    if index.size == 0:
-        raise ValueError("no training sightlines to average")
-    total = None
-    for start in range(0, index.size, chunk_size):
-        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
-        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1).sum(axis=0)
-        total = part if total is None else total + part
-    mean = total / index.size
-    return mean if per_pixel else mean.mean(axis=(1, 2))
-
-
-def training_std(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
-                 chunk_size: int = 256) -> float:
-    """Standard deviation of the normalised ``fields`` over every pixel of the training sightlines."""
-    index = np.sort(np.asarray(train_index))
-    total, total_sq, n = 0.0, 0.0, 0
-    for start in range(0, index.size, chunk_size):
-        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
-        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1)
-        total, total_sq, n = total + part.sum(), total_sq + (part**2).sum(), n + part.size
-    return float(np.sqrt(total_sq / n - (total / n) ** 2))
 
 
 def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None, norm: Normaliser) -> np.ndarray | None:
@@ -107,7 +39,7 @@ def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None,
     if splits is None:
         raise ValueError(f"prior_mean={prior_mean!r} needs the splits table (the training sightlines)")
     train = splits.loc[splits["split"] == "train", "index"].to_numpy()
-    return training_mean(ds, train, norm, per_pixel=prior_mean == "pixel")
+    return normalise.training_mean(ds, train, norm, TARGETS, per_pixel=prior_mean == "pixel")
 
 
 def train_from_store(
@@ -133,13 +65,13 @@ def train_from_store(
     if train_idx.size == 0:
         raise ValueError(f"{store_path}: the training split is empty; use more sightlines or other split fractions")
     try:
-        normaliser = fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
+        normaliser = normalise.fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
     except ValueError as err:
         raise ValueError(f"{store_path}: {err}{_first_nonfinite(ds, train_idx)}") from err
     log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
     training = dict(training)
     if training.get("preconditioning") == "edm" and training.get("sigma_data") is None:
-        training["sigma_data"] = training_std(ds, train_idx, normaliser)
+        training["sigma_data"] = normalise.training_std(ds, train_idx, normaliser)
         log.info("sigma_data (std of the normalised training targets): %.4g", training["sigma_data"])
     config = TrainConfig.from_dict({**training, "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
@@ -167,9 +99,9 @@ def sample_from_store(
     which: str = "test",
     eval_range_only: bool = True,
     n_samples: int = 50,
-    sampler: str = "heun",
+    sampler: str = "dpmpp_2m_sde",
     steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 50,
     seed: int = 0,
     device: str = "auto",
     sampler_kwargs: Mapping | None = None,
@@ -340,7 +272,7 @@ def diffusion_trajectory(
     samples_path: str | os.PathLike,
     *,
     levels: Sequence[float] = (0.0, 0.01, 0.05, 0.2, 1.0),
-    sampler: str = "edm_stochastic",
+    sampler: str = "dpmpp_2m_sde",
     steps: int | None = None,
     sampler_kwargs: Mapping | None = None,
     seed: int = 0,
@@ -365,7 +297,7 @@ def diffusion_trajectory(
     pos = int(pd.Index(ds["sightline_id"].values).get_loc(sid))
     maps = ds["maps"].isel(sightline=pos)
     trained = score.load_model(model_dir, device=device)
-    norm = trained.normaliser if isinstance(trained.normaliser, Normaliser) else Normaliser.from_dict(trained.normaliser)
+    norm = trained.normaliser
     x0 = norm.apply(maps.sel(field=list(TARGETS)).values[None], TARGETS, field_axis=1)[0]
     cond = norm.apply(maps.sel(field=list(INPUTS)).values[None], INPUTS, field_axis=1)
     levels = np.sort(np.asarray(levels, dtype=np.float64))

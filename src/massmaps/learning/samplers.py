@@ -325,9 +325,9 @@ def draw_posterior_samples(
     inputs,
     n_samples: int,
     *,
-    sampler: str = "heun",
+    sampler: str = "dpmpp_2m_sde",
     steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 50,
     seed: int = 0,
     sightline_ids: Sequence[int] | None = None,
     sigma_min: float | None = None,
@@ -346,7 +346,8 @@ def draw_posterior_samples(
         or a ``Denoiser`` (these are used on the device they are on).
     inputs : (B, C_in, H, W) float32 normalised conditioning maps (tSZ, X-ray).
     n_samples : samples per input.
-    sampler : "heun" (default), "edm_stochastic" or "euler_maruyama" (the paper's).
+    sampler : a name of ``SAMPLERS``: "dpmpp_2m_sde" (the default), "dpmpp_2m", "heun", "edm_stochastic"
+        or "euler_maruyama" (the paper's).
     steps : number of noise levels N (default per sampler, see ``SAMPLERS``).
     batch_size : (sightline, sample) pairs per network call.
     seed, sightline_ids : sample k of sightline ``sightline_ids[b]`` (default b) starts from

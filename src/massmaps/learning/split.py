@@ -12,7 +12,11 @@ seed give the same split, whatever the order of the sightlines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
+import xarray as xr
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -115,3 +119,33 @@ def eval_mask(mass_msun, lo: float = EVAL_MASS_RANGE_MSUN[0], hi: float = EVAL_M
         raise ValueError(f"need 0 < lo < hi, got lo={lo!r}, hi={hi!r}")
     m = np.asarray(mass_msun, dtype=float)
     return (m >= lo) & (m <= hi)
+
+
+def split_table(
+    ds: xr.Dataset,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    bin_dex: float = 0.1,
+    seed: int = 0,
+    eval_range_Msun: Sequence[float] = EVAL_MASS_RANGE_MSUN,
+) -> pd.DataFrame:
+    """One row per sightline of the dataset: its position, ids, mass, split and evaluation flag.
+
+    The split is the one the sightline plan drew (the store's ``split`` coordinate); stores without it
+    are split here, by cluster and stratified in mass."""
+    table = pd.DataFrame(
+        {
+            "index": np.arange(ds.sizes["sightline"], dtype=np.int64),
+            "sightline_id": ds["sightline_id"].values.astype(np.int64),
+            "halo_id": ds["halo_id"].values.astype(np.int64),
+            "M200m_Msun": ds["M200m_Msun"].values,
+            "log10_M200m": ds["log10_M200m"].values,
+        }
+    )
+    if "split" in ds.coords:  # drawn with the sightline plan (which may give the test split extra views)
+        table["split"] = [str(v) for v in ds["split"].values]
+    else:
+        table["split"] = assign_splits(table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(),
+                                             fractions=tuple(fractions), bin_width=bin_dex, seed=seed)
+    table["in_eval_range"] = eval_mask(table["M200m_Msun"].to_numpy(), *eval_range_Msun)
+    return table
