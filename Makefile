@@ -8,7 +8,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-slurm lint report clean
+.PHONY: install run test test-slurm lint lint-style report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,18 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/snakemake --cores $(CORES)
 
-test: install
+# Style first (ruff and snakefmt, configured in pyproject.toml), then the numba kernels' tests once with
+# bounds checking on (an out-of-bounds index raises instead of reading past an array), then every test.
+test: install lint-style
+	NUMBA_BOUNDSCHECK=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(NUMBA_TESTS)
 	$(BIN)/python -m pytest
+
+NUMBA_TESTS ?= tests/test_kernels.py tests/test_sph.py tests/test_projection.py
+
+lint-style: install
+	$(BIN)/ruff check src tests benchmarks workflow
+	$(BIN)/ruff format --check src tests benchmarks workflow
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 # The workflow through a real single-node Slurm brought up on this machine (root, Debian/Ubuntu: installs
 # slurmctld, slurmd, slurm-client and munge when missing; tests/slurm/up.sh, down.sh). About 5 minutes.

@@ -43,6 +43,6 @@ check_existing_outputs()
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -35,8 +35,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from massmaps import store  # noqa: E402
 from massmaps import config as checks  # noqa: E402
+from massmaps import store  # noqa: E402
 from massmaps.config import merge  # noqa: E402
 from massmaps.evaluation import evaluate  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
@@ -45,9 +45,10 @@ from massmaps.learning import reconstruct, score  # noqa: E402
 # sigma_max 1, the prior on the training mean map, EDM's stochastic sampler at 79 evaluations), whatever
 # config/config.yaml now says; the names below override it. The default that came out of the ablation
 # is edm_sigma10+prior_none+dpmpp_2m_sde20.
-BASE = {"training": {"preconditioning": "score_models", "sigma_max": 1.0},
-        "sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0},
-                     "prior_mean": "pixel"}}
+BASE = {
+    "training": {"preconditioning": "score_models", "sigma_max": 1.0},
+    "sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0}, "prior_mean": "pixel"},
+}
 # name -> overrides of BASE's training and sampling blocks
 VARIANTS = {
     "base": {},
@@ -83,16 +84,28 @@ def variant(name: str) -> dict:
 
 def train(cfg: dict, res: Path, work: Path, splits: pd.DataFrame) -> Path:
     """The model of these training settings, trained once (cached by their hash)."""
-    key = store.config_hash({"training": cfg["training"], "normalisation": cfg["normalisation"],
-                             "data": store.open_store(res / "dataset" / "maps.zarr").attrs.get("config_hash")})
+    key = store.config_hash(
+        {
+            "training": cfg["training"],
+            "normalisation": cfg["normalisation"],
+            "data": store.open_store(res / "dataset" / "maps.zarr").attrs.get("config_hash"),
+        }
+    )
     model = work / "models" / key
     if not (model / score.META_FILE).is_file():
         t0 = time.monotonic()
         training = {**cfg["training"], "time_budget_s": None}
         training.pop("runtime_margin_s", None)
-        reconstruct.train_from_store(res / "dataset" / "maps.zarr", splits, model, work / "checkpoints" / key,
-                                     training=training, stretch=cfg["normalisation"]["stretch"],
-                                     log_decades=cfg["normalisation"]["log_decades"], progress=False)
+        reconstruct.train_from_store(
+            res / "dataset" / "maps.zarr",
+            splits,
+            model,
+            work / "checkpoints" / key,
+            training=training,
+            stretch=cfg["normalisation"]["stretch"],
+            log_decades=cfg["normalisation"]["log_decades"],
+            progress=False,
+        )
         print(f"  trained {key} in {time.monotonic() - t0:.0f} s", flush=True)
     return model
 
@@ -106,8 +119,13 @@ def with_weights(model: Path, how: str, work: Path) -> Path:
     if not (out / score.META_FILE).is_file():
         ckpt = torch.load(work / "checkpoints" / model.name / "checkpoint.pt", weights_only=True)
         trained = score.load_model(model, device="cpu")
-        score.save_model(out, trained.score_model, normaliser=trained.normaliser, state_dict=ckpt["model"],
-                         metadata={k: v for k, v in trained.metadata.items() if k not in ("format", "version")})
+        score.save_model(
+            out,
+            trained.score_model,
+            normaliser=trained.normaliser,
+            state_dict=ckpt["model"],
+            metadata={k: v for k, v in trained.metadata.items() if k not in ("format", "version")},
+        )
     return out
 
 
@@ -121,21 +139,28 @@ def denoiser_bias(model: Path, ds, splits: pd.DataFrame, seed: int = 0, draws: i
     den, norm = trained.denoiser, trained.normaliser
     idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
     maps = ds["maps"].isel(sightline=np.sort(idx))
-    x0 = torch.as_tensor(norm.apply(maps.sel(field=list(reconstruct.TARGETS)).values, reconstruct.TARGETS,
-                                    field_axis=1), dtype=torch.float64)
-    cond = torch.as_tensor(norm.apply(maps.sel(field=list(reconstruct.INPUTS)).values, reconstruct.INPUTS,
-                                      field_axis=1), dtype=torch.float32)
+    x0 = torch.as_tensor(
+        norm.apply(maps.sel(field=list(reconstruct.TARGETS)).values, reconstruct.TARGETS, field_axis=1),
+        dtype=torch.float64,
+    )
+    cond = torch.as_tensor(
+        norm.apply(maps.sel(field=list(reconstruct.INPUTS)).values, reconstruct.INPUTS, field_axis=1),
+        dtype=torch.float32,
+    )
     gen = torch.Generator().manual_seed(seed)
     out = {}
     with torch.no_grad():
         for sigma in SIGMAS:
             if not den.sigma_min <= sigma <= den.sigma_max:
                 continue
-            errs = [den(x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma, cond=cond) - x0
-                    for _ in range(draws)]
+            errs = [
+                den(x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma, cond=cond) - x0
+                for _ in range(draws)
+            ]
             err = torch.stack(errs)
-            div = _divergence(den, x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma,
-                              cond, gen)
+            div = _divergence(
+                den, x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=torch.float64), sigma, cond, gen
+            )
             for i, f in enumerate(reconstruct.TARGETS):
                 out[f"denoiser_bias_{f}_{sigma:g}"] = float(err[:, :, i].sum() / (draws * x0[:, i].sum()))
                 out[f"denoiser_rms_{f}_{sigma:g}"] = float(err[:, :, i].pow(2).mean().sqrt())
@@ -159,7 +184,10 @@ def cluster_bootstrap(values: np.ndarray, groups: np.ndarray, stat, seed: int, n
     ids = np.unique(groups)
     members = [np.flatnonzero(groups == g) for g in ids]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
-    boot = [stat(values[np.concatenate([members[i] for i in pick])]) for pick in rng.integers(0, len(ids), (n_boot, len(ids)))]
+    boot = [
+        stat(values[np.concatenate([members[i] for i in pick])])
+        for pick in rng.integers(0, len(ids), (n_boot, len(ids)))
+    ]
     return stat(values), float(np.percentile(boot, 16)), float(np.percentile(boot, 84))
 
 
@@ -185,8 +213,16 @@ def posterior_metrics(ev, seed: int) -> list[dict]:
                 rows.append({"mass_bin": mb, "field": f, "statistic": name, "value": v, "lo": lo, "hi": hi})
             c = cal[(cal["mass_bin"] == mb) & (cal["field"] == f)].set_index("statistic")
             for name in ("max_coverage_error", "coverage_0.68", "coverage_0.9", "z_mean", "z_std", "tarp_ks_p"):
-                rows.append({"mass_bin": mb, "field": f, "statistic": name, "value": c.loc[name, "value"],
-                             "lo": c.loc[name, "lo"], "hi": c.loc[name, "hi"]})
+                rows.append(
+                    {
+                        "mass_bin": mb,
+                        "field": f,
+                        "statistic": name,
+                        "value": c.loc[name, "value"],
+                        "lo": c.loc[name, "lo"],
+                        "hi": c.loc[name, "hi"],
+                    }
+                )
     return rows
 
 
@@ -206,23 +242,55 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFr
     s = cfg["sampling"]
     t0 = time.monotonic()
     samples = reconstruct.sample_from_store(
-        model, res / "dataset" / "maps.zarr", splits, which="test", eval_range_only=s["eval_range_only"],
-        n_samples=args.n_samples, sampler=s["sampler"], steps=s["steps"], batch_size=s["batch_size"], seed=args.seed,
-        device="cpu", sampler_kwargs=s["sampler_kwargs"], prior_mean=s["prior_mean"], progress=False,
-        resume_dir=out / "resume")
+        model,
+        res / "dataset" / "maps.zarr",
+        splits,
+        which="test",
+        eval_range_only=s["eval_range_only"],
+        n_samples=args.n_samples,
+        sampler=s["sampler"],
+        steps=s["steps"],
+        batch_size=s["batch_size"],
+        seed=args.seed,
+        device="cpu",
+        sampler_kwargs=s["sampler_kwargs"],
+        prior_mean=s["prior_mean"],
+        progress=False,
+        resume_dir=out / "resume",
+    )
     wall = time.monotonic() - t0
     blk = {k: v for k, v in base["evaluation"].items() if k != "diffusion_levels"}
     ev = evaluate.evaluate(samples, ds, blk, h=base["cosmology"]["H0"] / 100)
     rows = posterior_metrics(ev, args.seed)
-    rows += [{"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
-             for k, v in denoiser_bias(model, ds, splits).items()]
+    rows += [
+        {"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
+        for k, v in denoiser_bias(model, ds, splits).items()
+    ]
     rows.append({"mass_bin": "-", "field": "-", "statistic": "sampling_s", "value": wall, "lo": np.nan, "hi": np.nan})
-    rows.append({"mass_bin": "-", "field": "-", "statistic": "nfe_per_sample", "value": samples.attrs["nfe_per_sample"],
-                 "lo": np.nan, "hi": np.nan})
+    rows.append(
+        {
+            "mass_bin": "-",
+            "field": "-",
+            "statistic": "nfe_per_sample",
+            "value": samples.attrs["nfe_per_sample"],
+            "lo": np.nan,
+            "hi": np.nan,
+        }
+    )
     table = pd.DataFrame(rows).assign(variant=name)
     table.to_csv(out / "metrics.csv", index=False)
-    (out / "settings.json").write_text(json.dumps({"training": cfg["training"], "sampling": s, "weights": weights,
-                                                   "n_samples": args.n_samples, "model": str(model)}, indent=1))
+    (out / "settings.json").write_text(
+        json.dumps(
+            {
+                "training": cfg["training"],
+                "sampling": s,
+                "weights": weights,
+                "n_samples": args.n_samples,
+                "model": str(model),
+            },
+            indent=1,
+        )
+    )
     return table
 
 
@@ -231,16 +299,20 @@ def denoiser_only(name: str, base: dict, res: Path, work: Path) -> pd.DataFrame:
     cfg = merge(copy.deepcopy(base), {k: v for k, v in spec.items() if k == "training"})
     splits = pd.read_parquet(res / "split" / "splits.parquet")
     model = with_weights(train(cfg, res, work, splits), spec.get("weights", "ema"), work)
-    rows = [{"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
-            for k, v in denoiser_bias(model, store.open_store(res / "dataset" / "maps.zarr"), splits).items()]
+    rows = [
+        {"mass_bin": "-", "field": "-", "statistic": k, "value": v, "lo": np.nan, "hi": np.nan}
+        for k, v in denoiser_bias(model, store.open_store(res / "dataset" / "maps.zarr"), splits).items()
+    ]
     return pd.DataFrame(rows).assign(variant=name)
 
 
 def summary(tables: pd.DataFrame) -> pd.DataFrame:
     """variant x (statistic per bin and field): 'value [lo, hi]'."""
     t = tables.copy()
-    t["cell"] = [f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
-                 for v, lo, hi in zip(t["value"], t["lo"], t["hi"])]
+    t["cell"] = [
+        f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
+        for v, lo, hi in zip(t["value"], t["lo"], t["hi"])
+    ]
     t["column"] = t["statistic"] + " " + t["field"] + " " + t["mass_bin"]
     return t.pivot_table(index="variant", columns="column", values="cell", aggfunc="first", sort=False)
 
@@ -248,8 +320,13 @@ def summary(tables: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, required=True, help="results/<run> of a workflow run (dataset, split)")
-    ap.add_argument("--config", type=Path, nargs="+", default=[ROOT / "config" / "config.yaml"],
-                    help="config files the variants start from (merged in order)")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "config" / "config.yaml"],
+        help="config files the variants start from (merged in order)",
+    )
     ap.add_argument("--variants", nargs="+", default=["base"], help="names, or names joined with '+'")
     ap.add_argument("--work", type=Path, default=None, help="where models and tables go (default <results>/ablation)")
     ap.add_argument("--n-samples", type=int, default=20)
@@ -257,8 +334,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write every variant's rows here (CSV)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
-    ap.add_argument("--denoiser-only", action="store_true",
-                    help="only the denoiser diagnostics of each variant's model (trained if needed)")
+    ap.add_argument(
+        "--denoiser-only",
+        action="store_true",
+        help="only the denoiser diagnostics of each variant's model (trained if needed)",
+    )
     args = ap.parse_args()
     if args.list:
         for name, spec in VARIANTS.items():
@@ -273,14 +353,27 @@ def main() -> None:
     tables = []
     for name in args.variants:
         print(f"variant {name}", flush=True)
-        tables.append(denoiser_only(name, base, args.results, work) if args.denoiser_only
-                      else run_variant(name, base, args.results, work, args))
+        tables.append(
+            denoiser_only(name, base, args.results, work)
+            if args.denoiser_only
+            else run_variant(name, base, args.results, work, args)
+        )
     tables = pd.concat(tables, ignore_index=True)
     if args.out:
         tables.to_csv(args.out, index=False)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
-        for stat_prefix in ("mass_error_median", "b_large", "r_small", "max_coverage_error", "z_std", "z_mean",
-                            "tarp_ks_p", "denoiser_bias", "denoiser_calibration", "sampling_s"):
+        for stat_prefix in (
+            "mass_error_median",
+            "b_large",
+            "r_small",
+            "max_coverage_error",
+            "z_std",
+            "z_mean",
+            "tarp_ks_p",
+            "denoiser_bias",
+            "denoiser_calibration",
+            "sampling_s",
+        ):
             part = tables[tables["statistic"].str.startswith(stat_prefix)]
             if not part.empty:
                 print(f"\n{stat_prefix}:\n{summary(part).to_string()}")

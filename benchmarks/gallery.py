@@ -25,8 +25,20 @@ CLUSTERS = [
 
 
 def halo_row(M, seed, s=0.6, q=0.8, **extra):
-    return dict(halo_id=seed, M200m_Msun=M, R200m_Mpc=float(cm.R200m(M)), c200m=float(cm.concentration_200m(M)),
-                axis_ratio_s=s, axis_ratio_q=q, rot_qx=0.0, rot_qy=0.0, rot_qz=0.0, rot_qw=1.0, seed=seed, **extra)
+    return dict(
+        halo_id=seed,
+        M200m_Msun=M,
+        R200m_Mpc=float(cm.R200m(M)),
+        c200m=float(cm.concentration_200m(M)),
+        axis_ratio_s=s,
+        axis_ratio_q=q,
+        rot_qx=0.0,
+        rot_qy=0.0,
+        rot_qz=0.0,
+        rot_qw=1.0,
+        seed=seed,
+        **extra,
+    )
 
 
 def main() -> None:

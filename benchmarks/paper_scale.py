@@ -75,7 +75,9 @@ def worker(args) -> None:
     proj = base["projection"]
     halos, _, rows, ids = plan_and_subset(base, args.shard, args.stride)
     numba.set_num_threads(args.threads)
-    cfg = MockConfig.from_mapping({**base["particles"]["mock"], "cosmology": base["cosmology"], "sph_workers": args.threads})
+    cfg = MockConfig.from_mapping(
+        {**base["particles"]["mock"], "cosmology": base["cosmology"], "sph_workers": args.threads}
+    )
     by_id = {int(r["halo_id"]): r for r in halos.to_dict("records")}
     half = 0.5 * proj["npix"] * proj["pixel_Mpc"]
     # JIT warm-up outside the timings (the cache makes this quick after the first run)
@@ -157,7 +159,9 @@ def main() -> None:
     proj_total = float(np.interp(plan["log10_M200m"], logm[order], per_view[order]).sum())
     per_view = proj_total / len(plan)
     total = (gen_total + proj_total) / args.jobs
-    print(f"\nsubset: {len(recs)} halos, {views.sum()} sightlines, each done by {args.jobs} worker(s) in {wall:.0f} s wall")
+    print(
+        f"\nsubset: {len(recs)} halos, {views.sum()} sightlines, each done by {args.jobs} worker(s) in {wall:.0f} s wall"
+    )
     print(f"data set, summed over jobs: generation {gen_total / 3600:.2f} h, projection {proj_total / 3600:.2f} h "
           f"({1e3 * per_view:.0f} ms per sightline)")  # fmt: skip
     print(f"projected wall time of the paper data set on this machine ({args.jobs} jobs x {args.threads} "

@@ -169,9 +169,7 @@ def sarracen_methods():
         # exact=True is hard-wired to the cubic spline (M4) with support 2h: h = H / 2 gives the
         # same support, but not the same kernel, so its L1 against the Wendland reference measures
         # the kernel difference, not the integration error (its mass is exact).
-        img = CPUBackend.interpolate_3d_projection(
-            x, y, m, 0.5 * H, column, 2.0, NPIX, NPIX, 0.0, BOX, 0.0, BOX, True
-        )
+        img = CPUBackend.interpolate_3d_projection(x, y, m, 0.5 * H, column, 2.0, NPIX, NPIX, 0.0, BOX, 0.0, BOX, True)
         return img * PIX**2
 
     label = f"sarracen {sarracen.__version__}"
@@ -201,8 +199,10 @@ def run_one(n: int, args) -> None:
         if k == 33:
             H = H_k["numba"]
         tn, ts = min(t_knn["numba"]), min(t_knn["scipy"])
-        print(f"smoothing lengths, k = {k} with self: massmaps numba {tn:.2f} s, scipy cKDTree {ts:.2f} s "
-              f"(/ ours {ts / tn:.2f}; same H to the last bit)")
+        print(
+            f"smoothing lengths, k = {k} with self: massmaps numba {tn:.2f} s, scipy cKDTree {ts:.2f} s "
+            f"(/ ours {ts / tn:.2f}; same H to the last bit)"
+        )
     print(
         f"H < 1 pixel: {np.mean(H < PIX):.1%}, H < 1/2 pixel: {np.mean(H < 0.5 * PIX):.1%}, "
         f"median H = {np.median(H) / PIX:.2f} pixels"
@@ -215,9 +215,7 @@ def run_one(n: int, args) -> None:
 
     methods = {
         "massmaps exact": lambda: project(x, y, H, m, **kw)[0],
-        "massmaps mesh (128^3, paper)": lambda: project(
-            x, y, H, m, backend="mesh", z=z, zlim=(0.0, BOX), **kw
-        )[0],
+        "massmaps mesh (128^3, paper)": lambda: project(x, y, H, m, backend="mesh", z=z, zlim=(0.0, BOX), **kw)[0],
     }
     for factory in (swiftsimio_methods, sarracen_methods):
         found, why = factory()
@@ -227,7 +225,7 @@ def run_one(n: int, args) -> None:
             if args.skip_slow and "exact=True" in name:
                 print(f"skipped: {name} (--skip-slow)")
                 continue
-            methods[name] = (lambda f: (lambda: f(x, y, H, m)))(fn)
+            methods[name] = (lambda f: lambda: f(x, y, H, m))(fn)
 
     rows = []
     for name, (t, img) in timed_rounds(methods, args.repeat).items():

@@ -43,18 +43,31 @@ def main() -> None:
     ap.add_argument("--n-sightlines", type=int, default=4)
     ap.add_argument("--n-samples", type=int, default=20)
     ap.add_argument("--em-steps", type=int, default=1000)
-    ap.add_argument("--em-seeds", type=int, nargs="*", default=[0, 1],
-                    help="seeds of the Euler-Maruyama runs (none: skip them; same seed, same samples)")
+    ap.add_argument(
+        "--em-seeds",
+        type=int,
+        nargs="*",
+        default=[0, 1],
+        help="seeds of the Euler-Maruyama runs (none: skip them; same seed, same samples)",
+    )
     ap.add_argument("--heun-steps", type=int, nargs="*", default=[6, 11, 18, 26])
     ap.add_argument("--stochastic-steps", type=int, nargs="*", default=[18, 40])
     ap.add_argument("--churn", type=float, nargs="+", default=[20.0], help="s_churn values of edm_stochastic")
     ap.add_argument("--stochastic-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--s-noise", type=float, nargs="+", default=[1.0], help="s_noise values of edm_stochastic")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prior-mean", default="pixel", choices=reconstruct.PRIOR_MEANS,
-                    help="centre of the sampler's prior (sampling.prior_mean)")
-    ap.add_argument("--tables", nargs="+", metavar="SAMPLER:STEPS[:KEY=VALUE,...]",
-                    help="compare these samplers on Table 1 and the calibration (every test map of the evaluation range)")
+    ap.add_argument(
+        "--prior-mean",
+        default="pixel",
+        choices=reconstruct.PRIOR_MEANS,
+        help="centre of the sampler's prior (sampling.prior_mean)",
+    )
+    ap.add_argument(
+        "--tables",
+        nargs="+",
+        metavar="SAMPLER:STEPS[:KEY=VALUE,...]",
+        help="compare these samplers on Table 1 and the calibration (every test map of the evaluation range)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.tables:
@@ -76,7 +89,9 @@ def main() -> None:
         ("edm_stochastic", n, s, {"s_churn": c} | ({"s_noise": sn} if sn != 1.0 else {}))
         for n in args.stochastic_steps for c in args.churn for sn in args.s_noise for s in args.stochastic_seeds
     ]  # fmt: skip
-    print(f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}")
+    print(
+        f"{len(test)} test sightlines x {args.n_samples} samples, model {res / 'model'}, prior mean {args.prior_mean}"
+    )
     header = f"{'sampler':>16} {'steps':>5} {'churn':>5} {'seed':>4} {'NFE':>5} {'time s':>8} {'x faster':>8}"
     for f in reconstruct.TARGETS:
         header += f" {f + ' corr':>10} {f + ' dM/M':>9} {f + ' std':>9} {f + ' |z|<1':>9}"
@@ -86,9 +101,20 @@ def main() -> None:
     for sampler, steps, seed, kw in settings:
         t0 = time.perf_counter()
         out = reconstruct.sample_from_store(
-            res / "model", res / "dataset" / "maps.zarr", table, which="test", eval_range_only=False,
-            n_samples=args.n_samples, sampler=sampler, steps=steps, batch_size=50, seed=seed, device="cpu",
-            sampler_kwargs=kw, prior_mean=args.prior_mean, progress=False,
+            res / "model",
+            res / "dataset" / "maps.zarr",
+            table,
+            which="test",
+            eval_range_only=False,
+            n_samples=args.n_samples,
+            sampler=sampler,
+            steps=steps,
+            batch_size=50,
+            seed=seed,
+            device="cpu",
+            sampler_kwargs=kw,
+            prior_mean=args.prior_mean,
+            progress=False,
         )
         wall = time.perf_counter() - t0
         base = base or wall
@@ -159,15 +185,36 @@ def compare_tables(args) -> None:
         sampler, steps, kwargs = parse_setting(text)
         t0 = time.perf_counter()
         out = reconstruct.sample_from_store(
-            res / "model", res / "dataset" / "maps.zarr", splits, which="test", eval_range_only=True,
-            n_samples=args.n_samples, sampler=sampler, steps=steps, batch_size=50, seed=0, device="cpu",
-            sampler_kwargs=kwargs, prior_mean=args.prior_mean, progress=False)
+            res / "model",
+            res / "dataset" / "maps.zarr",
+            splits,
+            which="test",
+            eval_range_only=True,
+            n_samples=args.n_samples,
+            sampler=sampler,
+            steps=steps,
+            batch_size=50,
+            seed=0,
+            device="cpu",
+            sampler_kwargs=kwargs,
+            prior_mean=args.prior_mean,
+            progress=False,
+        )
         wall = time.perf_counter() - t0
         ev = evaluate.evaluate(out, dataset)
         name = f"{sampler} {out.attrs['nfe_per_sample']} NFE"
         rows += [{**r, "variant": name} for r in ablation.posterior_metrics(ev, seed=0)]
-        rows.append({"variant": name, "mass_bin": "-", "field": "-", "statistic": "sampling_s", "value": wall,
-                     "lo": np.nan, "hi": np.nan})
+        rows.append(
+            {
+                "variant": name,
+                "mass_bin": "-",
+                "field": "-",
+                "statistic": "sampling_s",
+                "value": wall,
+                "lo": np.nan,
+                "hi": np.nan,
+            }
+        )
         print(f"{name}: {out.sizes['sightline']} sightlines x {args.n_samples} samples in {wall:.0f} s", flush=True)
     table = pd.DataFrame(rows)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):

@@ -104,8 +104,17 @@ def time_sampling(model, batch, npix, sampler, steps, sampler_kwargs, device) ->
     cond = np.random.default_rng(0).random((1, model.model.condition_input_channels, npix, npix), dtype=np.float32)
 
     def call():
-        samplers.draw_posterior_samples(denoiser, cond, batch, sampler=sampler, steps=steps, batch_size=batch,
-                                        seed=0, sampler_kwargs=sampler_kwargs, disable=True)
+        samplers.draw_posterior_samples(
+            denoiser,
+            cond,
+            batch,
+            sampler=sampler,
+            steps=steps,
+            batch_size=batch,
+            seed=0,
+            sampler_kwargs=sampler_kwargs,
+            disable=True,
+        )
 
     call()
     sync(device)
@@ -146,33 +155,52 @@ def main() -> None:
         for bench in modes:
             torch.backends.cudnn.benchmark = bench
             torch.manual_seed(0)
-            model = score.build_score_model(tr["network"], sigma_min=tr["sigma_min"], sigma_max=tr["sigma_max"],
-                                            device=device)
+            model = score.build_score_model(
+                tr["network"], sigma_min=tr["sigma_min"], sigma_max=tr["sigma_max"], device=device
+            )
             n_params = sum(p.numel() for p in model.model.parameters())
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            img_s = time_training(model, train_batch, npix, args.train_steps, args.warmup, tr["lr"],
-                                  tr["ema_decay"], device)
+            img_s = time_training(
+                model, train_batch, npix, args.train_steps, args.warmup, tr["lr"], tr["ema_decay"], device
+            )
             peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            eval_s, wall = time_sampling(model, sample_batch, npix, sa["sampler"], sample_steps,
-                                         dict(sa["sampler_kwargs"]), device)
+            eval_s, wall = time_sampling(
+                model, sample_batch, npix, sa["sampler"], sample_steps, dict(sa["sampler_kwargs"]), device
+            )
             peak_sample = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             per_sightline = sa["n_samples"] * samplers.nfe(sa["sampler"], sa["steps"]) / eval_s
-            row = dict(size=size, device=name, cudnn_benchmark=bench, npix=npix, params_M=n_params / 1e6,
-                       network=tr["network"], train_batch=train_batch, train_images_per_s=img_s,
-                       sample_batch=sample_batch, sample_steps=sample_steps, sampler=sa["sampler"],
-                       evaluations_per_s=eval_s, sample_call_s=wall,
-                       s_per_sightline=per_sightline, n_samples=sa["n_samples"], steps=sa["steps"],
-                       peak_train_GiB=peak_train, peak_sample_GiB=peak_sample)
+            row = dict(
+                size=size,
+                device=name,
+                cudnn_benchmark=bench,
+                npix=npix,
+                params_M=n_params / 1e6,
+                network=tr["network"],
+                train_batch=train_batch,
+                train_images_per_s=img_s,
+                sample_batch=sample_batch,
+                sample_steps=sample_steps,
+                sampler=sa["sampler"],
+                evaluations_per_s=eval_s,
+                sample_call_s=wall,
+                s_per_sightline=per_sightline,
+                n_samples=sa["n_samples"],
+                steps=sa["steps"],
+                peak_train_GiB=peak_train,
+                peak_sample_GiB=peak_sample,
+            )
             rows.append(row)
-            print(f"{size:6s} {npix}^2 {n_params / 1e6:6.2f} M params{' cudnn.benchmark' if bench else ''}: "
-                  f"training {img_s:8.2f} images/s (batch {train_batch}); sampling {eval_s:8.1f} "
-                  f"evaluations/s (batch {sample_batch}, {sample_steps} levels, {wall:.2f} s a call) -> "
-                  f"{per_sightline:.1f} s for {sa['n_samples']} samples at {sa['steps']} levels"
-                  + (f"; peak {peak_train:.1f} / {peak_sample:.1f} GiB" if peak_train is not None else ""),
-                  flush=True)
+            print(
+                f"{size:6s} {npix}^2 {n_params / 1e6:6.2f} M params{' cudnn.benchmark' if bench else ''}: "
+                f"training {img_s:8.2f} images/s (batch {train_batch}); sampling {eval_s:8.1f} "
+                f"evaluations/s (batch {sample_batch}, {sample_steps} levels, {wall:.2f} s a call) -> "
+                f"{per_sightline:.1f} s for {sa['n_samples']} samples at {sa['steps']} levels"
+                + (f"; peak {peak_train:.1f} / {peak_sample:.1f} GiB" if peak_train is not None else ""),
+                flush=True,
+            )
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -73,14 +73,26 @@ def main() -> None:
     if args.num_workers is not None:
         training["num_workers"] = args.num_workers
     norm = cfg["normalisation"]
-    summary = {"device": name, "torch": torch.__version__, "network": training["network"],
-               "batch_size": training["batch_size"], "num_workers": training.get("num_workers", 0),
-               "n_train": int((splits["split"] == "train").sum())}
+    summary = {
+        "device": name,
+        "torch": torch.__version__,
+        "network": training["network"],
+        "batch_size": training["batch_size"],
+        "num_workers": training.get("num_workers", 0),
+        "n_train": int((splits["split"] == "train").sum()),
+    }
 
     def train():
-        return reconstruct.train_from_store(dataset, splits, model_dir, ckpt_dir, training=training,
-                                            stretch=norm["stretch"], log_decades=norm["log_decades"],
-                                            progress=False)
+        return reconstruct.train_from_store(
+            dataset,
+            splits,
+            model_dir,
+            ckpt_dir,
+            training=training,
+            stretch=norm["stretch"],
+            log_decades=norm["log_decades"],
+            progress=False,
+        )
 
     # ---- 1. interrupted by SIGTERM, counted from when training holds its lock (its handlers are set then)
     cancel = threading.Event()
@@ -104,8 +116,10 @@ def main() -> None:
         cancel.set()
     leg1 = time.monotonic() - t0
     summary.update(interrupted_at_step=first_step, leg1_s=leg1)
-    print(f"leg 1: SIGTERM after {args.interrupt_after_s:.0f} s, stopped at step {first_step} ({leg1:.1f} s "
-          f"with set-up)", flush=True)
+    print(
+        f"leg 1: SIGTERM after {args.interrupt_after_s:.0f} s, stopped at step {first_step} ({leg1:.1f} s with set-up)",
+        flush=True,
+    )
 
     # ---- 2. resumed, with a step budget worth --resume-s at leg 1's rate
     rate = first_step / max(leg1, 1e-9)
@@ -113,11 +127,19 @@ def main() -> None:
     t0 = time.monotonic()
     result = train()
     leg2 = time.monotonic() - t0
-    summary.update(resumed_from=result.resumed_from, final_step=result.step, leg2_s=leg2,
-                   train_images_per_s=result.images_per_s, train_loss=result.train_loss, val_loss=result.val_loss)
-    print(f"leg 2: resumed from step {result.resumed_from}, trained to {result.step} in {leg2:.1f} s, "
-          f"{result.images_per_s:.1f} images/s in the loop; loss {result.train_loss:.4g}, val {result.val_loss}",
-          flush=True)
+    summary.update(
+        resumed_from=result.resumed_from,
+        final_step=result.step,
+        leg2_s=leg2,
+        train_images_per_s=result.images_per_s,
+        train_loss=result.train_loss,
+        val_loss=result.val_loss,
+    )
+    print(
+        f"leg 2: resumed from step {result.resumed_from}, trained to {result.step} in {leg2:.1f} s, "
+        f"{result.images_per_s:.1f} images/s in the loop; loss {result.train_loss:.4g}, val {result.val_loss}",
+        flush=True,
+    )
 
     # ---- 3. posterior samples of the first test sightlines in the evaluation range
     sa = cfg["sampling"]
@@ -127,9 +149,21 @@ def main() -> None:
 
     def sample(rows):
         return reconstruct.sample_from_store(
-            model_dir, dataset, rows, which=sa["split"], eval_range_only=True, n_samples=n_samples,
-            sampler=sa["sampler"], steps=sa["steps"], batch_size=sa["batch_size"], seed=cfg["seed"],
-            device=str(device), sampler_kwargs=sa["sampler_kwargs"], prior_mean=sa["prior_mean"], progress=False)
+            model_dir,
+            dataset,
+            rows,
+            which=sa["split"],
+            eval_range_only=True,
+            n_samples=n_samples,
+            sampler=sa["sampler"],
+            steps=sa["steps"],
+            batch_size=sa["batch_size"],
+            seed=cfg["seed"],
+            device=str(device),
+            sampler_kwargs=sa["sampler_kwargs"],
+            prior_mean=sa["prior_mean"],
+            progress=False,
+        )
 
     t0 = time.monotonic()
     samples = sample(chosen)
@@ -137,19 +171,32 @@ def main() -> None:
     n = int(samples.sizes["sightline"])
     evals = n * n_samples * int(samples.attrs["nfe_per_sample"])
     quality = reconstruct.evaluate_samples(samples, store.open_store(dataset))
-    summary.update(npix=int(samples.sizes["x"]), n_sightlines=n, n_samples=n_samples, sampling_s=wall,
-                   sampling_evaluations_per_s=evals / wall, sampler=samples.attrs["sampler"],
-                   steps=int(samples.attrs["steps"]), quality=quality)
-    print(f"sampling: {n} sightlines x {n_samples} samples x {samples.attrs['nfe_per_sample']} evaluations in "
-          f"{wall:.1f} s ({evals / wall:.0f} evaluations/s, {wall / n:.1f} s a sightline)", flush=True)
+    summary.update(
+        npix=int(samples.sizes["x"]),
+        n_sightlines=n,
+        n_samples=n_samples,
+        sampling_s=wall,
+        sampling_evaluations_per_s=evals / wall,
+        sampler=samples.attrs["sampler"],
+        steps=int(samples.attrs["steps"]),
+        quality=quality,
+    )
+    print(
+        f"sampling: {n} sightlines x {n_samples} samples x {samples.attrs['nfe_per_sample']} evaluations in "
+        f"{wall:.1f} s ({evals / wall:.0f} evaluations/s, {wall / n:.1f} s a sightline)",
+        flush=True,
+    )
 
     # ---- 4. the same seed again, first sightline alone
     again = sample(pd.concat([splits[splits["split"] != sa["split"]], test.head(1)]))
     a, b = samples["samples"].values[0], again["samples"].values[0]
     scale = float(np.abs(a).max())
     summary.update(repeat_identical=bool(np.array_equal(a, b)), repeat_max_rel_diff=float(np.abs(a - b).max() / scale))
-    print(f"repeat of sightline {int(test['sightline_id'].iloc[0])}: identical {np.array_equal(a, b)}, largest "
-          f"difference {summary['repeat_max_rel_diff']:.3g} of the largest value", flush=True)
+    print(
+        f"repeat of sightline {int(test['sightline_id'].iloc[0])}: identical {np.array_equal(a, b)}, largest "
+        f"difference {summary['repeat_max_rel_diff']:.3g} of the largest value",
+        flush=True,
+    )
 
     text = json.dumps(summary, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     (args.work / "summary.json").write_text(text)

@@ -79,7 +79,9 @@ class Gadget:
         dset.attrs["length_scaling"] = float(l)
         dset.attrs["mass_scaling"] = float(m)
         dset.attrs["velocity_scaling"] = float(v)
-        dset.attrs["to_cgs"] = self.length_cm**l * self.mass_g**m * self.velocity_cm_s**v if (l, m, v) != (0, 0, 0) else 0.0
+        dset.attrs["to_cgs"] = (
+            self.length_cm**l * self.mass_g**m * self.velocity_cm_s**v if (l, m, v) != (0, 0, 0) else 0.0
+        )
 
 
 def write_snapshot(base: Path, parts: dict, box_Mpc: float, *, n_files=1, units: Gadget | None = None,
@@ -165,7 +167,7 @@ def clump(rng, centre, box_Mpc, n, sigma_Mpc, m):
 
 def gas_fields(rel, m, rho0=1e14, kT_keV=5.0):
     """Gas quantities for relative positions: density, u (erg/g) of a fully ionised gas at kT, x_e, hsml."""
-    from massmaps.constants import KEV_K, K_B_ERG_PER_K, M_P_G, MU, X_H
+    from massmaps.constants import K_B_ERG_PER_K, KEV_K, M_P_G, MU, X_H
 
     r = np.linalg.norm(rel, axis=1)
     rho = rho0 * np.exp(-0.5 * (r / 0.5) ** 2) + 1e12

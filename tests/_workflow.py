@@ -27,8 +27,21 @@ def snakemake_cmd(workdir: Path, *args: str, extra: str = "") -> list[str]:
     if extra:
         (workdir / "extra.yaml").write_text(extra)
         configs.append(str(workdir / "extra.yaml"))
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(ROOT / "config" / "config.yaml"), *configs, "--cores", "2", *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        *configs,
+        "--cores",
+        "2",
+        *args,
+    ]
 
 
 def snakemake(workdir: Path, *args: str, extra: str = "", timeout: float = 900) -> subprocess.CompletedProcess:

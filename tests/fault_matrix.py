@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -44,8 +44,16 @@ from _workflow import snakemake_cmd  # noqa: E402
 RES = Path("results/tiny")
 # the tiny config, with sampling slow enough to be killed half-way
 MATRIX = "sampling: {eval_range_only: false, n_samples: 24, steps: 16, batch_size: 24}\n"
-CRASH_MARKERS = ("KeyError", "IndexError", "TypeError", "AttributeError", "could not be broadcast", "NoneType",
-                 "ZeroDivisionError", "UnboundLocalError")
+CRASH_MARKERS = (
+    "KeyError",
+    "IndexError",
+    "TypeError",
+    "AttributeError",
+    "could not be broadcast",
+    "NoneType",
+    "ZeroDivisionError",
+    "UnboundLocalError",
+)
 CATALOGUE = "catalog: {source: file, file: halos.csv}\n"
 GOOD_CSV = "halo_id,M200m_Msun\n0,8.0e14\n1,5.0e14\n2,4.0e14\n3,3.0e14\n4,2.5e14\n5,2.2e14\n"
 
@@ -61,7 +69,7 @@ class Case:
     words: tuple[str, ...] = ()  # what a clear error names
     check: Callable[[Path], bool] | None = None  # the right result, after a recovery (or after an error)
     copy_reference: bool = False
-    run: Callable[["Case", Path], tuple[int, str]] | None = None  # instead of one plain Snakemake call
+    run: Callable[[Case, Path], tuple[int, str]] | None = None  # instead of one plain Snakemake call
 
 
 @dataclass
@@ -77,8 +85,9 @@ class Outcome:
 
 # ------------------------------------------------------------------------------------------- running
 def smk(work: Path, *args: str, extra: str = "", timeout: float = 900) -> tuple[int, str]:
-    out = subprocess.run(snakemake_cmd(work, *args, extra=MATRIX + extra), capture_output=True, text=True,
-                         timeout=timeout)
+    out = subprocess.run(
+        snakemake_cmd(work, *args, extra=MATRIX + extra), capture_output=True, text=True, timeout=timeout
+    )
     return out.returncode, out.stdout + out.stderr
 
 
@@ -134,6 +143,7 @@ def write(rel: str, text: str | bytes) -> Callable[[Path], None]:
         path = work / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+
     return setup
 
 
@@ -145,6 +155,7 @@ def chunk_of(store: str, var: str = "maps", last: bool = False) -> Callable[[Pat
     def find(work: Path) -> Path:
         files = sorted(p for p in (work / RES / store / var / "c").rglob("*") if p.is_file())
         return files[-1 if last else 0]
+
     return find
 
 
@@ -158,6 +169,7 @@ def flip_byte(find: Callable[[Path], Path], offset: int = 40) -> Callable[[Path]
         data = bytearray(path.read_bytes())
         data[offset] ^= 0xFF
         path.write_bytes(bytes(data))
+
     return setup
 
 
@@ -178,7 +190,7 @@ def snapshot_setup(edit: Callable[[Path], None] | None = None) -> Callable[[Path
         rng = np.random.default_rng(0)
         centres = np.array([[15.0, 15.0, 15.0], [7.0, 22.0, 25.0]])
         parts = {0: {}, 1: {}}
-        for i, c in enumerate(centres):
+        for _i, c in enumerate(centres):
             pos, rel, m = clump(rng, c, BOX, 400, 0.6, 1e11)
             parts[1].setdefault("pos", []).append(pos)
             parts[1].setdefault("mass", []).append(m)
@@ -190,40 +202,59 @@ def snapshot_setup(edit: Callable[[Path], None] | None = None) -> Callable[[Path
         write_group_catalog(work / "fof_010", centres, [4e14, 2e14], [1.5, 1.2], BOX)
         if edit is not None:
             edit(work)
+
     return setup
 
 
-SNAPSHOT = ('catalog: {source: group_catalog, m_min_Msun: 1.0e+14}\nsightlines: {n_shards: 2}\nparticles: {source: '
-            'snapshot, snapshot: {files: snap_010.hdf5, group_catalog: fof_010.hdf5, n_ngb: 32, pad_Mpc: 1.0}}\n')
+SNAPSHOT = (
+    "catalog: {source: group_catalog, m_min_Msun: 1.0e+14}\nsightlines: {n_shards: 2}\nparticles: {source: "
+    "snapshot, snapshot: {files: snap_010.hdf5, group_catalog: fof_010.hdf5, n_ngb: 32, pad_Mpc: 1.0}}\n"
+)
 
 
 def h5_edit(rel: str, fn: Callable[[h5py.File], None]) -> Callable[[Path], None]:
     def edit(work: Path) -> None:
         with h5py.File(work / rel, "r+") as f:
             fn(f)
+
     return edit
 
 
 def _set(dataset: str, index, value):
     def fn(f):
         f[dataset][index] = value
+
     return fn
 
 
 def _set_attr(group: str, name: str, value):
     def fn(f):
         f[group].attrs[name] = value
+
     return fn
 
 
 # ----------------------------------------------------------------------------- runs with kills
-def kill_during(case: Case, work: Path, *, wait_for: Callable[[Path], bool], sig: int, group: bool,
-                unlock: bool, target: str, forcerun: tuple[str, ...] = ()) -> tuple[int, str]:
+def kill_during(
+    case: Case,
+    work: Path,
+    *,
+    wait_for: Callable[[Path], bool],
+    sig: int,
+    group: bool,
+    unlock: bool,
+    target: str,
+    forcerun: tuple[str, ...] = (),
+) -> tuple[int, str]:
     """Start Snakemake, send ``sig`` once ``wait_for`` holds, then run the same command again (after
     ``--unlock`` if asked): what a user does after an interruption."""
     args = (target, *(("--forcerun", *forcerun) if forcerun else ()))
-    proc = subprocess.Popen(snakemake_cmd(work, *args, extra=MATRIX + case.extra), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(work, *args, extra=MATRIX + case.extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     while not wait_for(work) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -244,8 +275,11 @@ def has_files(rel: str, pattern: str = "*") -> Callable[[Path], bool]:
 
 
 def concurrent(case: Case, work: Path) -> tuple[int, str]:
-    first = subprocess.Popen(snakemake_cmd(work, str(RES / "dataset/maps.zarr"), extra=MATRIX),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        snakemake_cmd(work, str(RES / "dataset/maps.zarr"), extra=MATRIX),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while not has_files(str(RES / "logs/project_shard"))(work) and first.poll() is None:
         time.sleep(0.05)
     rc, text = smk(work, str(RES / "dataset/maps.zarr"))
@@ -259,28 +293,56 @@ def bad_config(name: str, yaml_text: str, *words: str) -> Case:
 
 
 def bad_catalogue(name: str, content, *words: str, suffix: str = "csv") -> Case:
-    setup = write_parquet(f"halos.{suffix}", content) if isinstance(content, pd.DataFrame) else write(f"halos.{suffix}", content)
+    setup = (
+        write_parquet(f"halos.{suffix}", content)
+        if isinstance(content, pd.DataFrame)
+        else write(f"halos.{suffix}", content)
+    )
     extra = CATALOGUE.replace("halos.csv", f"halos.{suffix}")
-    return Case(name, "catalogue", "error", setup=setup, extra=extra, args=(str(RES / "sightlines/plan.parquet"),),
-                words=(f"halos.{suffix}", *words))
+    return Case(
+        name,
+        "catalogue",
+        "error",
+        setup=setup,
+        extra=extra,
+        args=(str(RES / "sightlines/plan.parquet"),),
+        words=(f"halos.{suffix}", *words),
+    )
 
 
 def bad_snapshot(name: str, edit, *words: str) -> Case:
-    return Case(name, "snapshot", "error", setup=snapshot_setup(edit), extra=SNAPSHOT,
-                args=(str(RES / "dataset/maps.zarr"),), words=words)
+    return Case(
+        name,
+        "snapshot",
+        "error",
+        setup=snapshot_setup(edit),
+        extra=SNAPSHOT,
+        args=(str(RES / "dataset/maps.zarr"),),
+        words=words,
+    )
 
 
 def cases() -> list[Case]:
     out = [
         bad_config("sigma_min above sigma_max", "training: {sigma_min: 20.0}", "training.sigma_min"),
-        bad_config("reversed mass bin", "evaluation: {mass_bins: {low: [6.0e+14, 2.0e+14], high: [6.0e+14, 1.0e+15]}}",
-                   "evaluation.mass_bins.low"),
-        bad_config("mass bin outside the evaluation range",
-                   "evaluation: {mass_bins: {huge: [2.0e+15, 5.0e+15]}}\nsampling: {eval_range_only: true}",
-                   "evaluation.mass_bins.huge"),
-        bad_config("reversed evaluation range", "split: {eval_mass_range_Msun: [1.0e+15, 2.0e+14]}",
-                   "split.eval_mass_range_Msun"),
-        bad_config("unknown sampler keyword", "sampling: {sampler_kwargs: {bogus: 1}}", "sampling.sampler_kwargs", "bogus"),
+        bad_config(
+            "reversed mass bin",
+            "evaluation: {mass_bins: {low: [6.0e+14, 2.0e+14], high: [6.0e+14, 1.0e+15]}}",
+            "evaluation.mass_bins.low",
+        ),
+        bad_config(
+            "mass bin outside the evaluation range",
+            "evaluation: {mass_bins: {huge: [2.0e+15, 5.0e+15]}}\nsampling: {eval_range_only: true}",
+            "evaluation.mass_bins.huge",
+        ),
+        bad_config(
+            "reversed evaluation range",
+            "split: {eval_mass_range_Msun: [1.0e+15, 2.0e+14]}",
+            "split.eval_mass_range_Msun",
+        ),
+        bad_config(
+            "unknown sampler keyword", "sampling: {sampler_kwargs: {bogus: 1}}", "sampling.sampler_kwargs", "bogus"
+        ),
         bad_config("run outside results/", "run: '..'", "config: run"),
         bad_config("duplicated figure format", "figures: {formats: [png, png]}", "figures.formats"),
         bad_config("more shards than halos", "sightlines: {n_shards: 500}", "sightlines.n_shards"),
@@ -290,9 +352,15 @@ def cases() -> list[Case]:
         bad_config("wrong type", "projection: {npix: many}", "projection.npix"),
         bad_config("catalogue file missing", CATALOGUE.replace("halos.csv", "nowhere.csv"), "nowhere.csv"),
         bad_config("YAML syntax error in --configfile", "training: {steps: 3\n", "extra.yaml", "line"),
-        Case("YAML syntax error in config/config.yaml", "config", "error",
-             setup=write("config/config.yaml", "run: tiny\ntraining: {steps: 3\n"), args=("-n",),
-             words=("config/config.yaml", "line 3"), run=lambda c, w: _plain_snakemake(w)),
+        Case(
+            "YAML syntax error in config/config.yaml",
+            "config",
+            "error",
+            setup=write("config/config.yaml", "run: tiny\ntraining: {steps: 3\n"),
+            args=("-n",),
+            words=("config/config.yaml", "line 3"),
+            run=lambda c, w: _plain_snakemake(w),
+        ),
         bad_catalogue("masses 1e-5 too small", "M200m_Msun\n4.0e9\n2.5e9\n", "M200m_Msun", "row 0"),
         bad_catalogue("masses 1e25 too large", "M200m_Msun\n4.0e39\n2.5e39\n", "M200m_Msun", "row 0"),
         bad_catalogue("no halo above m_min", "M200m_Msun\n4.0e13\n2.5e13\n", "m_min", "catalog.m_min_Msun"),
@@ -300,76 +368,229 @@ def cases() -> list[Case]:
         bad_catalogue("non-integer halo_id", "halo_id,M200m_Msun\n1.5,4.0e14\n2.7,3.0e14\n", "halo_id", "row 0"),
         bad_catalogue("duplicated halo_id", "halo_id,M200m_Msun\n4,4.0e14\n4,3.0e14\n", "halo_id", "rows 0 and 1"),
         bad_catalogue("negative seed", "M200m_Msun,seed\n4.0e14,-3\n3.0e14,5\n", "seed", "row 0"),
-        bad_catalogue("masses as strings in parquet", pd.DataFrame({"M200m_Msun": ["4e14", "3e14"]}), "M200m_Msun",
-                      suffix="parquet"),
+        bad_catalogue(
+            "masses as strings in parquet",
+            pd.DataFrame({"M200m_Msun": ["4e14", "3e14"]}),
+            "M200m_Msun",
+            suffix="parquet",
+        ),
         bad_catalogue("empty (0-byte) file", "", "0 bytes"),
         bad_catalogue("non-UTF-8 bytes", b"M200m_Msun\n4.0e14\n\xff\xfe3.0e14\n", "UTF-8", "line 3"),
         bad_catalogue("no M200m_Msun column", "mass\n4.0e14\n", "M200m_Msun"),
-        bad_snapshot("Coordinates far outside the box", h5_edit("snap_010.hdf5", _set("PartType1/Coordinates", (5, 0), 1e247)),
-                     "snap_010.hdf5", "PartType1/Coordinates", "row 5"),
-        bad_snapshot("NaN density", h5_edit("snap_010.hdf5", _set("PartType0/Density", 7, np.nan)),
-                     "snap_010.hdf5", "PartType0/Density", "row 7"),
-        bad_snapshot("NumPart_Total_HighWord of another length",
-                     h5_edit("snap_010.hdf5", _set_attr("Header", "NumPart_Total_HighWord", np.zeros(5, np.uint32))),
-                     "snap_010.hdf5", "NumPart_Total_HighWord"),
-        bad_snapshot("negative particle mass", h5_edit("snap_010.hdf5", _set("PartType1/Masses", 3, -1.0)),
-                     "snap_010.hdf5", "PartType1/Masses", "row 3"),
-        Case("snapshot files missing", "snapshot", "error", setup=snapshot_setup(),
-             extra=SNAPSHOT.replace("snap_010.hdf5", "snap_099.hdf5"), args=("-n",), words=("snap_099.hdf5",)),
-        Case("dataset chunk deleted after training", "stores", "error", copy_reference=True,
-             setup=delete(chunk_of("dataset/maps.zarr", last=True)), args=("--forcerun", "sample_posterior"),
-             words=("maps.zarr", "is missing", "sightline_id")),
-        Case("dataset chunk with a changed byte", "stores", "error", copy_reference=True,
-             setup=flip_byte(chunk_of("dataset/maps.zarr")), args=("--forcerun", "linear_baselines"),
-             words=("maps.zarr", "changed bytes", "sightline_id")),
-        Case("sample store chunk deleted", "stores", "error", copy_reference=True,
-             setup=delete(chunk_of("samples/test.zarr", "samples")), args=("--forcerun", "evaluate_posterior"),
-             words=("test.zarr", "is missing", "sightline_id")),
-        Case("shard store chunk deleted", "stores", "error", copy_reference=True,
-             setup=delete(chunk_of("shards/shard_0.zarr")), args=("--forcerun", "assemble_dataset"),
-             words=("shard_0.zarr", "is missing")),
-        Case("halo catalogue output truncated", "stores", "error", copy_reference=True,
-             setup=truncate(str(RES / "catalog/halos.parquet")), args=("--forcerun", "sightline_plan"),
-             words=("halos.parquet",)),
-        Case("model weights deleted", "stores", "error", copy_reference=True,
-             setup=lambda w: next((w / RES / "model").glob("*.pt")).unlink(), args=("--forcerun", "sample_posterior"),
-             words=("model",)),
-        Case("catalogue edited in place", "inputs", "recover", setup=write("halos.csv", GOOD_CSV), extra=CATALOGUE,
-             run=_edit_catalogue_and_rerun, check=lambda w: len(pd.read_parquet(w / RES / "catalog/halos.parquet")) == 5),
-        Case("snapshot edited in place", "inputs", "recover", setup=snapshot_setup(), extra=SNAPSHOT,
-             run=_edit_snapshot_and_dry_run, check=lambda w: True),
-        Case("latest checkpoint truncated", "faults", "recover", copy_reference=True,
-             setup=lambda w: _damage_checkpoints(w, "checkpoint.pt"), args=("--forcerun", "train_model", str(RES / "model")),
-             check=same_as_reference("model/checkpoint_001.pt")),
-        Case("both checkpoints damaged", "faults", "error", copy_reference=True,
-             setup=lambda w: _damage_checkpoints(w, "checkpoint.pt", "checkpoint.prev.pt"),
-             args=("--forcerun", "train_model", str(RES / "model")), words=("checkpoint.pt", "checkpoint.prev.pt")),
-        Case("sample_posterior killed half-way", "faults", "recover", copy_reference=True,
-             run=lambda c, w: kill_during(c, w, wait_for=has_files(str(RES / "checkpoints"), "sightline_*.npy"),
-                                          sig=signal.SIGKILL, group=True, unlock=True, target=str(RES / "samples/test.zarr"),
-                                          forcerun=("sample_posterior",)),
-             check=same_as_reference("samples/test.zarr")),
-        Case("snakemake SIGTERM during projection", "faults", "recover",
-             run=lambda c, w: kill_during(c, w, wait_for=has_files(str(RES / "logs/project_shard")), sig=signal.SIGTERM,
-                                          group=False, unlock=False, target=str(RES / "dataset/maps.zarr")),
-             check=same_as_reference("dataset/maps.zarr")),
-        Case("snakemake SIGKILL during projection, rerun", "faults", "error",
-             run=lambda c, w: kill_during(c, w, wait_for=has_files(str(RES / "logs/project_shard")), sig=signal.SIGKILL,
-                                          group=True, unlock=False, target=str(RES / "dataset/maps.zarr")),
-             words=("cannot be locked", "--unlock")),
-        Case("snakemake SIGKILL during projection, --unlock, rerun", "faults", "recover",
-             run=lambda c, w: kill_during(c, w, wait_for=has_files(str(RES / "logs/project_shard")), sig=signal.SIGKILL,
-                                          group=True, unlock=True, target=str(RES / "dataset/maps.zarr")),
-             check=same_as_reference("dataset/maps.zarr")),
-        Case("a second snakemake in the same folder", "faults", "error", run=concurrent,
-             words=("cannot be locked",), check=lambda w: digest(w / RES / "dataset/maps.zarr")
-             == digest(REFERENCE / RES / "dataset/maps.zarr")),
-        Case("empty folder at catalog/halos.parquet", "faults", "error",
-             setup=lambda w: (w / RES / "catalog/halos.parquet").mkdir(parents=True), args=("-n",),
-             words=("halos.parquet", "expected a file")),
-        Case("file at metrics/evaluation.zarr", "faults", "error", copy_reference=True,
-             setup=_replace_evaluation_store, args=(), words=("evaluation.zarr", "expected a directory"),
-             check=lambda w: (w / RES / "figures/fig8_bias.png").is_file()),
+        bad_snapshot(
+            "Coordinates far outside the box",
+            h5_edit("snap_010.hdf5", _set("PartType1/Coordinates", (5, 0), 1e247)),
+            "snap_010.hdf5",
+            "PartType1/Coordinates",
+            "row 5",
+        ),
+        bad_snapshot(
+            "NaN density",
+            h5_edit("snap_010.hdf5", _set("PartType0/Density", 7, np.nan)),
+            "snap_010.hdf5",
+            "PartType0/Density",
+            "row 7",
+        ),
+        bad_snapshot(
+            "NumPart_Total_HighWord of another length",
+            h5_edit("snap_010.hdf5", _set_attr("Header", "NumPart_Total_HighWord", np.zeros(5, np.uint32))),
+            "snap_010.hdf5",
+            "NumPart_Total_HighWord",
+        ),
+        bad_snapshot(
+            "negative particle mass",
+            h5_edit("snap_010.hdf5", _set("PartType1/Masses", 3, -1.0)),
+            "snap_010.hdf5",
+            "PartType1/Masses",
+            "row 3",
+        ),
+        Case(
+            "snapshot files missing",
+            "snapshot",
+            "error",
+            setup=snapshot_setup(),
+            extra=SNAPSHOT.replace("snap_010.hdf5", "snap_099.hdf5"),
+            args=("-n",),
+            words=("snap_099.hdf5",),
+        ),
+        Case(
+            "dataset chunk deleted after training",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=delete(chunk_of("dataset/maps.zarr", last=True)),
+            args=("--forcerun", "sample_posterior"),
+            words=("maps.zarr", "is missing", "sightline_id"),
+        ),
+        Case(
+            "dataset chunk with a changed byte",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=flip_byte(chunk_of("dataset/maps.zarr")),
+            args=("--forcerun", "linear_baselines"),
+            words=("maps.zarr", "changed bytes", "sightline_id"),
+        ),
+        Case(
+            "sample store chunk deleted",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=delete(chunk_of("samples/test.zarr", "samples")),
+            args=("--forcerun", "evaluate_posterior"),
+            words=("test.zarr", "is missing", "sightline_id"),
+        ),
+        Case(
+            "shard store chunk deleted",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=delete(chunk_of("shards/shard_0.zarr")),
+            args=("--forcerun", "assemble_dataset"),
+            words=("shard_0.zarr", "is missing"),
+        ),
+        Case(
+            "halo catalogue output truncated",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=truncate(str(RES / "catalog/halos.parquet")),
+            args=("--forcerun", "sightline_plan"),
+            words=("halos.parquet",),
+        ),
+        Case(
+            "model weights deleted",
+            "stores",
+            "error",
+            copy_reference=True,
+            setup=lambda w: next((w / RES / "model").glob("*.pt")).unlink(),
+            args=("--forcerun", "sample_posterior"),
+            words=("model",),
+        ),
+        Case(
+            "catalogue edited in place",
+            "inputs",
+            "recover",
+            setup=write("halos.csv", GOOD_CSV),
+            extra=CATALOGUE,
+            run=_edit_catalogue_and_rerun,
+            check=lambda w: len(pd.read_parquet(w / RES / "catalog/halos.parquet")) == 5,
+        ),
+        Case(
+            "snapshot edited in place",
+            "inputs",
+            "recover",
+            setup=snapshot_setup(),
+            extra=SNAPSHOT,
+            run=_edit_snapshot_and_dry_run,
+            check=lambda w: True,
+        ),
+        Case(
+            "latest checkpoint truncated",
+            "faults",
+            "recover",
+            copy_reference=True,
+            setup=lambda w: _damage_checkpoints(w, "checkpoint.pt"),
+            args=("--forcerun", "train_model", str(RES / "model")),
+            check=same_as_reference("model/checkpoint_001.pt"),
+        ),
+        Case(
+            "both checkpoints damaged",
+            "faults",
+            "error",
+            copy_reference=True,
+            setup=lambda w: _damage_checkpoints(w, "checkpoint.pt", "checkpoint.prev.pt"),
+            args=("--forcerun", "train_model", str(RES / "model")),
+            words=("checkpoint.pt", "checkpoint.prev.pt"),
+        ),
+        Case(
+            "sample_posterior killed half-way",
+            "faults",
+            "recover",
+            copy_reference=True,
+            run=lambda c, w: kill_during(
+                c,
+                w,
+                wait_for=has_files(str(RES / "checkpoints"), "sightline_*.npy"),
+                sig=signal.SIGKILL,
+                group=True,
+                unlock=True,
+                target=str(RES / "samples/test.zarr"),
+                forcerun=("sample_posterior",),
+            ),
+            check=same_as_reference("samples/test.zarr"),
+        ),
+        Case(
+            "snakemake SIGTERM during projection",
+            "faults",
+            "recover",
+            run=lambda c, w: kill_during(
+                c,
+                w,
+                wait_for=has_files(str(RES / "logs/project_shard")),
+                sig=signal.SIGTERM,
+                group=False,
+                unlock=False,
+                target=str(RES / "dataset/maps.zarr"),
+            ),
+            check=same_as_reference("dataset/maps.zarr"),
+        ),
+        Case(
+            "snakemake SIGKILL during projection, rerun",
+            "faults",
+            "error",
+            run=lambda c, w: kill_during(
+                c,
+                w,
+                wait_for=has_files(str(RES / "logs/project_shard")),
+                sig=signal.SIGKILL,
+                group=True,
+                unlock=False,
+                target=str(RES / "dataset/maps.zarr"),
+            ),
+            words=("cannot be locked", "--unlock"),
+        ),
+        Case(
+            "snakemake SIGKILL during projection, --unlock, rerun",
+            "faults",
+            "recover",
+            run=lambda c, w: kill_during(
+                c,
+                w,
+                wait_for=has_files(str(RES / "logs/project_shard")),
+                sig=signal.SIGKILL,
+                group=True,
+                unlock=True,
+                target=str(RES / "dataset/maps.zarr"),
+            ),
+            check=same_as_reference("dataset/maps.zarr"),
+        ),
+        Case(
+            "a second snakemake in the same folder",
+            "faults",
+            "error",
+            run=concurrent,
+            words=("cannot be locked",),
+            check=lambda w: digest(w / RES / "dataset/maps.zarr") == digest(REFERENCE / RES / "dataset/maps.zarr"),
+        ),
+        Case(
+            "empty folder at catalog/halos.parquet",
+            "faults",
+            "error",
+            setup=lambda w: (w / RES / "catalog/halos.parquet").mkdir(parents=True),
+            args=("-n",),
+            words=("halos.parquet", "expected a file"),
+        ),
+        Case(
+            "file at metrics/evaluation.zarr",
+            "faults",
+            "error",
+            copy_reference=True,
+            setup=_replace_evaluation_store,
+            args=(),
+            words=("evaluation.zarr", "expected a directory"),
+            check=lambda w: (w / RES / "figures/fig8_bias.png").is_file(),
+        ),
     ]
     return out
 
@@ -378,8 +599,23 @@ def _plain_snakemake(work: Path) -> tuple[int, str]:
     """Snakemake in ``work`` with its own config/config.yaml (no --configfile)."""
     from _workflow import ROOT
 
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                          "-n", "--cores", "2"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(work),
+            "-n",
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return out.returncode, out.stdout + out.stderr
 
 
@@ -440,13 +676,17 @@ def run_case(case: Case, root: Path) -> Outcome:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    lines = ["| group | case | expected | outcome | job log has traceback | message (last error line) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| group | case | expected | outcome | job log has traceback | message (last error line) |",
+        "|---|---|---|---|---|---|",
+    ]
     for o in outcomes:
         detail = o.detail.replace("|", "/")
         if o.missing:
             detail += f" (does not name: {', '.join(o.missing)})"
-        lines.append(f"| {o.case.group} | {o.case.name} | {o.case.expect} | {o.verdict} | {o.log_has_traceback} | {detail} |")
+        lines.append(
+            f"| {o.case.group} | {o.case.name} | {o.case.expect} | {o.verdict} | {o.log_has_traceback} | {detail} |"
+        )
     counts = pd.Series([o.verdict for o in outcomes]).value_counts()
     lines += ["", f"{len(outcomes)} cases: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
     return "\n".join(lines) + "\n"

@@ -17,16 +17,21 @@ def posterior(kind: str, n_maps=200, npix=8, seed=0):
     sigma = rng.uniform(0.5, 1.5, (n_maps, npix, npix))
     truth = mu + sigma * rng.standard_normal(mu.shape)
     scale, shift = {"exact": (1.0, 0.0), "wide": (1.6, 0.0), "narrow": (0.6, 0.0), "high": (1.0, 0.5)}[kind]
-    samples = mu[:, None] + shift * sigma[:, None] + scale * sigma[:, None] * rng.standard_normal(
-        (n_maps, N_SAMPLES, npix, npix))
+    samples = (
+        mu[:, None]
+        + shift * sigma[:, None]
+        + scale * sigma[:, None] * rng.standard_normal((n_maps, N_SAMPLES, npix, npix))
+    )
     return samples, truth
 
 
 def per_map(samples, truth, seed=0):
     stats = [calibration.map_statistics(s, t) for s, t in zip(samples, truth)]
     out = {k: np.array([s[k] for s in stats]) for k in stats[0]}
-    summaries = [(calibration.summary_vector(s, 0.4, n_annuli=3), calibration.summary_vector(t, 0.4, n_annuli=3))
-                 for s, t in zip(samples, truth)]
+    summaries = [
+        (calibration.summary_vector(s, 0.4, n_annuli=3), calibration.summary_vector(t, 0.4, n_annuli=3))
+        for s, t in zip(samples, truth)
+    ]
     refs = calibration.tarp_references(summaries, seed)
     out["tarp_f"] = np.array([calibration.tarp_fraction(s, t, r) for (s, t), r in zip(summaries, refs)])
     return out

@@ -67,7 +67,9 @@ def test_same_seed_same_catalog_different_seed_differs():
 
 def test_read_user_catalog_fills_missing_columns(tmp_path):
     path = tmp_path / "halos.csv"
-    pd.DataFrame({"halo_id": [10, 11, 12], "M200m_Msun": [3e14, 1e15, 2e14], "c200m": [5.0, 4.0, 6.0]}).to_csv(path, index=False)
+    pd.DataFrame({"halo_id": [10, 11, 12], "M200m_Msun": [3e14, 1e15, 2e14], "c200m": [5.0, 4.0, 6.0]}).to_csv(
+        path, index=False
+    )
     halos = catalog.read_catalog(path, seed=1)
     assert list(halos.columns) == catalog.COLUMNS
     assert halos["halo_id"].tolist() == [11, 10, 12]  # sorted by decreasing mass
@@ -123,47 +125,105 @@ def _write(path, content):
     "name, content, m_min, words",
     [
         # masses and m_min
-        pytest.param("h.csv", "M200m_Msun\n3e9\n1e9\n", None, ["M200m_Msun", "row 0", "3000000000.0", "without h"],
-                     id="mass-1e-5-too-small"),
-        pytest.param("h.csv", "M200m_Msun\n2e14\n3e39\n", None, ["M200m_Msun", "row 1", "3e+39", "1e+17"],
-                     id="mass-1e25-too-large"),
-        pytest.param("h.csv", "M200m_Msun\n2e4\n", None, ["M200m_Msun", "row 0", "Msun without h"],
-                     id="mass-in-1e10-Msun-per-h"),
-        pytest.param("h.csv", "M200m_Msun\n2e13\n5e13\n", 1e14, ["M200m_Msun", "catalog.m_min_Msun", "5e+13"],
-                     id="no-halo-above-m_min"),
-        pytest.param("h.parquet", {"M200m_Msun": ["2e14", "3e14"]}, None, ["M200m_Msun", "dtype", "row 0", "'2e14'"],
-                     id="masses-as-strings-in-parquet"),
-        pytest.param("h.csv", "M200m_Msun\n2e14\n3e14 Msun\n", None, ["M200m_Msun", "row 1", "'3e14 Msun'"],
-                     id="text-in-csv-mass"),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun\n3e9\n1e9\n",
+            None,
+            ["M200m_Msun", "row 0", "3000000000.0", "without h"],
+            id="mass-1e-5-too-small",
+        ),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun\n2e14\n3e39\n",
+            None,
+            ["M200m_Msun", "row 1", "3e+39", "1e+17"],
+            id="mass-1e25-too-large",
+        ),
+        pytest.param(
+            "h.csv", "M200m_Msun\n2e4\n", None, ["M200m_Msun", "row 0", "Msun without h"], id="mass-in-1e10-Msun-per-h"
+        ),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun\n2e13\n5e13\n",
+            1e14,
+            ["M200m_Msun", "catalog.m_min_Msun", "5e+13"],
+            id="no-halo-above-m_min",
+        ),
+        pytest.param(
+            "h.parquet",
+            {"M200m_Msun": ["2e14", "3e14"]},
+            None,
+            ["M200m_Msun", "dtype", "row 0", "'2e14'"],
+            id="masses-as-strings-in-parquet",
+        ),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun\n2e14\n3e14 Msun\n",
+            None,
+            ["M200m_Msun", "row 1", "'3e14 Msun'"],
+            id="text-in-csv-mass",
+        ),
         # duplicates, ids and seeds
-        pytest.param("h.csv", "M200m_Msun,c200m\n2e14,5\n3e14,4\n2e14,5\n", None,
-                     ["M200m_Msun", "rows 0 and 2", "rejected"], id="duplicated-rows-without-halo_id"),
-        pytest.param("h.csv", "halo_id,M200m_Msun\n7,2e14\n8,3e14\n7,4e14\n", None,
-                     ["halo_id", "rows 0 and 2", "unique"], id="duplicated-halo_id"),
-        pytest.param("h.csv", "halo_id,M200m_Msun\n1.5,2e14\n2,3e14\n", None, ["halo_id", "row 0", "1.5"],
-                     id="fractional-halo_id"),
-        pytest.param("h.csv", "halo_id,M200m_Msun\n1,2e14\n,3e14\n", None, ["halo_id", "row 1", "nan"],
-                     id="missing-halo_id"),
-        pytest.param("h.csv", "halo_id,M200m_Msun\n1,2e14\n-3,3e14\n", None, ["halo_id", "row 1", "-3"],
-                     id="negative-halo_id"),
-        pytest.param("h.parquet", {"halo_id": ["a1", "a2"], "M200m_Msun": [2e14, 3e14]}, None,
-                     ["halo_id", "dtype", "row 0", "'a1'"], id="string-halo_id-in-parquet"),
-        pytest.param("h.csv", "M200m_Msun,seed\n2e14,5\n3e14,-1\n", None, ["seed", "row 1", "-1"],
-                     id="negative-seed"),
-        pytest.param("h.csv", "M200m_Msun,seed\n2e14,9223372036854775808\n", None, ["seed", "row 0", "2**63"],
-                     id="seed-beyond-int64"),
-        pytest.param("h.csv", "M200m_Msun,rot_qw\n2e14,1\n", None, ["rot_qw", "rotation columns"],
-                     id="partial-rotation"),
-        pytest.param("h.csv", "M200m_Msun,rot_qx,rot_qy,rot_qz,rot_qw\n2e14,0,0,0,1\n3e14,0,0,0,0\n", None,
-                     ["rot_qw", "row 1"], id="zero-quaternion"),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun,c200m\n2e14,5\n3e14,4\n2e14,5\n",
+            None,
+            ["M200m_Msun", "rows 0 and 2", "rejected"],
+            id="duplicated-rows-without-halo_id",
+        ),
+        pytest.param(
+            "h.csv",
+            "halo_id,M200m_Msun\n7,2e14\n8,3e14\n7,4e14\n",
+            None,
+            ["halo_id", "rows 0 and 2", "unique"],
+            id="duplicated-halo_id",
+        ),
+        pytest.param(
+            "h.csv",
+            "halo_id,M200m_Msun\n1.5,2e14\n2,3e14\n",
+            None,
+            ["halo_id", "row 0", "1.5"],
+            id="fractional-halo_id",
+        ),
+        pytest.param(
+            "h.csv", "halo_id,M200m_Msun\n1,2e14\n,3e14\n", None, ["halo_id", "row 1", "nan"], id="missing-halo_id"
+        ),
+        pytest.param(
+            "h.csv", "halo_id,M200m_Msun\n1,2e14\n-3,3e14\n", None, ["halo_id", "row 1", "-3"], id="negative-halo_id"
+        ),
+        pytest.param(
+            "h.parquet",
+            {"halo_id": ["a1", "a2"], "M200m_Msun": [2e14, 3e14]},
+            None,
+            ["halo_id", "dtype", "row 0", "'a1'"],
+            id="string-halo_id-in-parquet",
+        ),
+        pytest.param("h.csv", "M200m_Msun,seed\n2e14,5\n3e14,-1\n", None, ["seed", "row 1", "-1"], id="negative-seed"),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun,seed\n2e14,9223372036854775808\n",
+            None,
+            ["seed", "row 0", "2**63"],
+            id="seed-beyond-int64",
+        ),
+        pytest.param(
+            "h.csv", "M200m_Msun,rot_qw\n2e14,1\n", None, ["rot_qw", "rotation columns"], id="partial-rotation"
+        ),
+        pytest.param(
+            "h.csv",
+            "M200m_Msun,rot_qx,rot_qy,rot_qz,rot_qw\n2e14,0,0,0,1\n3e14,0,0,0,0\n",
+            None,
+            ["rot_qw", "row 1"],
+            id="zero-quaternion",
+        ),
         # files that cannot be read
         pytest.param("h.csv", b"", None, ["0 bytes", "CSV"], id="empty-csv"),
         pytest.param("h.parquet", b"", None, ["0 bytes", "parquet"], id="empty-parquet"),
-        pytest.param("h.csv", b"M200m_Msun,name\n2e14,Caf\xe9\n", None, ["line 2", "UTF-8", "CSV"],
-                     id="non-utf8-csv"),
+        pytest.param("h.csv", b"M200m_Msun,name\n2e14,Caf\xe9\n", None, ["line 2", "UTF-8", "CSV"], id="non-utf8-csv"),
         pytest.param("h.csv", "M200m_Msun\n2e14\n3e14,4,5\n", None, ["cannot be read", "CSV"], id="ragged-csv"),
-        pytest.param("h.parquet", b"PAR1" + bytes(range(256)), None, ["cannot be read", "parquet"],
-                     id="corrupt-parquet"),
+        pytest.param(
+            "h.parquet", b"PAR1" + bytes(range(256)), None, ["cannot be read", "parquet"], id="corrupt-parquet"
+        ),
         pytest.param("h.parquet", None, None, ["directory", "parquet"], id="directory"),
         pytest.param("h.txt", "M200m_Msun\n2e14\n", None, ["expected .csv or .parquet"], id="unknown-suffix"),
     ],

@@ -50,7 +50,11 @@ def test_paper_config_merges_and_is_valid():
         assert network[key] == (list(want) if isinstance(want, tuple) else want), key
     hparams = build_score_model(network, device="cpu").model.hyperparameters
     assert (hparams["nf"], tuple(hparams["ch_mult"]), hparams["attention"], hparams["fir"]) == (
-        128, (2, 2, 2, 2), True, True)
+        128,
+        (2, 2, 2, 2),
+        True,
+        True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,8 @@ def test_per_field_stretch_accepted():
     config = copy.deepcopy(load())
     config["normalisation"]["stretch"] = {"tsz": "log", "xray": "log"}
     validate(config, schema=SCHEMA)
+
+
 def mock_schema():
     schema = yaml.safe_load(Path(SCHEMA).read_text())
     return schema, schema["properties"]["particles"]["properties"]["mock"]
@@ -124,12 +130,36 @@ def test_unsure_mock_values_are_marked():
     # Every value docs/physics.md marks UNSURE (a guess or a design choice) says so.
     props = mock_schema()[1]["properties"]
     unsure = [
-        "n_ngb", "sigma_ln_outer_norm", "disturbed_c_factor", "gas_ellipticity_scale", "sigma_ln_gas_rho0",
-        "gas_offset_relaxed_R200m", "gas_offset_disturbed_R200m", "hydrostatic_bias", "p_cool_core", "p_universal",
-        "p_disturbed", "sigma_ln_P0", "sigma_ln_c500", "density_modulation_a0", "density_modulation_x0", "g_ff",
-        "subhalo_log10_A0", "gao_a", "gao_alpha", "gao_beta", "subhalo_c_factor", "subhalo_rt_max_R200m",
-        "ram_pressure_alpha", "p_merge", "merger_xi_min", "merger_xi_max", "merger_d_min_R200m",
-        "merger_d_max_R200m", "merger_gas_lag_min_Mpc", "merger_gas_lag_max_Mpc",
+        "n_ngb",
+        "sigma_ln_outer_norm",
+        "disturbed_c_factor",
+        "gas_ellipticity_scale",
+        "sigma_ln_gas_rho0",
+        "gas_offset_relaxed_R200m",
+        "gas_offset_disturbed_R200m",
+        "hydrostatic_bias",
+        "p_cool_core",
+        "p_universal",
+        "p_disturbed",
+        "sigma_ln_P0",
+        "sigma_ln_c500",
+        "density_modulation_a0",
+        "density_modulation_x0",
+        "g_ff",
+        "subhalo_log10_A0",
+        "gao_a",
+        "gao_alpha",
+        "gao_beta",
+        "subhalo_c_factor",
+        "subhalo_rt_max_R200m",
+        "ram_pressure_alpha",
+        "p_merge",
+        "merger_xi_min",
+        "merger_xi_max",
+        "merger_d_min_R200m",
+        "merger_d_max_R200m",
+        "merger_gas_lag_min_Mpc",
+        "merger_gas_lag_max_Mpc",
     ]
     missing = [k for k in unsure if "UNSURE" not in props[k]["description"]]
     assert not missing, missing
@@ -163,9 +193,23 @@ def test_misspelled_key_rejected():
 
 def dry_run(tmp_path, *configfiles):
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(ROOT / "config" / "config.yaml"),
-         *map(str, configfiles), "--directory", str(tmp_path), "-s", str(ROOT / "Snakefile")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            *map(str, configfiles),
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(ROOT / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 
@@ -274,8 +318,13 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert out.returncode != 0 and "config: training.sigma_min" in out.stdout + out.stderr
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text("run: default\ntraining: {steps: 3\n")
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "-s",
-                          str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "-s", str(ROOT / "Snakefile")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode != 0 and "config/config.yaml, line 3" in out.stdout + out.stderr, out.stderr[-2000:]
 
 
@@ -315,9 +364,17 @@ def _changed(config, path):
     for key in path[:-1]:
         node = node[key]
     value = node[path[-1]]
-    node[path[-1]] = ({"changed": 1} if isinstance(value, dict) else [value, value] if isinstance(value, list)
-                      else (not value) if isinstance(value, bool) else "changed" if value is None or isinstance(value, str)
-                      else value * 2 + 1)
+    node[path[-1]] = (
+        {"changed": 1}
+        if isinstance(value, dict)
+        else [value, value]
+        if isinstance(value, list)
+        else (not value)
+        if isinstance(value, bool)
+        else "changed"
+        if value is None or isinstance(value, str)
+        else value * 2 + 1
+    )
     return out
 
 
@@ -360,14 +417,21 @@ def test_library_defaults_equal_the_schemas():
         norm = lambda v: list(v) if isinstance(v, tuple) else ({} if v is None else v)  # noqa: E731
         return norm(lib) == norm(schema) or (isinstance(lib, dict) and {k: norm(v) for k, v in lib.items()} == schema)
 
-    trained = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-               for f in dataclasses.fields(TrainConfig)}
+    trained = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+    }
     exceptions = {"preconditioning", "sigma_max", "augment"}  # see TrainConfig's comment
     for key, value in config["training"].items():
         if key in trained and key not in exceptions:
             assert same(trained[key], value), ("training", key, trained[key], value)
-    for fn in (reconstruct.sample_from_store, samplers.draw_posterior_samples, reconstruct.diffusion_trajectory,
-               shards.project_shard, observables.project_fields):
+    for fn in (
+        reconstruct.sample_from_store,
+        samplers.draw_posterior_samples,
+        reconstruct.diffusion_trajectory,
+        shards.project_shard,
+        observables.project_fields,
+    ):
         params = inspect.signature(fn).parameters
         for block in ("sampling", "projection"):
             for key, value in config[block].items():

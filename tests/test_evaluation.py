@@ -19,19 +19,30 @@ def _stores(n_maps=6, n_samples=8, noise=0.0, scale=1.0, seed=0):
     truth = base[:, None] * bumps  # gas, dm, tsz, xray
     maps = xr.Dataset(
         {"maps": (("sightline", "field", "y", "x"), truth.astype(np.float32))},
-        coords={"sightline": np.arange(n_maps), "sightline_id": ("sightline", np.arange(n_maps) + 100),
-                "field": np.array(["gas", "dm", "tsz", "xray"], dtype=object), "y": u, "x": u},
+        coords={
+            "sightline": np.arange(n_maps),
+            "sightline_id": ("sightline", np.arange(n_maps) + 100),
+            "field": np.array(["gas", "dm", "tsz", "xray"], dtype=object),
+            "y": u,
+            "x": u,
+        },
         attrs={"pixel_Mpc": PIXEL, "config_hash": "test"},
     )
     target = truth[:, :2] * scale
     samples = target[:, None] + noise * rng.normal(size=(n_maps, n_samples, 2, NPIX, NPIX))
     smp = xr.Dataset(
-        {"samples": (("sightline", "sample", "field", "y", "x"), samples),
-         "mean": (("sightline", "field", "y", "x"), samples.mean(axis=1)),
-         "std": (("sightline", "field", "y", "x"), samples.std(axis=1, ddof=1))},
-        coords={"sightline": np.arange(n_maps), "sightline_id": ("sightline", np.arange(n_maps) + 100),
-                "halo_id": ("sightline", np.arange(n_maps)), "M200m_Msun": ("sightline", mass),
-                "field": np.array(["gas", "dm"], dtype=object)},
+        {
+            "samples": (("sightline", "sample", "field", "y", "x"), samples),
+            "mean": (("sightline", "field", "y", "x"), samples.mean(axis=1)),
+            "std": (("sightline", "field", "y", "x"), samples.std(axis=1, ddof=1)),
+        },
+        coords={
+            "sightline": np.arange(n_maps),
+            "sightline_id": ("sightline", np.arange(n_maps) + 100),
+            "halo_id": ("sightline", np.arange(n_maps)),
+            "M200m_Msun": ("sightline", mass),
+            "field": np.array(["gas", "dm"], dtype=object),
+        },
         attrs={"sampler": "test"},
     )
     return smp, maps
@@ -122,7 +133,9 @@ def test_linear_baselines_exact_cases():
     assert (per_k.loc[per_k["mass_bin"] == "all", "n_maps"] == 8).all()
     sz_gas = per_k[(per_k["input"] == "tsz") & (per_k["target"] == "gas")]
     np.testing.assert_allclose(sz_gas["mean"], 1.0, atol=1e-6)
-    x_gas = per_scale[(per_scale["input"] == "xray") & (per_scale["target"] == "gas") & (per_scale["mass_bin"] == "all")]
+    x_gas = per_scale[
+        (per_scale["input"] == "xray") & (per_scale["target"] == "gas") & (per_scale["mass_bin"] == "all")
+    ]
     assert (x_gas["mean"].abs() < 0.15).all(), x_gas
     sz_dm = per_scale[(per_scale["input"] == "tsz") & (per_scale["target"] == "dm")]
     # the shared profile correlates on large scales, the independent bumps decorrelate small ones

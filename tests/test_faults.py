@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from _workflow import snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -28,10 +27,13 @@ def test_default_profile_loads_and_a_killed_run_recovers(tmp_path):
     during a projection job, `--unlock` and a plain rerun finish the job (rerun-incomplete), giving the
     same dataset as an uninterrupted run."""
     out = snakemake(tmp_path, "-n")
-    assert "Using workflow specific profile" in out.stdout + out.stderr and "profiles/default" in out.stdout + out.stderr
+    assert (
+        "Using workflow specific profile" in out.stdout + out.stderr and "profiles/default" in out.stdout + out.stderr
+    )
     target = "results/tiny/dataset/maps.zarr"
-    proc = subprocess.Popen(snakemake_cmd(tmp_path, target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(tmp_path, target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     shard_logs = tmp_path / "results" / "tiny" / "logs" / "project_shard"
     deadline = time.monotonic() + 300
     while not (shard_logs.is_dir() and any(shard_logs.iterdir())) and time.monotonic() < deadline:
@@ -85,11 +87,14 @@ def test_user_catalogue_is_an_input_and_its_errors_reach_the_log(tmp_path):
 
 
 # --------------------------------------------------------------------------- outputs of the wrong kind
-@pytest.mark.parametrize("path, make", [
-    ("catalog/halos.parquet", lambda p: p.mkdir(parents=True)),  # an empty folder where a table goes
-    ("metrics/evaluation.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a file for a store
-    ("shards/shard_1.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a wildcard output
-])
+@pytest.mark.parametrize(
+    "path, make",
+    [
+        ("catalog/halos.parquet", lambda p: p.mkdir(parents=True)),  # an empty folder where a table goes
+        ("metrics/evaluation.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a file for a store
+        ("shards/shard_1.zarr", lambda p: (p.parent.mkdir(parents=True), p.write_text("x"))),  # a wildcard output
+    ],
+)
 def test_output_of_the_wrong_kind_fails_before_any_job(tmp_path, path, make):
     """An existing output of the wrong kind is reported at start-up, before a job could take it as
     complete, or delete the outputs downstream of it."""
@@ -115,23 +120,50 @@ def trained(tmp_path_factory):
     maps = rng.lognormal(0, 0.5, (n, 4, 8, 8)).astype(np.float32)
     mass = np.repeat(np.geomspace(2.5e14, 9e14, n // 2), 2)  # two sightlines a halo
     ds = store.maps_dataset(
-        maps, fields=["gas", "dm", "tsz", "xray"], units=["1", "1", "microK", "erg/s/cm^2"],
-        long_names=["gas", "dm", "tsz", "xray"], pixel_Mpc=0.4,
-        sightline_coords={"sightline_id": np.arange(n) + 50, "halo_id": np.arange(n) // 2, "M200m_Msun": mass,
-                          "log10_M200m": np.log10(mass)},
+        maps,
+        fields=["gas", "dm", "tsz", "xray"],
+        units=["1", "1", "microK", "erg/s/cm^2"],
+        long_names=["gas", "dm", "tsz", "xray"],
+        pixel_Mpc=0.4,
+        sightline_coords={
+            "sightline_id": np.arange(n) + 50,
+            "halo_id": np.arange(n) // 2,
+            "M200m_Msun": mass,
+            "log10_M200m": np.log10(mass),
+        },
         attrs={"config_hash": "test", "pixel_Mpc": 0.4, "npix": 8},
     )
     store.write_store(ds, tmp / "maps.zarr", chunk_sightlines=4)
     splits = split.split_table(store.open_store(tmp / "maps.zarr"), fractions=(0.5, 0.0, 0.5), seed=1)
     splits.to_parquet(tmp / "splits.parquet")
-    training = {"steps": 3, "batch_size": 4, "checkpoint_every": 3, "val_every": 3, "log_every": 3, "device": "cpu",
-                "network": {"nf": 8, "ch_mult": [1, 2], "attention": False, "fir": False}}
-    reconstruct.train_from_store(tmp / "maps.zarr", splits, tmp / "model", tmp / "ckpt", training=training, progress=False)
+    training = {
+        "steps": 3,
+        "batch_size": 4,
+        "checkpoint_every": 3,
+        "val_every": 3,
+        "log_every": 3,
+        "device": "cpu",
+        "network": {"nf": 8, "ch_mult": [1, 2], "attention": False, "fir": False},
+    }
+    reconstruct.train_from_store(
+        tmp / "maps.zarr", splits, tmp / "model", tmp / "ckpt", training=training, progress=False
+    )
     return tmp
 
 
-SAMPLING = dict(which="test", eval_range_only=False, n_samples=3, sampler="edm_stochastic", steps=4, batch_size=3,
-                seed=7, device="cpu", sampler_kwargs={"s_churn": 10.0}, prior_mean="pixel", progress=False)
+SAMPLING = dict(
+    which="test",
+    eval_range_only=False,
+    n_samples=3,
+    sampler="edm_stochastic",
+    steps=4,
+    batch_size=3,
+    seed=7,
+    device="cpu",
+    sampler_kwargs={"s_churn": 10.0},
+    prior_mean="pixel",
+    progress=False,
+)
 
 
 def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
@@ -162,22 +194,27 @@ def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     parts = sorted(resume.rglob("sightline_*.npy"))
     assert len(parts) == 2 and not list(resume.rglob(".*tmp*"))
     splits = pd.read_parquet(trained / "splits.parquet")
-    resumed = reconstruct.sample_from_store(trained / "model", trained / "maps.zarr", splits, resume_dir=resume, **SAMPLING)
+    resumed = reconstruct.sample_from_store(
+        trained / "model", trained / "maps.zarr", splits, resume_dir=resume, **SAMPLING
+    )
     straight = reconstruct.sample_from_store(trained / "model", trained / "maps.zarr", splits, **SAMPLING)
     assert resumed.sizes["sightline"] == int((splits["split"] == "test").sum()) > 2
     np.testing.assert_array_equal(resumed["samples"].values, straight["samples"].values)
     # a changed sampling argument does not reuse them
-    other = reconstruct.resume_key(trained / "model", store.open_store(trained / "maps.zarr"),
-                                   **{**SAMPLING, "seed": 8})
+    other = reconstruct.resume_key(
+        trained / "model", store.open_store(trained / "maps.zarr"), **{**SAMPLING, "seed": 8}
+    )
     assert not (resume / other).exists() and parts[0].parent.name != other
 
 
 def test_a_terminated_job_says_so_in_its_log(tmp_path):
     """SIGTERM (cancelled, preempted or timed-out job): the log says so, temporary files go, exit 143."""
     log, target = tmp_path / "job.log", tmp_path / "out.txt"
-    code = (f"import time\nfrom massmaps import logs\nfrom massmaps.files import atomic_path\nlogs.setup({str(log)!r})\n"
-            f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_text('half')\n    print('ready', flush=True)\n"
-            "    time.sleep(60)\n")
+    code = (
+        f"import time\nfrom massmaps import logs\nfrom massmaps.files import atomic_path\nlogs.setup({str(log)!r})\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_text('half')\n    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)

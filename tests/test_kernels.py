@@ -53,12 +53,10 @@ def test_normalisations():
     assert three_d == pytest.approx(1.0, abs=1e-12)
     # with a physical support radius: int W d^3r = 1 and int W2D d^2R = 1
     H = 2.7
-    assert integrate.quad(lambda r: 4 * math.pi * r * r * K.wendland_c2(r, H), 0, H)[
-        0
-    ] == pytest.approx(1.0, abs=1e-12)
-    assert integrate.quad(lambda R: 2 * math.pi * R * K.projected_kernel(R, H), 0, H, epsabs=1e-14)[
-        0
-    ] == pytest.approx(1.0, abs=1e-10)
+    assert integrate.quad(lambda r: 4 * math.pi * r * r * K.wendland_c2(r, H), 0, H)[0] == pytest.approx(1.0, abs=1e-12)
+    assert integrate.quad(lambda R: 2 * math.pi * R * K.projected_kernel(R, H), 0, H, epsabs=1e-14)[0] == pytest.approx(
+        1.0, abs=1e-10
+    )
 
 
 def test_wendland_values():
@@ -97,9 +95,7 @@ def test_corner_table_identities():
     u, w = rng.uniform(-1, 1, (2, 50))
     np.testing.assert_allclose(K.corner(u, w), K.corner(w, u), atol=1e-15)
     # point symmetry of the kernel: C(-u, -v) = 1 - M(u) - M(v) + C(u, v)
-    np.testing.assert_allclose(
-        K.corner(-u, -w), 1 - K.marginal_cdf(u) - K.marginal_cdf(w) + K.corner(u, w), atol=1e-12
-    )
+    np.testing.assert_allclose(K.corner(-u, -w), 1 - K.marginal_cdf(u) - K.marginal_cdf(w) + K.corner(u, w), atol=1e-12)
 
 
 @pytest.mark.parametrize("u, v", [(0.3, 0.4), (-0.2, 0.7), (0.85, -0.1)])
@@ -107,9 +103,7 @@ def test_corner_against_direct_integration(u, v):
     def f(y, x):
         return K.column_kernel(math.hypot(x, y))
 
-    direct = integrate.dblquad(
-        f, -1, u, lambda x: -1.0, lambda x: v, epsabs=1e-12, epsrel=1e-12
-    )[0]
+    direct = integrate.dblquad(f, -1, u, lambda x: -1.0, lambda x: v, epsabs=1e-12, epsrel=1e-12)[0]
     assert K.corner(u, v) == pytest.approx(direct, abs=2e-9)
 
 
@@ -122,12 +116,7 @@ def test_correction_table_matches_bicubic_and_vanishes_on_edges():
     rng = np.random.default_rng(5)
     u, v = rng.uniform(-1, 1, (2, 400))
     exact = K.corner(u, v) - K.marginal_cdf(u) * K.marginal_cdf(v)
-    approx = np.array(
-        [
-            K.correction_bilinear(*K.fold_linear(a, n), *K.fold_linear(b, n), kt)
-            for a, b in zip(u, v)
-        ]
-    )
+    approx = np.array([K.correction_bilinear(*K.fold_linear(a, n), *K.fold_linear(b, n), kt) for a, b in zip(u, v)])
     np.testing.assert_allclose(approx, exact, atol=1.6e-7)
 
 

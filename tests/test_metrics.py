@@ -25,7 +25,9 @@ def test_total_mass_error_and_z():
     # |z| = 0.5, 1.5 and 2.5 on a third of the pixels each: 1/3 inside 1 sigma, 2/3 inside 2 sigma
     offsets = np.resize([0.5, -1.5, 2.5], t.size).reshape(t.shape) * 0.2
     s = metrics.posterior_summary({"gas": t + offsets}, {"gas": np.full_like(t, 0.2)}, {"gas": t}, {"tsz": t})
-    assert s["gas"]["z_within_1sigma"] == pytest.approx(11 / 32) and s["gas"]["z_within_2sigma"] == pytest.approx(22 / 32)
+    assert s["gas"]["z_within_1sigma"] == pytest.approx(11 / 32) and s["gas"]["z_within_2sigma"] == pytest.approx(
+        22 / 32
+    )
     assert s["gas"]["corr_tsz_truth"]["median"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="non-finite"):
         metrics.percentiles([0.1, np.nan])

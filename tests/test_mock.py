@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _halos import halo_row  # noqa: E402
 from scipy.integrate import quad
 from scipy.spatial.transform import Rotation
 
@@ -11,10 +12,6 @@ from massmaps import constants as C
 from massmaps import cosmology as cm
 from massmaps.data import mock, mock_host, profiles
 from massmaps.data.particles import ParticleSet
-
-
-from _halos import halo_row  # noqa: E402
-
 
 NO_SCATTER = mock.MockConfig(per_cluster_scatter=False)
 
@@ -223,7 +220,11 @@ def test_gas_thermodynamics_formulae():
 
 def test_painter_cut_and_particleset_helpers():
     p = mock_host.PressurePainter(
-        profile=lambda r: 1.0 / r, centre=np.array([1.0, 0, 0]), rotation=np.eye(3), axes=np.array([2.0, 1.0, 0.5]), r_max=1.0
+        profile=lambda r: 1.0 / r,
+        centre=np.array([1.0, 0, 0]),
+        rotation=np.eye(3),
+        axes=np.array([2.0, 1.0, 0.5]),
+        r_max=1.0,
     )
     vals = p(np.array([[2.0, 0, 0], [3.5, 0, 0], [1.0, 0.0, 0.25]]))
     np.testing.assert_allclose(vals, [2.0, 0.0, 2.0])

@@ -166,7 +166,9 @@ def test_map_totals_equal_particle_mass(cluster_3e14):
             assert out["gas"].sum() * area * RHO_GAS * L == pytest.approx(sub.gas.mass.sum(), rel=1e-10)
             g = sub.gas
             y_sum = out["tsz"].sum() * area / (C.T_CMB_K * 1e6)
-            assert y_sum == pytest.approx(C.Y_COEFF_PER_KEV_CM3_MPC * np.sum(g.mass / g.density * g.pressure_e), rel=1e-10)
+            assert y_sum == pytest.approx(
+                C.Y_COEFF_PER_KEV_CM3_MPC * np.sum(g.mass / g.density * g.pressure_e), rel=1e-10
+            )
             x_sum = out["xray"].sum() * area
             assert x_sum == pytest.approx(C.MPC_CM * np.sum(g.mass / g.density * g.xray_emissivity), rel=1e-10)
 

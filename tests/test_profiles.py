@@ -54,7 +54,9 @@ def test_arnaud10_debias_and_types():
     assert p.R500 == pytest.approx(1.1 * 0.8 ** (1 / 3))
     # At the pivot mass and x where alpha'_p vanishes only alpha_p acts; at M500 = 3e14 the mass term is 1.
     u = P.Arnaud10Pressure(3e14, 1.0)
-    assert u(0.5) == pytest.approx(1.65e-3 * 8.403 / (1.177 * 0.5) ** 0.3081 / (1 + (1.177 * 0.5) ** 1.051) ** ((5.4905 - 0.3081) / 1.051))
+    assert u(0.5) == pytest.approx(
+        1.65e-3 * 8.403 / (1.177 * 0.5) ** 0.3081 / (1 + (1.177 * 0.5) ** 1.051) ** ((5.4905 - 0.3081) / 1.051)
+    )
     # Cool-core profiles are more peaked than disturbed ones.
     cc, md = P.Arnaud10Pressure(3e14, 1.0, kind="cool_core"), P.Arnaud10Pressure(3e14, 1.0, kind="disturbed")
     assert cc(0.02) > u(0.02) > md(0.02)
@@ -72,7 +74,9 @@ def test_y_los_against_spherical_Y():
     assert Ycyl == pytest.approx(P.y_spherical(r_max, prof), rel=2e-3)
     # Direct quadrature at one radius.
     Rq = 0.3
-    direct = 2 * C.Y_COEFF_PER_KEV_CM3_MPC * quad(lambda r: prof(r) * r / np.sqrt(r * r - Rq * Rq), Rq, r_max, limit=400)[0]
+    direct = (
+        2 * C.Y_COEFF_PER_KEV_CM3_MPC * quad(lambda r: prof(r) * r / np.sqrt(r * r - Rq * Rq), Rq, r_max, limit=400)[0]
+    )
     assert P.y_los(Rq, prof, r_max)[0] == pytest.approx(direct, rel=1e-6)
 
 

@@ -305,8 +305,10 @@ def test_unknown_backend_lists_valid_names():
         (dict(weights=[np.nan]), "weights contain non-finite"),
         # a particle off the map: its weight is never deposited, and still checked
         (dict(x=[-5.0], weights=[np.inf]), "weights contain non-finite"),
-        (dict(x=[1.0, 9.0], y=[1.0, 1.0], h=[0.1, 0.1], weights=[[1.0, 1.0], [1.0, np.nan]]),
-         "weights contain non-finite"),
+        (
+            dict(x=[1.0, 9.0], y=[1.0, 1.0], h=[0.1, 0.1], weights=[[1.0, 1.0], [1.0, np.nan]]),
+            "weights contain non-finite",
+        ),
         (dict(weights=[[1.0, 2.0]]), "weights must have shape"),
         (dict(npix=0), "positive integer"),
         (dict(xlim=(1.0, 1.0)), "lo < hi"),

@@ -74,8 +74,9 @@ def test_solvers_share_one_signature():
         sp.get_sampler("ddim")
 
 
-@pytest.mark.parametrize("name,steps", [("heun", 6), ("edm_stochastic", 6), ("euler_maruyama", 6), ("dpmpp_2m", 6),
-                                        ("dpmpp_2m_sde", 6)])
+@pytest.mark.parametrize(
+    "name,steps", [("heun", 6), ("edm_stochastic", 6), ("euler_maruyama", 6), ("dpmpp_2m", 6), ("dpmpp_2m_sde", 6)]
+)
 def test_nfe_and_callback(cond, name, steps):
     solver, schedule = sp.SAMPLERS[name].solver, sp.SAMPLERS[name].schedule
     calls, seen = [], []
@@ -87,8 +88,15 @@ def test_nfe_and_callback(cond, name, steps):
 
     c = cond[:4]
     sp_kwargs = {"s_churn": 10.0} if name == "edm_stochastic" else {}
-    solver(counting, torch.randn(4, 2, 8, 8), schedule(steps, SMIN, SMAX), cond=c,
-           generator=torch.Generator().manual_seed(0), callback=seen.append, **sp_kwargs)
+    solver(
+        counting,
+        torch.randn(4, 2, 8, 8),
+        schedule(steps, SMIN, SMAX),
+        cond=c,
+        generator=torch.Generator().manual_seed(0),
+        callback=seen.append,
+        **sp_kwargs,
+    )
     assert len(calls) == sp.nfe(name, steps) == (2 * steps - 1 if name in ("heun", "edm_stochastic") else steps)
     assert [s["i"] for s in seen] == list(range(steps))
     assert seen[-1]["x"].dtype == torch.float64
@@ -125,21 +133,24 @@ def test_euler_maruyama_recovers_mean_and_variance(cond):
 def test_edm_stochastic_recovers_mean_and_variance(cond):
     x = marginal_start(cond, S, SMAX, seed=1)
     g = torch.Generator().manual_seed(2)
-    out = sp.sample_edm_stochastic(exact_denoiser(S), x, sp.karras_sigmas(30, SMIN, SMAX), cond=cond,
-                                   generator=g, s_churn=20.0)
+    out = sp.sample_edm_stochastic(
+        exact_denoiser(S), x, sp.karras_sigmas(30, SMIN, SMAX), cond=cond, generator=g, s_churn=20.0
+    )
     mean, std = z_stats(out, cond, S)
     np.testing.assert_allclose(mean, 0.0, atol=0.025)
     np.testing.assert_allclose(std, 1.0, atol=0.04)
 
 
-@pytest.mark.parametrize("name, steps, std_tol", [("dpmpp_2m", 20, 0.02), ("dpmpp_2m_sde", 20, 0.05),
-                                                  ("dpmpp_2m_sde", 40, 0.012)])
+@pytest.mark.parametrize(
+    "name, steps, std_tol", [("dpmpp_2m", 20, 0.02), ("dpmpp_2m_sde", 20, 0.05), ("dpmpp_2m_sde", 40, 0.012)]
+)
 def test_dpmpp_recovers_mean_and_variance(cond, name, steps, std_tol):
     """On the toy, 20 evaluations give the posterior std within 2% (ODE) and 5% (SDE: measured 4.5% and
     2.8% too wide for the two channels, converging as the steps grow: 0.9% at 40)."""
     x = marginal_start(cond, S, SMAX, seed=1)
-    out = sp.SAMPLERS[name].solver(exact_denoiser(S), x, sp.karras_sigmas(steps, SMIN, SMAX), cond=cond,
-                               generator=torch.Generator().manual_seed(2))
+    out = sp.SAMPLERS[name].solver(
+        exact_denoiser(S), x, sp.karras_sigmas(steps, SMIN, SMAX), cond=cond, generator=torch.Generator().manual_seed(2)
+    )
     mean, std = z_stats(out, cond, S)
     np.testing.assert_allclose(mean, 0.0, atol=0.01)
     np.testing.assert_allclose(std, 1.0, atol=std_tol)
@@ -161,8 +172,9 @@ def test_prior_mismatch_biases_deterministic_sampler_only(cond):
     g = torch.Generator().manual_seed(1)
     x = SMAX * torch.randn(cond.shape, generator=g, dtype=torch.float64)
     ode = sp.sample_heun(exact_denoiser(S), x, sp.karras_sigmas(20, SMIN, SMAX), cond=cond, generator=None)
-    sde = sp.sample_euler_maruyama(exact_denoiser(S), x, sp.ve_sigmas(300, SMIN, SMAX), cond=cond,
-                                   generator=torch.Generator().manual_seed(2))
+    sde = sp.sample_euler_maruyama(
+        exact_denoiser(S), x, sp.ve_sigmas(300, SMIN, SMAX), cond=cond, generator=torch.Generator().manual_seed(2)
+    )
     mu = toy_mean(cond).mean(dim=(0, 2, 3)).numpy()
     s = S.flatten().numpy()
     np.testing.assert_allclose(z_stats(ode, cond, S)[0], -mu / np.sqrt(s**2 + SMAX**2), atol=0.03)
@@ -227,8 +239,9 @@ def test_same_seed_same_samples_any_batch_size(toy_score_model, sampler):
 
 def test_posterior_samples_follow_inputs(toy_score_model):
     inputs = np.stack([np.full((2, 4, 4), 0.1), np.full((2, 4, 4), 0.9)]).astype(np.float32)
-    out = sp.draw_posterior_samples(toy_score_model, inputs, 64, sampler="euler_maruyama", steps=200,
-                                    batch_size=128, seed=0)
+    out = sp.draw_posterior_samples(
+        toy_score_model, inputs, 64, sampler="euler_maruyama", steps=200, batch_size=128, seed=0
+    )
     means = out.mean(axis=(1, 3, 4))  # (2 inputs, 2 channels)
     expected = 0.1 + 0.6 * inputs[:, :, 0, 0]
     s = S.flatten().numpy()

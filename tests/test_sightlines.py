@@ -73,8 +73,10 @@ def test_test_split_gets_held_out_clusters_and_extra_views():
     assert (more.groupby("halo_id")["split"].nunique() == 1).all()  # one split per cluster
     key = ["halo_id", "rotation", "axis", "split"]
     for name in ("train", "val"):
-        pd.testing.assert_frame_equal(flat.loc[flat["split"] == name, key].reset_index(drop=True),
-                                      more.loc[more["split"] == name, key].reset_index(drop=True))
+        pd.testing.assert_frame_equal(
+            flat.loc[flat["split"] == name, key].reset_index(drop=True),
+            more.loc[more["split"] == name, key].reset_index(drop=True),
+        )
     test = more[more["split"] == "test"]
     in_range = test["M200m_Msun"].between(2e14, 1e15)
     assert (test[in_range].groupby("halo_id").size() >= 6).all()

@@ -85,7 +85,9 @@ def test_units_converted_to_physical_msun_and_mpc(snap):
     kpc = 3.085678e21 / 3.0856776e24
     np.testing.assert_allclose(raw_pos * kpc / 1.25 / 0.7, parts[DM]["pos"][0], rtol=1e-12)
     assert raw_m * 1.989e43 / 1.98841e33 / 0.7 == pytest.approx(1e11, rel=1e-12)
-    assert raw_rho * (1.989e43 / 1.98841e33 / 0.7) / (kpc / 1.25 / 0.7) ** 3 == pytest.approx(parts[GAS]["density"][0], rel=1e-12)
+    assert raw_rho * (1.989e43 / 1.98841e33 / 0.7) / (kpc / 1.25 / 0.7) ** 3 == pytest.approx(
+        parts[GAS]["density"][0], rel=1e-12
+    )
 
     s = Snapshot(path)
     assert s.a == pytest.approx(0.8) and s.z == pytest.approx(0.25) and s.h == pytest.approx(0.7)
@@ -262,7 +264,10 @@ def test_inconsistent_units_rejected_with_file_and_attribute(snap, tmp_path):
 def test_units_must_be_declared_when_the_file_has_none(snap, tmp_path):
     path, centre, parts = snap
     bare = write_snapshot(tmp_path / "bare", parts, BOX, unit_attrs=False, scaling=False)[0]
-    with pytest.raises(SnapshotError, match=r"no unit attribute Header/UnitLength_in_cm or Parameters/UnitLength_in_cm; declare particles.snapshot.length_unit_cm"):
+    with pytest.raises(
+        SnapshotError,
+        match=r"no unit attribute Header/UnitLength_in_cm or Parameters/UnitLength_in_cm; declare particles.snapshot.length_unit_cm",
+    ):
         Snapshot(bare)
     units = {"length_unit_cm": 3.085678e21, "mass_unit_g": 1.989e43, "velocity_unit_cm_s": 1e5}
     _, declared = maps_of(bare, centre, units)
@@ -312,7 +317,9 @@ def test_group_catalog_read_and_converted(tmp_path):
 
 
 def test_group_catalog_missing_dataset_named(tmp_path):
-    paths = write_group_catalog(tmp_path / "fof", [[1.0, 2.0, 3.0]], [2e14], [1.2], BOX, omit=("Group/Group_R_Mean200",))
+    paths = write_group_catalog(
+        tmp_path / "fof", [[1.0, 2.0, 3.0]], [2e14], [1.2], BOX, omit=("Group/Group_R_Mean200",)
+    )
     with pytest.raises(SnapshotError) as err:
         read_group_catalog(paths[0])
     assert str(paths[0]) in str(err.value) and "Group/Group_R_Mean200" in str(err.value)

@@ -70,9 +70,7 @@ def test_split_counts_are_unbiased():
     np.testing.assert_allclose(counts.mean(axis=0), [5.6, 0.7, 0.7], atol=0.05)
 
 
-@pytest.mark.parametrize(
-    "fractions", [(0.8, 0.1), (0.8, 0.1, 0.2), (1.1, -0.05, -0.05), (0.8, 0.1, float("nan"))]
-)
+@pytest.mark.parametrize("fractions", [(0.8, 0.1), (0.8, 0.1, 0.2), (1.1, -0.05, -0.05), (0.8, 0.1, float("nan"))])
 def test_bad_fractions_raise(fractions):
     with pytest.raises(ValueError, match="fractions"):
         assign_splits(np.arange(5), np.full(5, 14.2), fractions=fractions, seed=0)

@@ -22,7 +22,11 @@ def make_ds(ids, shard=0, nx=8, seed=0, attrs=None):
         units=["1", "microK"],
         long_names=["gas", "tSZ"],
         pixel_Mpc=0.4,
-        sightline_coords={"sightline_id": np.asarray(ids), "halo_id": np.asarray(ids) // 3, "shard": np.full(len(ids), shard)},
+        sightline_coords={
+            "sightline_id": np.asarray(ids),
+            "halo_id": np.asarray(ids) // 3,
+            "shard": np.full(len(ids), shard),
+        },
         attrs={"config_hash": "abc", "massmaps_version": "0", "pixel_Mpc": 0.4, "npix": nx, **(attrs or {})},
     )
 
@@ -118,7 +122,7 @@ def test_killed_writer_leaves_nothing_complete(tmp_path):
             return block
         ds["maps"].data = da.from_array(ds["maps"].values, chunks=(1, 2, 8, 8)).map_blocks(slow)
         dask.config.set(scheduler="synchronous")
-        store.write_store(ds, {str(tmp_path / 'shard.zarr')!r}, chunk_sightlines=1)
+        store.write_store(ds, {str(tmp_path / "shard.zarr")!r}, chunk_sightlines=1)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
@@ -199,9 +203,9 @@ def test_changed_bytes_of_a_large_store_fail_their_read(tmp_path, monkeypatch):
     _flip_byte(path / "maps" / "c" / "1" / "0" / "0" / "0")
     monkeypatch.setattr(store, "FULL_CHECK_BYTES", 0)
     ds = store.open_store(path)
-    ds["maps"].isel(sightline=[0, 1]).values  # the other shard reads
+    ds["maps"].isel(sightline=[0, 1]).values  # noqa: B018  (the read is the test)
     with pytest.raises(ValueError, match="checksum"):
-        ds["maps"].isel(sightline=[2]).values
+        ds["maps"].isel(sightline=[2]).values  # noqa: B018
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):

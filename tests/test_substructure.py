@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _halos import halo_row  # noqa: E402
 from scipy import integrate, stats
 from scipy.spatial.transform import Rotation
 
@@ -16,14 +17,12 @@ from massmaps import cosmology as cm
 from massmaps.data import mock, mock_host, mock_satellites, profiles
 from massmaps.data import substructure as sub
 
-from _halos import halo_row  # noqa: E402
-
 CFG = mock.MockConfig()
 NO_SCATTER = mock.MockConfig(per_cluster_scatter=False)
 H = 0.7
 
 
-def inside(ps, R, centre=np.zeros(3)):
+def inside(ps, R, centre=np.zeros(3)):  # noqa: B008  (never mutated)
     return np.linalg.norm(ps.pos - centre, axis=1) < R
 
 

@@ -50,8 +50,19 @@ def _blobs(size, centres):
 
 
 def small_config(**kw):
-    base = dict(steps=200, batch_size=8, lr=2e-3, ema_decay=0.99, checkpoint_every=10, val_every=50,
-                log_every=50, seed=5, device="cpu", network=dict(TINY_NET), progress=False)
+    base = dict(
+        steps=200,
+        batch_size=8,
+        lr=2e-3,
+        ema_decay=0.99,
+        checkpoint_every=10,
+        val_every=50,
+        log_every=50,
+        seed=5,
+        device="cpu",
+        network=dict(TINY_NET),
+        progress=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -126,7 +137,7 @@ def test_zarr_dataset_cache_gives_the_same_items(zarr_store):
     cached, uncached = ZarrMapsDataset(path, idx, norm), ZarrMapsDataset(path, idx, norm, cache_mb=0)
     item_mb = 4 * 8 * 8 * 4 / 2**20
     capped = ZarrMapsDataset(path, idx, norm, cache_mb=3.5 * item_mb)
-    for rep in range(2):
+    for _rep in range(2):
         for i in range(12):
             for code in range(8):
                 a, b, c = cached[i, code], uncached[i, code], capped[i, code]
@@ -146,8 +157,9 @@ def test_train_from_zarr_then_sample(zarr_store, tmp_path):
     train_ds = ZarrMapsDataset(path, np.arange(8), norm)
     val_ds = ZarrMapsDataset(path, np.arange(8, 12), norm)
     cfg = small_config(steps=4, batch_size=4, checkpoint_every=2, val_every=2, num_workers=1)
-    result = training.train(tmp_path / "model", train_ds, val_ds, config=cfg, checkpoint_dir=tmp_path / "ckpt",
-                            log=quiet)
+    result = training.train(
+        tmp_path / "model", train_ds, val_ds, config=cfg, checkpoint_dir=tmp_path / "ckpt", log=quiet
+    )
     assert result.step == 4 and result.resumed_from is None and np.isfinite(result.val_loss)
     assert not (tmp_path / "ckpt" / training.LOCK_FILE).exists()  # released
     loaded = score.load_model(tmp_path / "model", device="cpu")
@@ -194,8 +206,9 @@ def test_lock_refuses_a_second_live_writer_and_takes_stale_locks(tmp_path):
 def test_time_budget_checkpoints_and_exits_75(tmp_path):
     cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=2.0)
     with pytest.raises(TrainingInterrupted) as info:
-        training.train(tmp_path / "model", synthetic(32, 8, 0), None, config=cfg,
-                       checkpoint_dir=tmp_path / "ckpt", log=quiet)
+        training.train(
+            tmp_path / "model", synthetic(32, 8, 0), None, config=cfg, checkpoint_dir=tmp_path / "ckpt", log=quiet
+        )
     assert info.value.code == training.EXIT_RESUMABLE == 75
     ckpt = training.load_checkpoint(tmp_path / "ckpt")
     assert 0 < ckpt["step"] == info.value.step < 100_000
@@ -239,15 +252,19 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
 
     spoil(latest)
     said = []
-    result = training.train(tmp_path / "m2", data, None, config=small_config(steps=30), checkpoint_dir=ckpt_dir,
-                            log=said.append)
+    result = training.train(
+        tmp_path / "m2", data, None, config=small_config(steps=30), checkpoint_dir=ckpt_dir, log=said.append
+    )
     assert result.resumed_from == 10 and result.step == 30
     assert any(str(latest) in line and "damaged" in line for line in said), said
     assert (ckpt_dir / f"{training.CHECKPOINT_FILE}.damaged").is_file()
-    training.train(tmp_path / "m3", data, None, config=small_config(steps=30), checkpoint_dir=tmp_path / "straight",
-                   log=quiet)
-    for a, b in zip(score.load_model(tmp_path / "m2", device="cpu").score_model.model.parameters(),
-                    score.load_model(tmp_path / "m3", device="cpu").score_model.model.parameters()):
+    training.train(
+        tmp_path / "m3", data, None, config=small_config(steps=30), checkpoint_dir=tmp_path / "straight", log=quiet
+    )
+    for a, b in zip(
+        score.load_model(tmp_path / "m2", device="cpu").score_model.model.parameters(),
+        score.load_model(tmp_path / "m3", device="cpu").score_model.model.parameters(),
+    ):
         assert torch.equal(a, b)
     spoil(latest)
     spoil(ckpt_dir / training.PREVIOUS_CHECKPOINT_FILE)
@@ -261,8 +278,15 @@ def test_time_budget_counts_from_budget_start(tmp_path):
     cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=30.0)
     t0 = time.monotonic()
     with pytest.raises(TrainingInterrupted) as info:
-        training.train(tmp_path / "model", synthetic(32, 8, 0), None, config=cfg, checkpoint_dir=tmp_path / "ckpt",
-                       log=quiet, budget_start=time.monotonic() - 29.0)
+        training.train(
+            tmp_path / "model",
+            synthetic(32, 8, 0),
+            None,
+            config=cfg,
+            checkpoint_dir=tmp_path / "ckpt",
+            log=quiet,
+            budget_start=time.monotonic() - 29.0,
+        )
     assert info.value.step == 1 and time.monotonic() - t0 < 20
 
 
@@ -299,8 +323,14 @@ def _final_weights(model_dir):
 def uninterrupted(tmp_path_factory):
     assert torch.get_num_threads() == 1  # as in the subprocess that gets killed
     d = tmp_path_factory.mktemp("reference")
-    result = training.train(d / "model", synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
-                            checkpoint_dir=d / "ckpt", log=quiet)
+    result = training.train(
+        d / "model",
+        synthetic(64, 8, 1),
+        synthetic(16, 8, 2),
+        config=small_config(),
+        checkpoint_dir=d / "ckpt",
+        log=quiet,
+    )
     return result, d
 
 
@@ -308,8 +338,9 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     ref, ref_dir = uninterrupted
     ckpt_dir, model_dir = tmp_path / "ckpt", tmp_path / "model"
     job = {"model_dir": str(model_dir), "checkpoint_dir": str(ckpt_dir)}
-    proc = subprocess.Popen([sys.executable, __file__, json.dumps(job)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 120
     while not (ckpt_dir / training.CHECKPOINT_FILE).exists():
         assert proc.poll() is None, proc.communicate()[0]
@@ -323,8 +354,9 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     assert 10 <= killed_at < 200
     assert not model_dir.exists()
 
-    result = training.train(model_dir, synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
-                            checkpoint_dir=ckpt_dir, log=quiet)
+    result = training.train(
+        model_dir, synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(), checkpoint_dir=ckpt_dir, log=quiet
+    )
     assert result.resumed_from == killed_at
     assert result.step == ref.step == 200
     # Bit-identical to the uninterrupted run: data order, noise, Adam and EMA state all resumed.
@@ -345,15 +377,20 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
 def test_tiny_training_samples_follow_their_conditioning(tmp_path):
     size = 16
     cfg = small_config(steps=300, batch_size=16, checkpoint_every=300, val_every=300, seed=0)
-    training.train(tmp_path / "model", synthetic(512, size, 1), synthetic(64, size, 2), config=cfg,
-                   checkpoint_dir=tmp_path / "ckpt", log=quiet)
+    training.train(
+        tmp_path / "model",
+        synthetic(512, size, 1),
+        synthetic(64, size, 2),
+        config=cfg,
+        checkpoint_dir=tmp_path / "ckpt",
+        log=quiet,
+    )
     centres = [(7.5, 7.5), (7.5, 7.5), (4.5, 10.5)]
     amplitude = np.array([0.2, 0.8, 0.6])
     blob, _ = _blobs(size, centres)
     A = amplitude[:, None, None]
     inputs = np.stack([A * blob, A**2 * blob**2], 1).astype(np.float32)
-    s = samplers.draw_posterior_samples(tmp_path / "model", inputs, 8, steps=10, batch_size=24, seed=0,
-                                        device="cpu")
+    s = samplers.draw_posterior_samples(tmp_path / "model", inputs, 8, steps=10, batch_size=24, seed=0, device="cpu")
     mean = s.mean(axis=1)  # (3 inputs, 2 channels, H, W)
     centre = mean[:, :, 7:9, 7:9].mean(axis=(2, 3))
     # The brighter input gives brighter gas and dm (true differences 0.6 and 0.42).
@@ -370,8 +407,14 @@ def test_tiny_training_samples_follow_their_conditioning(tmp_path):
 def _worker(job):
     """The training subprocess of the kill-and-resume test."""
     torch.set_num_threads(1)
-    training.train(job["model_dir"], synthetic(64, 8, 1), synthetic(16, 8, 2), config=small_config(),
-                   checkpoint_dir=job["checkpoint_dir"], log=print)
+    training.train(
+        job["model_dir"],
+        synthetic(64, 8, 1),
+        synthetic(16, 8, 2),
+        config=small_config(),
+        checkpoint_dir=job["checkpoint_dir"],
+        log=print,
+    )
 
 
 if __name__ == "__main__":
@@ -400,8 +443,14 @@ def test_dihedral_codes_are_the_eight_symmetries():
 
 def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
     cfg = small_config(steps=4, preconditioning="edm", sigma_data=0.25)
-    training.train(tmp_path / "model", synthetic(16, 8, 0), synthetic(8, 8, 1), config=cfg,
-                   checkpoint_dir=tmp_path / "ckpt", log=quiet)
+    training.train(
+        tmp_path / "model",
+        synthetic(16, 8, 0),
+        synthetic(8, 8, 1),
+        config=cfg,
+        checkpoint_dir=tmp_path / "ckpt",
+        log=quiet,
+    )
     den = score.load_model(tmp_path / "model", device="cpu").denoiser
     assert (den.preconditioning, den.sigma_data) == ("edm", 0.25)
     with pytest.raises(ValueError, match="sigma_data"):

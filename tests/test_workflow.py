@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _workflow import ROOT, TINY, snakemake
 
 from massmaps import store
 from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS
 from massmaps.evaluation.figure_specs import INPUT_FILES
-
-from _workflow import ROOT, TINY, snakemake
 
 
 def digest(path: Path) -> str:
@@ -88,9 +87,24 @@ def test_every_figure_spec_has_a_drawing_function_caption_and_rule():
     its caption file, and made into a rule of that name by the workflow."""
     from massmaps.evaluation import figures
 
-    assert FIGURES == [f"fig{i}_{n}" for i, n in enumerate(
-        ("mass_function", "example_maps", "diffusion", "reconstructions", "convergence", "zscores", "profiles",
-         "bias", "correlation", "calibration"), start=1)]
+    assert FIGURES == [
+        f"fig{i}_{n}"
+        for i, n in enumerate(
+            (
+                "mass_function",
+                "example_maps",
+                "diffusion",
+                "reconstructions",
+                "convergence",
+                "zscores",
+                "profiles",
+                "bias",
+                "correlation",
+                "calibration",
+            ),
+            start=1,
+        )
+    ]
     rules_text = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
     assert "FIGURE_SPECS.values()" in rules_text
     for name, spec in FIGURE_SPECS.items():
@@ -106,7 +120,16 @@ def test_evaluation_tables_and_figures(runs):
 
     res = runs[0] / "results" / "tiny"
     ev = store.open_store(res / "metrics" / "evaluation.zarr")
-    assert set(ev.data_vars) >= {"b", "r", "r_input", "profile_sim", "profile_gen", "mass_error", "V_ratio", "z_density"}
+    assert set(ev.data_vars) >= {
+        "b",
+        "r",
+        "r_input",
+        "profile_sim",
+        "profile_gen",
+        "mass_error",
+        "V_ratio",
+        "z_density",
+    }
     assert ev["k"].attrs["units"] == "h/Mpc"
     t = pd.read_csv(res / "metrics" / "table1.csv")
     assert {"mass_bin", "field", "statistic", "scale", "mean", "plus", "minus", "paper_mean"} <= set(t.columns)
@@ -135,8 +158,22 @@ def test_plotting_option_reruns_only_figures(runs):
     extra = runs[0] / "plot.yaml"
     extra.write_text("figures: {formats: [png], dpi: 90}\n")
     (runs[0] / "tiny.yaml").write_text(TINY)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(runs[0]), "--configfile",
-           str(ROOT / "config" / "config.yaml"), str(runs[0] / "tiny.yaml"), str(extra), "--cores", "2", "-n"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(runs[0]),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        str(runs[0] / "tiny.yaml"),
+        str(extra),
+        "--cores",
+        "2",
+        "-n",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     stats = (out.stdout + out.stderr).split("Job stats:")[1].split("total")[0]
@@ -150,10 +187,19 @@ def test_same_config_same_bytes(runs):
     assert digest(a / "dataset" / "maps.zarr") == digest(b / "dataset" / "maps.zarr")
     assert digest(a / "samples" / "test.zarr") == digest(b / "samples" / "test.zarr")
     assert digest(a / "metrics" / "evaluation.zarr") == digest(b / "metrics" / "evaluation.zarr")
-    for name in ["catalog/halos.parquet", "sightlines/plan.parquet", "split/splits.parquet",
-                 "metrics/posterior_summary.json", "metrics/table1.csv", "metrics/table1.tex", "metrics/r_margin.csv",
-                 "metrics/linear_baselines.csv", "metrics/calibration.csv", "metrics/calibration_maps.csv",
-                 *[f"figures/{f}.png" for f in FIGURES]]:
+    for name in [
+        "catalog/halos.parquet",
+        "sightlines/plan.parquet",
+        "split/splits.parquet",
+        "metrics/posterior_summary.json",
+        "metrics/table1.csv",
+        "metrics/table1.tex",
+        "metrics/r_margin.csv",
+        "metrics/linear_baselines.csv",
+        "metrics/calibration.csv",
+        "metrics/calibration_maps.csv",
+        *[f"figures/{f}.png" for f in FIGURES],
+    ]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -189,6 +235,8 @@ def test_deleted_chunk_fails_the_readers_with_a_log(runs, tmp_path):
     for rule in ("sample_posterior", "linear_baselines"):
         log = (res / "logs" / f"{rule}.log").read_text()
         assert "Traceback" in log and "StoreError" in log, log[-2000:]
-        assert f"maps.zarr: store damaged since it was written: maps/c/{chunk.relative_to(chunk.parents[3]).as_posix()}" \
-               " is missing (sightline_id" in log, log[-2000:]
+        assert (
+            f"maps.zarr: store damaged since it was written: maps/c/{chunk.relative_to(chunk.parents[3]).as_posix()}"
+            " is missing (sightline_id" in log
+        ), log[-2000:]
     assert not (res / "samples" / "test.zarr").exists() and not (res / "metrics" / "linear_baselines.csv").exists()

@@ -92,15 +92,19 @@ def _ordered_range(errors: list, key: str, pair) -> bool:
 
 def _check_run(config: Mapping, errors: list) -> None:
     if set(str(config["run"])) <= {"."}:
-        errors.append(f"config: run: {config['run']!r} would put outputs outside results/; expected a name such as "
-                      "'default' (letters, digits, '_', '-', '.')")
+        errors.append(
+            f"config: run: {config['run']!r} would put outputs outside results/; expected a name such as "
+            "'default' (letters, digits, '_', '-', '.')"
+        )
 
 
 def _check_catalog(config: Mapping, errors: list) -> None:
     cat = config["catalog"]
     if cat["source"] == "file" and not cat.get("file"):
-        errors.append("config: catalog.file: null, but catalog.source is 'file'; expected the path of a CSV or "
-                      "parquet halo catalogue")
+        errors.append(
+            "config: catalog.file: null, but catalog.source is 'file'; expected the path of a CSV or "
+            "parquet halo catalogue"
+        )
     if cat["source"] == "hmf":
         _ordered_range(errors, "catalog.m_min_Msun, catalog.m_max_Msun", (cat["m_min_Msun"], cat["m_max_Msun"]))
 
@@ -120,41 +124,52 @@ def _check_shards(config: Mapping, errors: list) -> None:
 
         if not m_lo < cat["m_max_Msun"]:
             return
-        n = expected_count(cat["box_Mpc"] ** 3, m_lo, cat["m_max_Msun"], CosmologyParams(**config["cosmology"]),
-                           cat["mass_function"])
+        n = expected_count(
+            cat["box_Mpc"] ** 3, m_lo, cat["m_max_Msun"], CosmologyParams(**config["cosmology"]), cat["mass_function"]
+        )
         how = f"the expected number above {m_lo:.3g} Msun in a box of catalog.box_Mpc = {cat['box_Mpc']}"
     if n_shards > n:
-        errors.append(f"config: sightlines.n_shards: {n_shards} projection jobs for about {n:.0f} halos ({how}); "
-                      "expected at most one job per halo")
+        errors.append(
+            f"config: sightlines.n_shards: {n_shards} projection jobs for about {n:.0f} halos ({how}); "
+            "expected at most one job per halo"
+        )
 
 
 def _check_split_and_bins(config: Mapping, errors: list) -> None:
     split, evaluation, sampling = config["split"], config["evaluation"], config["sampling"]
     fractions = split["fractions"]
     if abs(sum(fractions) - 1) > 1e-9:
-        errors.append(f"config: split.fractions: {fractions} sum to {sum(fractions):.6g}; expected fractions of "
-                      "train, val and test that sum to 1")
+        errors.append(
+            f"config: split.fractions: {fractions} sum to {sum(fractions):.6g}; expected fractions of "
+            "train, val and test that sum to 1"
+        )
     names = ("train", "val", "test")
     for name in ("train", sampling["split"]):
         if fractions[names.index(name)] <= 0:
-            errors.append(f"config: split.fractions: the {name} fraction is 0, but the {name} split is needed "
-                          f"({'training' if name == 'train' else 'sampling.split'}); expected a positive fraction")
+            errors.append(
+                f"config: split.fractions: the {name} fraction is 0, but the {name} split is needed "
+                f"({'training' if name == 'train' else 'sampling.split'}); expected a positive fraction"
+            )
     eval_range = split["eval_mass_range_Msun"]
     range_ok = _ordered_range(errors, "split.eval_mass_range_Msun", eval_range)
     for name, pair in evaluation["mass_bins"].items():
         bin_ok = _ordered_range(errors, f"evaluation.mass_bins.{name}", pair)
         outside = pair[1] <= eval_range[0] or pair[0] > eval_range[1]
         if range_ok and bin_ok and sampling["eval_range_only"] and outside:
-            errors.append(f"config: evaluation.mass_bins.{name}: {_pair(pair)} lies outside "
-                          f"split.eval_mass_range_Msun {_pair(eval_range)}, so it would hold no map "
-                          "(sampling.eval_range_only is true); expected a bin inside the evaluation range")
+            errors.append(
+                f"config: evaluation.mass_bins.{name}: {_pair(pair)} lies outside "
+                f"split.eval_mass_range_Msun {_pair(eval_range)}, so it would hold no map "
+                "(sampling.eval_range_only is true); expected a bin inside the evaluation range"
+            )
 
 
 def _check_learning(config: Mapping, errors: list) -> None:
     training, sampling = config["training"], config["sampling"]
     if not training["sigma_min"] < training["sigma_max"]:
-        errors.append(f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
-                      f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max")
+        errors.append(
+            f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
+            f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max"
+        )
     from .learning.samplers import get_sampler
 
     solver = get_sampler(sampling["sampler"]).solver
@@ -162,8 +177,10 @@ def _check_learning(config: Mapping, errors: list) -> None:
     accepted = sorted(set(inspect.signature(solver).parameters) - shared)
     bad = sorted(set(sampling["sampler_kwargs"]) - set(accepted))
     if bad:
-        errors.append(f"config: sampling.sampler_kwargs: {bad} not accepted by sampler {sampling['sampler']!r}; "
-                      f"expected some of {accepted}")
+        errors.append(
+            f"config: sampling.sampler_kwargs: {bad} not accepted by sampler {sampling['sampler']!r}; "
+            f"expected some of {accepted}"
+        )
 
 
 def _check_library_configs(config: Mapping, errors: list) -> None:
@@ -175,8 +192,10 @@ def _check_library_configs(config: Mapping, errors: list) -> None:
 
     evaluation = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
     for key, check in (
-        ("particles.mock", lambda: MockConfig.from_mapping({**config["particles"]["mock"],
-                                                            "cosmology": config["cosmology"]})),
+        (
+            "particles.mock",
+            lambda: MockConfig.from_mapping({**config["particles"]["mock"], "cosmology": config["cosmology"]}),
+        ),
         ("evaluation", lambda: EvalConfig.from_mapping(evaluation)),
         ("training.network", lambda: check_ncsnpp_kwargs(config["training"]["network"])),
         (None, lambda: check_sources(config["catalog"], config["particles"])),
@@ -253,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m massmaps.config", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="config files, in the order Snakemake would merge them")
-    parser.add_argument("--schema", default=Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml",
-                        help="the JSON schema (default: the workflow's, beside this source tree)")
+    parser.add_argument(
+        "--schema",
+        default=Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml",
+        help="the JSON schema (default: the workflow's, beside this source tree)",
+    )
     args = parser.parse_args(argv)
     try:
         config: dict = {}

@@ -7,6 +7,10 @@ import glob
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported where a table is read
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -80,20 +84,26 @@ def check_output_kinds(outputs: Iterable[tuple[str, bool]]) -> None:
         )
 
 
-def read_table(path: str | os.PathLike, columns=()) -> "pd.DataFrame":
+def read_table(path: str | os.PathLike, columns=()) -> pd.DataFrame:
     """A parquet table written by an earlier job; one that is missing, of the wrong kind, unreadable or
     without the expected ``columns`` raises ValueError naming the file (and the columns)."""
     import pandas as pd
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: expected a parquet table, found {'a directory' if os.path.isdir(path) else 'nothing'}")
+        raise FileNotFoundError(
+            f"{path}: expected a parquet table, found {'a directory' if os.path.isdir(path) else 'nothing'}"
+        )
     try:
         table = pd.read_parquet(path)
     except Exception as err:  # pyarrow's errors name neither the file nor the fix
-        raise ValueError(f"{path}: cannot be read as a parquet table ({type(err).__name__}: {err}); "
-                         "delete it and run snakemake again") from err
+        raise ValueError(
+            f"{path}: cannot be read as a parquet table ({type(err).__name__}: {err}); "
+            "delete it and run snakemake again"
+        ) from err
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: columns {missing} missing (found {list(table.columns)}); delete it and run snakemake again")
+        raise ValueError(
+            f"{path}: columns {missing} missing (found {list(table.columns)}); delete it and run snakemake again"
+        )
     return table

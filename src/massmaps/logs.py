@@ -23,8 +23,10 @@ def _log_termination(signum, frame) -> None:
     """SIGTERM (a cancelled, preempted or timed-out job): say so in the log, then exit with 128 + signum.
     The exit unwinds the stack, so that temporary files are removed and resumable work is kept."""
     name = signal.Signals(signum).name
-    logging.getLogger("massmaps").error("stopped by %s (job cancelled, preempted or out of time); "
-                                        "a rerun resumes where the step keeps partial work", name)
+    logging.getLogger("massmaps").error(
+        "stopped by %s (job cancelled, preempted or out of time); a rerun resumes where the step keeps partial work",
+        name,
+    )
     for handler in logging.getLogger().handlers:
         handler.flush()
     raise SystemExit(128 + signum)
@@ -43,7 +45,9 @@ def setup(
     ``also_append``: a second file that is appended to, never truncated, e.g. one that keeps the log of
     every attempt of a resumable job (Snakemake deletes a job's log file before each attempt).
     """
-    handlers: list[logging.Handler] = [logging.FileHandler(path, mode="w") if path else logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(path, mode="w") if path else logging.StreamHandler(sys.stderr)
+    ]
     if also_append is not None:
         os.makedirs(os.path.dirname(os.path.abspath(also_append)), exist_ok=True)
         handlers.append(logging.FileHandler(also_append, mode="a"))

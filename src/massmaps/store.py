@@ -187,8 +187,9 @@ def _check_manifest(path: Path, ds: xr.Dataset) -> None:
         if not what and full and _crc32(f) != crc:
             what = "has changed bytes (CRC32 differs from the one written)"
         if what:
-            raise StoreError(f"{path}: store damaged since it was written: {rel} {what}"
-                             f"{_sightlines_of(ds, rel)}; {RERUN_HINT}")
+            raise StoreError(
+                f"{path}: store damaged since it was written: {rel} {what}{_sightlines_of(ds, rel)}; {RERUN_HINT}"
+            )
 
 
 def _sightlines_of(ds: xr.Dataset, rel: str) -> str:
@@ -243,7 +244,9 @@ def maps_dataset(
     return ds
 
 
-def assemble(shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, *, chunk_sightlines: int = 16) -> xr.Dataset:
+def assemble(
+    shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, *, chunk_sightlines: int = 16
+) -> xr.Dataset:
     """Concatenate complete shard stores along ``sightline`` (sorted by sightline_id) into one store."""
     parts = [open_store(p) for p in shard_paths]
     if not parts:
@@ -267,5 +270,3 @@ def assemble(shard_paths: Sequence[str | os.PathLike], path: str | os.PathLike, 
     ds.attrs["n_shards"] = len(parts)
     write_store(ds, path, chunk_sightlines=chunk_sightlines)
     return ds
-
-

@@ -66,8 +66,13 @@ training: {{steps: 1100, batch_size: 8, checkpoint_every: 50, val_every: 100, lo
 sampling: {{eval_range_only: false, n_samples: 3, steps: 3, batch_size: 8}}
 """
 STEPS = 1100
-COMPARED_FILES = ["catalog/halos.parquet", "sightlines/plan.parquet", "split/splits.parquet",
-                  "figures/fig1_mass_function.png", "metrics/posterior_summary.json"]
+COMPARED_FILES = [
+    "catalog/halos.parquet",
+    "sightlines/plan.parquet",
+    "split/splits.parquet",
+    "figures/fig1_mass_function.png",
+    "metrics/posterior_summary.json",
+]
 COMPARED_STORES = ["dataset/maps.zarr", "samples/test.zarr"]
 # The targets: the DAG up to the posterior and its summary (the figure and table rules after it run the
 # same way, locally in tests/test_workflow.py; leaving them out keeps this test near 5 minutes)
@@ -105,16 +110,18 @@ def test_profile() -> dict:
     (torch threads beyond the free cores of a busy machine slow training down several times, and this test
     times training), train_model limited to 1 minute (without the early --signal, whose lead is longer)."""
     prof = yaml.safe_load(PROFILE.read_text())
-    prof.update({
-        "slurm-init-seconds-before-status-checks": 2,
-        "seconds-between-status-checks": 2,
-        "latency-wait": 5,
-        "retries": RETRIES,
-        "slurm-keep-successful-logs": True,
-        "verbose": True,  # the plugin logs every status query (command=squeue) and sbatch call
-        "default-resources": ["mem_mb=1000", "runtime=10"],
-        "set-threads": {rule: 1 for rule in prof["set-threads"]},
-    })
+    prof.update(
+        {
+            "slurm-init-seconds-before-status-checks": 2,
+            "seconds-between-status-checks": 2,
+            "latency-wait": 5,
+            "retries": RETRIES,
+            "slurm-keep-successful-logs": True,
+            "verbose": True,  # the plugin logs every status query (command=squeue) and sbatch call
+            "default-resources": ["mem_mb=1000", "runtime=10"],
+            "set-threads": {rule: 1 for rule in prof["set-threads"]},
+        }
+    )
     for res in prof["set-resources"].values():
         res["mem_mb"] = min(res.get("mem_mb", 1000), 2000)
         res["runtime"] = min(res.get("runtime", 10), 30)
@@ -127,8 +134,20 @@ test_profile.__test__ = False  # a helper, not a test
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", *TARGETS, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(ROOT / "config" / "config.yaml"), str(workdir / "test.yaml"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *TARGETS,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        str(workdir / "test.yaml"),
+        *args,
+    ]
 
 
 @dataclass
@@ -147,8 +166,9 @@ class Runs:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     if not enabled:
-        pytest.skip("opt-in: brings up a real Slurm on this machine; run `make test-slurm` "
-                    "(MASSMAPS_SLURM_TEST=1, as root)")
+        pytest.skip(
+            "opt-in: brings up a real Slurm on this machine; run `make test-slurm` (MASSMAPS_SLURM_TEST=1, as root)"
+        )
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.fail("MASSMAPS_SLURM_TEST=1 needs Linux and root (it starts slurmctld, slurmd and munged)")
     if not (shutil.which("sbatch") or shutil.which("apt-get")):
@@ -189,18 +209,36 @@ def _bring_up_and_run(tmp_path_factory, t0: float) -> Runs:
     (slurm / "profile" / "config.yaml").write_text(yaml.safe_dump(test_profile(), sort_keys=False))
 
     # the same threads as the Slurm jobs (identical bytes), the same 1-minute runtime for train_model
-    local_cmd = snakemake_cmd(local, "--cores", str(min(NCPU, 2)), "--set-threads",
-                              *(f"{rule}={n}" for rule, n in threads.items()),
-                              "--set-resources", "train_model:runtime=1")
-    slurm_cmd = ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_RUN_S),
-                 *snakemake_cmd(slurm, "--workflow-profile", str(slurm / "profile"))]
+    local_cmd = snakemake_cmd(
+        local,
+        "--cores",
+        str(min(NCPU, 2)),
+        "--set-threads",
+        *(f"{rule}={n}" for rule, n in threads.items()),
+        "--set-resources",
+        "train_model:runtime=1",
+    )
+    slurm_cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "30",
+        str(TIMEOUT_RUN_S),
+        *snakemake_cmd(slurm, "--workflow-profile", str(slurm / "profile")),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t_runs = time.monotonic()
     with open(local / "run.log", "w") as local_out, open(slurm / "run.log", "w") as slurm_out:
         procs = {
             "slurm": subprocess.Popen(slurm_cmd, stdout=slurm_out, stderr=subprocess.STDOUT, env=env, cwd=slurm),
-            "local": subprocess.Popen(["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_RUN_S), *local_cmd],
-                                      stdout=local_out, stderr=subprocess.STDOUT, env=env, cwd=local),
+            "local": subprocess.Popen(
+                ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_RUN_S), *local_cmd],
+                stdout=local_out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=local,
+            ),
         }
         codes = {}
         deadline = t_runs + TIMEOUT_RUN_S + 60  # `timeout` ends each run before this
@@ -218,13 +256,23 @@ def _bring_up_and_run(tmp_path_factory, t0: float) -> Runs:
     for line in sh("squeue", "--states=all", "--noheader", "--format=%i|%T|%k").splitlines():
         jobid, state, comment = line.strip().split("|", 2)
         queue[jobid] = (state, comment)
-    submitted = [(re.search(r"slurm_logs/rule_(\w+?)/", logfile).group(1), jobid, Path(logfile))
-                 for jobid, logfile in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$",
-                                                  slurm_log, re.M)]
+    submitted = [
+        (re.search(r"slurm_logs/rule_(\w+?)/", logfile).group(1), jobid, Path(logfile))
+        for jobid, logfile in re.findall(
+            r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", slurm_log, re.M
+        )
+    ]
     scontrol = {jobid: sh("scontrol", "show", "job", jobid) for _, jobid, _ in submitted}
-    result = Runs(local=local / "results" / RUN, slurm=slurm / "results" / RUN, slurm_log=slurm_log,
-                  local_log=local_log, squeue=queue, scontrol=scontrol, submitted=submitted,
-                  daemon_logs=daemon_logs())
+    result = Runs(
+        local=local / "results" / RUN,
+        slurm=slurm / "results" / RUN,
+        slurm_log=slurm_log,
+        local_log=local_log,
+        squeue=queue,
+        scontrol=scontrol,
+        submitted=submitted,
+        daemon_logs=daemon_logs(),
+    )
     wall["total"] = time.monotonic() - t0
     result.wall_s = wall
     print(f"wall times (s): {json.dumps({k: round(v, 1) for k, v in wall.items()})}")
@@ -243,8 +291,17 @@ def _bring_up_and_run(tmp_path_factory, t0: float) -> Runs:
 # -------------------------------------------------------------------------------------------- tests
 def test_every_job_submitted_to_slurm_and_seen_by_squeue(runs):
     rules = [rule for rule, _, _ in runs.submitted]
-    expected = {"halo_catalog", "sightline_plan", "project_shard", "assemble_dataset", "figure_mass_function",
-                "split_dataset", "train_model", "sample_posterior", "evaluate_posterior"}
+    expected = {
+        "halo_catalog",
+        "sightline_plan",
+        "project_shard",
+        "assemble_dataset",
+        "figure_mass_function",
+        "split_dataset",
+        "train_model",
+        "sample_posterior",
+        "evaluate_posterior",
+    }
     assert set(rules) == expected, rules
     assert rules.count("project_shard") == 2
     for rule, jobid, _ in runs.submitted:
@@ -295,22 +352,30 @@ def test_training_resumes_across_time_limit(runs):
     assert [step for step, _ in stops] == resumes == sorted(resumes), (stops, resumes)
     assert all(why.startswith("time budget") or why == "SIGTERM" for _, why in stops), stops
     assert any(why.startswith("time budget") for _, why in stops), stops
-    print(f"train_model: {len(attempts)} Slurm jobs {states}, stopped at {stops}, finished at step {STEPS}; "
-          f"wall times (s) {json.dumps({k: round(v, 1) for k, v in runs.wall_s.items()})}")
+    print(
+        f"train_model: {len(attempts)} Slurm jobs {states}, stopped at {stops}, finished at step {STEPS}; "
+        f"wall times (s) {json.dumps({k: round(v, 1) for k, v in runs.wall_s.items()})}"
+    )
 
     (local_log,) = [p.read_text() for p in runs.local.glob("checkpoints/*/attempts.log")]
     assert local_log.count("---- train_model") == 1
     assert "time budget" not in local_log and "resuming" not in local_log  # local runs are never cut short
-    meta = {k: json.loads((d / "model" / "massmaps_model.json").read_text())["training"]
-            for k, d in (("local", runs.local), ("slurm", runs.slurm))}
+    meta = {
+        k: json.loads((d / "model" / "massmaps_model.json").read_text())["training"]
+        for k, d in (("local", runs.local), ("slurm", runs.slurm))
+    }
     assert meta["local"]["steps"] == meta["slurm"]["steps"] == STEPS
     assert meta["local"]["resumed_from"] is None and meta["slurm"]["resumed_from"] == stops[-1][0]
-    weights = {k: torch.load(d / "model" / score.WEIGHTS_FILE, weights_only=True)
-               for k, d in (("local", runs.local), ("slurm", runs.slurm))}
+    weights = {
+        k: torch.load(d / "model" / score.WEIGHTS_FILE, weights_only=True)
+        for k, d in (("local", runs.local), ("slurm", runs.slurm))
+    }
     assert weights["local"].keys() == weights["slurm"].keys()
     for name, tensor in weights["local"].items():
         assert torch.equal(tensor, weights["slurm"][name]), f"weights {name} differ"
-    assert (runs.local / "model" / score.WEIGHTS_FILE).read_bytes() == (runs.slurm / "model" / score.WEIGHTS_FILE).read_bytes()
+    assert (runs.local / "model" / score.WEIGHTS_FILE).read_bytes() == (
+        runs.slurm / "model" / score.WEIGHTS_FILE
+    ).read_bytes()
 
 
 def test_outputs_identical_to_local_run(runs):
@@ -346,12 +411,29 @@ def test_slurm_profile_dry_run(tmp_path):
     a dry run caps threads at --cores)."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "16", "--workflow-profile", str(PROFILE.parent), "-s", str(ROOT / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml")],
-        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "16",
+            "--workflow-profile",
+            str(PROFILE.parent),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
     )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-5000:]
-    block = text[text.index("rule train_model:"):]
+    block = text[text.index("rule train_model:") :]
     block = block[: block.index("\n\n")] if "\n\n" in block else block
     assert "threads: 8" in block and "gpu=1" in block and "runtime=1440" in block, block

@@ -6,15 +6,15 @@ rule halo_catalog:
         catalog=f"{RESULTS}/catalog/halos.parquet",
     log:
         f"{RESULTS}/logs/halo_catalog.log",
-    params:
-        catalog=config["catalog"],
-        snapshot=get_group_catalog_params(),
-        cosmology=config["cosmology"],
-        seed=config["seed"],
     conda:
         "../../envs/massmaps.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        catalog=config["catalog"],
+        snapshot=get_group_catalog_params(),
+        cosmology=config["cosmology"],
+        seed=config["seed"],
     script:
         "../scripts/halo_catalog.py"

@@ -7,14 +7,14 @@ rule evaluate_posterior:
         summary=f"{RESULTS}/metrics/posterior_summary.json",
     log:
         f"{RESULTS}/logs/evaluate_posterior.log",
-    params:
-        evaluation=EVALUATION,
-        h=config["cosmology"]["H0"] / 100.0,
     conda:
         "../../envs/massmaps.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        evaluation=EVALUATION,
+        h=config["cosmology"]["H0"] / 100.0,
     script:
         "../scripts/evaluate_posterior.py"
 
@@ -23,18 +23,20 @@ rule linear_baselines:
     input:
         dataset=rules.assemble_dataset.output.store,
     output:
-        per_k=report(f"{RESULTS}/metrics/linear_baselines.csv", caption="../report/linear_baselines.rst", category="Evaluation"),
+        per_k=report(
+            f"{RESULTS}/metrics/linear_baselines.csv", caption="../report/linear_baselines.rst", category="Evaluation"
+        ),
         per_scale=f"{RESULTS}/metrics/linear_baselines_scales.csv",
     log:
         f"{RESULTS}/logs/linear_baselines.log",
-    params:
-        evaluation=EVALUATION,
-        h=config["cosmology"]["H0"] / 100.0,
     conda:
         "../../envs/massmaps.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        evaluation=EVALUATION,
+        h=config["cosmology"]["H0"] / 100.0,
     script:
         "../scripts/linear_baselines.py"
 
@@ -68,16 +70,16 @@ rule diffusion_trajectory:
         trajectory=directory(f"{RESULTS}/samples/trajectory.zarr"),
     log:
         f"{RESULTS}/logs/diffusion_trajectory.log",
-    params:
-        sampling=config["sampling"],
-        levels=config["evaluation"]["diffusion_levels"],
-        seed=config["seed"],
     conda:
         "../../envs/massmaps.yaml"
     threads: 2
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        sampling=config["sampling"],
+        levels=config["evaluation"]["diffusion_levels"],
+        seed=config["seed"],
     script:
         "../scripts/diffusion_trajectory.py"
 
@@ -91,12 +93,12 @@ rule calibration:
         markdown=f"{RESULTS}/metrics/calibration.md",
     log:
         f"{RESULTS}/logs/calibration.log",
-    params:
-        seed=config["seed"],
     conda:
         "../../envs/massmaps.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        seed=config["seed"],
     script:
         "../scripts/calibration.py"

@@ -23,14 +23,14 @@ for _fig in FIGURE_SPECS.values():
             report(get_figure(_fig.name), caption=f"../report/{_fig.name}.rst", category=_fig.category),
         log:
             f"{RESULTS}/logs/{_fig.rule}.log",
-        params:
-            name=_fig.name,
-            figures=config["figures"],
-            config={key: config[key] for key in _fig.config},
         conda:
             "../../envs/massmaps.yaml"
         resources:
             mem_mb=_fig.mem_mb,
             runtime=10,
+        params:
+            name=_fig.name,
+            figures=config["figures"],
+            config={key: config[key] for key in _fig.config},
         script:
             "../scripts/figure.py"

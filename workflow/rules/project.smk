@@ -7,6 +7,12 @@ rule project_shard:
         store=directory(f"{RESULTS}/shards/shard_{{shard}}.zarr"),
     log:
         f"{RESULTS}/logs/project_shard/{{shard}}.log",
+    conda:
+        "../../envs/massmaps.yaml"
+    threads: config["projection"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         source=config["particles"]["source"],
         mock=MOCK_CONFIG,
@@ -14,11 +20,5 @@ rule project_shard:
         cosmology=config["cosmology"],
         projection=PROJECTION,
         data_hash=DATA_HASH,
-    conda:
-        "../../envs/massmaps.yaml"
-    threads: config["projection"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=120,
     script:
         "../scripts/project_shard.py"

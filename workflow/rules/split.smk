@@ -5,13 +5,13 @@ rule split_dataset:
         splits=f"{RESULTS}/split/splits.parquet",
     log:
         f"{RESULTS}/logs/split_dataset.log",
-    params:
-        split=config["split"],
-        seed=config["seed"],
     conda:
         "../../envs/massmaps.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        split=config["split"],
+        seed=config["seed"],
     script:
         "../scripts/split_dataset.py"

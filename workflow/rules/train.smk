@@ -6,12 +6,6 @@ rule train_model:
         model=directory(f"{RESULTS}/model"),
     log:
         f"{RESULTS}/logs/train_model.log",
-    params:
-        training=config["training"],
-        normalisation=config["normalisation"],
-        # checkpoints live outside the declared output (Snakemake deletes that on failure),
-        # in a folder keyed by everything that shapes the model, so a changed config starts afresh
-        checkpoint_dir=f"{RESULTS}/checkpoints/{TRAINING_HASH}",
     conda:
         "../../envs/massmaps.yaml"
     threads: 2
@@ -19,5 +13,11 @@ rule train_model:
         mem_mb=8000,
         runtime=240,
         gpu=1 if config["training"]["device"] in ("auto", "cuda") else 0,
+    params:
+        training=config["training"],
+        normalisation=config["normalisation"],
+        # checkpoints live outside the declared output (Snakemake deletes that on failure),
+        # in a folder keyed by everything that shapes the model, so a changed config starts afresh
+        checkpoint_dir=f"{RESULTS}/checkpoints/{TRAINING_HASH}",
     script:
         "../scripts/train_model.py"

@@ -27,5 +27,10 @@ t = reconstruct.diffusion_trajectory(
     splits=files.read_table(snakemake.input.splits),  # noqa: F821
 )
 store.write_store(t, snakemake.output.trajectory)  # noqa: F821
-log.info("sightline %s (M200m = %.3g Msun): levels %s reached at %s", t.attrs["sightline_id"], t.attrs["M200m_Msun"],
-         t["sigma"].values, t["sigma_reached"].values)
+log.info(
+    "sightline %s (M200m = %.3g Msun): levels %s reached at %s",
+    t.attrs["sightline_id"],
+    t.attrs["M200m_Msun"],
+    t["sigma"].values,
+    t["sigma_reached"].values,
+)

@@ -14,8 +14,14 @@ from massmaps.learning import reconstruct  # noqa: E402
 log = logs.setup(snakemake.log[0])  # noqa: F821
 samples = store.open_store(snakemake.input.samples)  # noqa: F821
 dataset = store.open_store(snakemake.input.dataset)  # noqa: F821
-ev = evaluate.evaluate(samples, dataset, snakemake.params.evaluation, h=snakemake.params.h, progress=True,  # noqa: F821
-                         sources={"samples": snakemake.input.samples, "dataset": snakemake.input.dataset})  # noqa: F821
+ev = evaluate.evaluate(
+    samples,
+    dataset,
+    snakemake.params.evaluation,
+    h=snakemake.params.h,
+    progress=True,  # noqa: F821
+    sources={"samples": snakemake.input.samples, "dataset": snakemake.input.dataset},
+)  # noqa: F821
 store.write_store(ev, snakemake.output.evaluation)  # noqa: F821
 summary = {"pixels": reconstruct.evaluate_samples(samples, dataset), "evaluation": evaluate.summary(ev)}
 log.info("%s", json.dumps(summary, indent=1))

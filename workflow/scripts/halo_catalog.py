@@ -35,7 +35,9 @@ else:
         model=model,
         params=params,
     )
-    expected = catalog.expected_count(cfg["box_Mpc"] ** 3, cfg["m_min_Msun"], cfg["m_max_Msun"], params, model.mass_function)
+    expected = catalog.expected_count(
+        cfg["box_Mpc"] ** 3, cfg["m_min_Msun"], cfg["m_max_Msun"], params, model.mass_function
+    )
     log.info("expected %.1f halos from %s in a (%.1f Mpc)^3 box", expected, model.mass_function, cfg["box_Mpc"])
 log.info("%d halos, M200m from %.3g to %.3g Msun", len(halos), halos["M200m_Msun"].min(), halos["M200m_Msun"].max())
 catalog.write_parquet_atomic(halos, snakemake.output.catalog)  # noqa: F821

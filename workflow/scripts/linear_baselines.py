@@ -11,8 +11,12 @@ from massmaps.files import write_text_atomic  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 dataset = store.open_store(snakemake.input.dataset).load()  # noqa: F821
-per_k, per_scale = evaluate.linear_baselines(dataset, snakemake.params.evaluation, h=snakemake.params.h,  # noqa: F821
-                                               source=snakemake.input.dataset)  # noqa: F821
+per_k, per_scale = evaluate.linear_baselines(
+    dataset,
+    snakemake.params.evaluation,
+    h=snakemake.params.h,  # noqa: F821
+    source=snakemake.input.dataset,
+)  # noqa: F821
 write_text_atomic(per_k.to_csv(index=False, float_format="%.6g"), snakemake.output.per_k)  # noqa: F821
 write_text_atomic(per_scale.to_csv(index=False, float_format="%.6g"), snakemake.output.per_scale)  # noqa: F821
 log.info("linear baselines r per scale (mean over maps, 16/84 offsets):\n%s", per_scale.round(4).to_string(index=False))

@@ -31,5 +31,10 @@ ds = reconstruct.sample_from_store(
 )
 store.write_store(ds, snakemake.output.samples, chunk_sightlines=1)  # noqa: F821
 reconstruct.clear_resume(snakemake.params.resume_dir)  # noqa: F821
-log.info("%d sightlines x %d samples (%s, %s NFE per sample)", ds.sizes["sightline"], ds.sizes["sample"],
-         ds.attrs["sampler"], ds.attrs["nfe_per_sample"])
+log.info(
+    "%d sightlines x %d samples (%s, %s NFE per sample)",
+    ds.sizes["sightline"],
+    ds.sizes["sample"],
+    ds.attrs["sampler"],
+    ds.attrs["nfe_per_sample"],
+)

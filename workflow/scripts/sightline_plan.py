@@ -23,7 +23,9 @@ plan = sightlines.plan_sightlines(
     log10_min=cfg["log10_min"],
     split=snakemake.params.split,  # noqa: F821
 )
-edges, counts = sightlines.bin_counts(plan["log10_M200m"].to_numpy(), bin_dex=cfg["bin_dex"], log10_min=cfg["log10_min"])
+edges, counts = sightlines.bin_counts(
+    plan["log10_M200m"].to_numpy(), bin_dex=cfg["bin_dex"], log10_min=cfg["log10_min"]
+)
 log.info("%d sightlines of %d halos in %d shards", len(plan), plan["halo_id"].nunique(), cfg["n_shards"])
 for name, part in plan.groupby("split"):
     log.info("  %s: %d sightlines of %d clusters", name, len(part), part["halo_id"].nunique())

@@ -19,6 +19,11 @@ table = split.split_table(
     eval_range_Msun=cfg["eval_mass_range_Msun"],
 )
 for name, part in table.groupby("split"):
-    log.info("%s: %d sightlines of %d clusters (%d in the evaluation range)", name, len(part),
-             part["halo_id"].nunique(), int(part["in_eval_range"].sum()))
+    log.info(
+        "%s: %d sightlines of %d clusters (%d in the evaluation range)",
+        name,
+        len(part),
+        part["halo_id"].nunique(),
+        int(part["in_eval_range"].sum()),
+    )
 write_parquet_atomic(table, snakemake.output.splits)  # noqa: F821

@@ -20,5 +20,7 @@ write_text_atomic(margins.to_csv(index=False, float_format="%.6g"), snakemake.ou
 for name in evaluate.empty_bins(ev):
     log.warning("mass bin %r holds no evaluated map: Table 1 shows it with n = 0", name)
 log.info("Table 1\n%s", evaluate.table1_markdown(table))
-log.info("smallest margin of r(k) over the better baseline per mass bin, field and scale:\n%s",
-         margins.groupby(["mass_bin", "field", "scale"], sort=False)["margin"].min().to_string())
+log.info(
+    "smallest margin of r(k) over the better baseline per mass bin, field and scale:\n%s",
+    margins.groupby(["mass_bin", "field", "scale"], sort=False)["margin"].min().to_string(),
+)

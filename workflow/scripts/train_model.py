@@ -34,9 +34,13 @@ training["time_budget_s"] = attempt_time_budget(
     training.get("time_budget_s"), runtime_min, margin_s, under_scheduler=slurm_job is not None
 )
 if training["time_budget_s"] is not None:
-    log.info("time budget of this attempt: %.0f s (training.time_budget_s %s, runtime %s min, margin %s s)",
-             training["time_budget_s"], snakemake.params.training.get("time_budget_s"),  # noqa: F821
-             runtime_min, margin_s)
+    log.info(
+        "time budget of this attempt: %.0f s (training.time_budget_s %s, runtime %s min, margin %s s)",
+        training["time_budget_s"],
+        snakemake.params.training.get("time_budget_s"),  # noqa: F821
+        runtime_min,
+        margin_s,
+    )
 result = reconstruct.train_from_store(
     snakemake.input.dataset,  # noqa: F821
     files.read_table(snakemake.input.splits),  # noqa: F821
@@ -47,5 +51,11 @@ result = reconstruct.train_from_store(
     log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
     budget_start=T0,
 )
-log.info("trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",
-         result.step, result.resumed_from, result.train_loss, result.val_loss, result.images_per_s)
+log.info(
+    "trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",
+    result.step,
+    result.resumed_from,
+    result.train_loss,
+    result.val_loss,
+    result.images_per_s,
+)

@@ -52,9 +52,9 @@ adding a component or toggling one draw does not change the other draws.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -238,7 +238,7 @@ class MockConfig:
         return p
 
     @classmethod
-    def from_mapping(cls, d: Mapping | None) -> "MockConfig":
+    def from_mapping(cls, d: Mapping | None) -> MockConfig:
         """Build from a plain mapping (e.g. YAML). Unknown keys raise ValueError naming them."""
         if d is None:
             return cls()
@@ -256,7 +256,7 @@ class MockConfig:
         return cls(**kw)
 
     @classmethod
-    def coerce(cls, cfg: "MockConfig | Mapping | None") -> "MockConfig":
+    def coerce(cls, cfg: MockConfig | Mapping | None) -> MockConfig:
         return cfg if isinstance(cfg, cls) else cls.from_mapping(cfg)
 
     def to_dict(self) -> dict:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -202,7 +203,7 @@ class HostHalo:
     merger: bool = False  # the host has a merger secondary (section 3)
 
     @classmethod
-    def from_row(cls, halo: Mapping, cfg: MockConfig) -> "HostHalo":
+    def from_row(cls, halo: Mapping, cfg: MockConfig) -> HostHalo:
         seed = int(halo["seed"])
         M200m = float(halo["M200m_Msun"])
         R200m = float(halo["R200m_Mpc"])
@@ -299,7 +300,7 @@ class HostHalo:
         centre: np.ndarray | None = None,
         environment: bool = False,
         merger: bool = False,
-    ) -> "HostHalo":
+    ) -> HostHalo:
         """Derived quantities from the draws: disturbed c factor, 200c/500c masses (NFW), nu, r_t, gas axes.
 
         ``environment`` computes the collapsed fractions the smooth background removes (the host only).
@@ -391,7 +392,9 @@ class HostGas:
         self.host, self.cfg = host, cfg
         rho_c = cosmo_mod.rho_crit(cfg.cosmology)
         f_b = cfg.cosmology.Ob0 / cfg.cosmology.Om0
-        self.density_b16 = profiles.Battaglia16GasDensity(host.M200c, host.R200c, rho_c, f_b, amplitude=host.gas_amplitude)
+        self.density_b16 = profiles.Battaglia16GasDensity(
+            host.M200c, host.R200c, rho_c, f_b, amplitude=host.gas_amplitude
+        )
         if cfg.pressure_model == "arnaud10":
             self.pressure = profiles.Arnaud10Pressure.debiased(
                 host.M500c,
@@ -440,7 +443,9 @@ class HostGas:
 
     def sample(self, rng):
         h = self.host
-        gas = sample_radial(rng, self.r_tab, self.M_tab, self.cfg.m_gas, axes=h.axes_gas, rotation=h.rotation, centre=h.gas_centre)
+        gas = sample_radial(
+            rng, self.r_tab, self.M_tab, self.cfg.m_gas, axes=h.axes_gas, rotation=h.rotation, centre=h.gas_centre
+        )
         return ComponentOutput(gas=gas, painters=[self.painter()])
 
 
@@ -497,7 +502,9 @@ class HostDarkMatter:
 
     def shape(self, r):
         c = self.cfg
-        return profiles.nfw_shape(np.asarray(r) / self.r_s) * profiles.f_trans(r, self.host.r_t, c.dk14_beta, c.dk14_gamma)
+        return profiles.nfw_shape(np.asarray(r) / self.r_s) * profiles.f_trans(
+            r, self.host.r_t, c.dk14_beta, c.dk14_gamma
+        )
 
     def density(self, r):
         return self.rho_s * self.shape(r)

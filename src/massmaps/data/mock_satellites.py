@@ -12,7 +12,8 @@ on top of the catalogue mass.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -99,7 +100,7 @@ def draw_satellite_halos(
     halos = []
     for i in range(n):
         ptype = pressure_type or (PRESSURE_TYPES[int(type_idx[i])] if scatter else "universal")
-        f = (lambda sig, z: float(np.exp(sig * z)) if scatter else 1.0)  # noqa: E731
+        f = lambda sig, z: float(np.exp(sig * z)) if scatter else 1.0  # noqa: E731
         halos.append(
             HostHalo.derive(
                 halo_id=host.halo_id,
@@ -221,12 +222,16 @@ class Subhalos:
     def sample(self, rng):
         cfg = self.cfg
         dm, gas = [], []
-        for i, (r, M_dm, M_gas) in enumerate(self.tables):
+        for i, (r, _M_dm, M_gas) in enumerate(self.tables):
             n = _stochastic_round(self.m[i] / cfg.m_dm, rng)
             x_t = self.r_t[i] / self.r_s[i]
             rr = self.r_s[i] * profiles.nfw_inverse_cdf(rng.random(n), x_t)
-            dm.append(ParticleSet(pos=self.centres[i] + rr[:, None] * substructure.isotropic_directions(rng, n),
-                                  mass=np.full(n, cfg.m_dm)))
+            dm.append(
+                ParticleSet(
+                    pos=self.centres[i] + rr[:, None] * substructure.isotropic_directions(rng, n),
+                    mass=np.full(n, cfg.m_dm),
+                )
+            )
             if M_gas[-1] > 0:
                 gas.append(sample_radial(rng, r, M_gas, cfg.m_gas, centre=self.centres[i]))
         R = cfg.R_gen
@@ -278,8 +283,13 @@ class Merger:
         centre = host.centre + self.separation * n_hat
         gas_centre = centre - self.gas_lag * self.v_hat
         (self.halo,) = draw_satellite_halos(
-            rng, host, cfg, np.array([self.xi * host.M200m]), centre[None, :],
-            gas_centres=gas_centre[None, :], pressure_type="disturbed",
+            rng,
+            host,
+            cfg,
+            np.array([self.xi * host.M200m]),
+            centre[None, :],
+            gas_centres=gas_centre[None, :],
+            pressure_type="disturbed",
         )
         self.gas = HostGas(self.halo, cfg)
         self.dm = HostDarkMatter(self.halo, cfg, self.gas.closure_mass())
@@ -362,8 +372,14 @@ class Neighbours:
         for h, dm, gas in zip(self.halos, self.dms, self.gases):
             for comp, axes in ((dm, h.axes_dm), (gas, h.axes_gas)):
                 total += substructure.mass_inside_sphere(
-                    comp.r_tab, comp.M_tab, h.centre - self.host.centre, R, axes=axes, rotation=h.rotation,
-                    n_dir=128, max_shells=64,
+                    comp.r_tab,
+                    comp.M_tab,
+                    h.centre - self.host.centre,
+                    R,
+                    axes=axes,
+                    rotation=h.rotation,
+                    n_dir=128,
+                    max_shells=64,
                 )
         return total
 

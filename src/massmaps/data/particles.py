@@ -7,8 +7,9 @@ keV, bolometric X-ray emissivity in erg s^-1 cm^-3.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -161,7 +162,7 @@ class ParticleSet:
         return self.pos.shape[0]
 
     @classmethod
-    def empty(cls) -> "ParticleSet":
+    def empty(cls) -> ParticleSet:
         return cls(pos=np.zeros((0, 3)), mass=np.zeros(0))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -173,14 +174,14 @@ class ParticleSet:
                 out[name] = v
         return out
 
-    def subset(self, mask) -> "ParticleSet":
+    def subset(self, mask) -> ParticleSet:
         """The particles selected by a boolean mask or an index array (copies)."""
         mask = np.asarray(mask)
         kw = {name: getattr(self, name) for name in ("pos", "mass", *_OPTIONAL)}
         return ParticleSet(**{k: (None if v is None else v[mask]) for k, v in kw.items()})
 
     @staticmethod
-    def concat(sets: Iterable["ParticleSet"]) -> "ParticleSet":
+    def concat(sets: Iterable[ParticleSet]) -> ParticleSet:
         """Concatenate particle sets (empty ones are skipped). An optional field must be set on all or none."""
         sets = [s for s in sets if s is not None and len(s)]
         if not sets:
@@ -206,4 +207,3 @@ class Cluster:
 
     def species(self) -> dict[str, ParticleSet]:
         return {"dm": self.dm, "gas": self.gas}
-

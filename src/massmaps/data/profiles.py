@@ -28,8 +28,8 @@ A92; Battaglia et al. 2012, ApJ 758, 75; Arnaud, Pointecouteau & Pratt 2005, A&A
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import lambertw
@@ -261,7 +261,7 @@ class Arnaud10Pressure:
     mass_dependent_slope: bool = True
 
     @classmethod
-    def debiased(cls, M500c: float, R500c: float, b: float = 0.2, **kwargs) -> "Arnaud10Pressure":
+    def debiased(cls, M500c: float, R500c: float, b: float = 0.2, **kwargs) -> Arnaud10Pressure:
         """A10 evaluated with M500,eff = (1-b) M500c and R500,eff = (1-b)^(1/3) R500c (true masses in)."""
         return cls(M500=(1.0 - b) * M500c, R500=(1.0 - b) ** (1.0 / 3.0) * R500c, **kwargs)
 

@@ -142,8 +142,13 @@ def _split_and_test_views(rows: list, cat: pd.DataFrame, split: Mapping, seed: i
     halos = np.array(sorted({r[0] for r in rows}), dtype=np.int64)
     logm = cat.set_index("halo_id")["log10_M200m"]
     bin_dex = split.get("bin_dex", 0.1)
-    names = assign_splits(halos, logm.loc[halos].to_numpy(), fractions=split.get("fractions", (0.8, 0.1, 0.1)),
-                          bin_width=bin_dex, seed=seed)
+    names = assign_splits(
+        halos,
+        logm.loc[halos].to_numpy(),
+        fractions=split.get("fractions", (0.8, 0.1, 0.1)),
+        bin_width=bin_dex,
+        seed=seed,
+    )
     labels = dict(zip(halos.tolist(), names.tolist()))
     lo, hi = split.get("eval_mass_range_Msun", EVAL_MASS_RANGE_MSUN)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, 1]))

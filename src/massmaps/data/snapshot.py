@@ -59,9 +59,9 @@ from __future__ import annotations
 import glob
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,7 +153,7 @@ class SnapshotConfig:
                 raise ValueError(f"{name} must be positive or null, got {v!r}")
 
     @classmethod
-    def from_mapping(cls, d: Mapping | None) -> "SnapshotConfig":
+    def from_mapping(cls, d: Mapping | None) -> SnapshotConfig:
         """Build from a plain mapping (e.g. YAML; a subset of the keys is fine). Unknown keys raise ValueError naming them."""
         if d is None:
             return cls()
@@ -161,7 +161,7 @@ class SnapshotConfig:
         return cls(**d)
 
     @classmethod
-    def coerce(cls, cfg: "SnapshotConfig | Mapping | None") -> "SnapshotConfig":
+    def coerce(cls, cfg: SnapshotConfig | Mapping | None) -> SnapshotConfig:
         return cfg if isinstance(cfg, cls) else cls.from_mapping(cfg)
 
     @property
@@ -179,11 +179,17 @@ def check_sources(catalog: Mapping, particles: Mapping) -> None:
         raise ValueError(f"config: particles.snapshot: {err}") from None
     if cat_src == "group_catalog":
         if part_src != "snapshot":
-            raise ValueError("config: catalog.source: group_catalog needs particles.source: snapshot (the mock cannot build simulated halos)")
+            raise ValueError(
+                "config: catalog.source: group_catalog needs particles.source: snapshot (the mock cannot build simulated halos)"
+            )
         if not snap.group_catalog:
-            raise ValueError("config: catalog.source: group_catalog needs particles.snapshot.group_catalog (a path or glob)")
+            raise ValueError(
+                "config: catalog.source: group_catalog needs particles.snapshot.group_catalog (a path or glob)"
+            )
         if LAYOUT[snap.layout].datasets["group_pos"] is None:
-            raise ValueError(f"config: particles.snapshot.layout: {snap.layout} has no group catalogue; use catalog.source: file with centre columns")
+            raise ValueError(
+                f"config: particles.snapshot.layout: {snap.layout} has no group catalogue; use catalog.source: file with centre columns"
+            )
     if part_src == "snapshot":
         if not snap.files:
             raise ValueError("config: particles.source: snapshot needs particles.snapshot.files (a path or glob)")
@@ -458,7 +464,9 @@ def _read_header(path: Path, layout: Layout, kind: str) -> FileHeader:
         else:
             t, tloc = _find_attr(f, layout.attrs["time"])
             units["velocity"] = (
-                None if t is None or units["length"] is None else (units["length"][0] / _scalar(t), f"{units['length'][1]} / {tloc}")
+                None
+                if t is None or units["length"] is None
+                else (units["length"][0] / _scalar(t), f"{units['length'][1]} / {tloc}")
             )
         if kind == "snapshot":
             keys = ("NumPart_ThisFile", "NumPart_Total", "NumFilesPerSnapshot", "MassTable")
@@ -497,7 +505,9 @@ class _Files:
         for hd in self.headers[1:]:
             for q in ("a", "z", "h"):
                 if not np.isclose(getattr(hd, q), getattr(h0, q), rtol=1e-6):
-                    raise SnapshotError(f"{hd.path}: header {q} = {getattr(hd, q)} differs from {h0.path} ({getattr(h0, q)})")
+                    raise SnapshotError(
+                        f"{hd.path}: header {q} = {getattr(hd, q)} differs from {h0.path} ({getattr(h0, q)})"
+                    )
             if not np.allclose(hd.box, h0.box, rtol=1e-6):
                 raise SnapshotError(f"{hd.path}: BoxSize {hd.box} differs from {h0.path} ({h0.box})")
             if hd.counts.size != h0.counts.size:
@@ -547,7 +557,9 @@ class _Files:
                 if value is None:
                     value = v
                 elif not np.isclose(v, value, rtol=cfg.unit_rtol, atol=0):
-                    raise SnapshotError(f"{hd.path}: attribute {loc} = {v:.6g} differs from {self.headers[0].path} ({value:.6g})")
+                    raise SnapshotError(
+                        f"{hd.path}: attribute {loc} = {v:.6g} differs from {self.headers[0].path} ({value:.6g})"
+                    )
             if value is None:
                 where = self.layout.attrs["time" if q == "velocity" and "time" in self.layout.attrs else q]
                 raise SnapshotError(
@@ -655,7 +667,9 @@ def read_group_catalog(
 
     cfg = SnapshotConfig.coerce(cfg)
     if LAYOUT[cfg.layout].datasets["group_pos"] is None:
-        raise SnapshotError(f"layout {cfg.layout!r} has no group catalogue format; use catalog.source: file with centre columns")
+        raise SnapshotError(
+            f"layout {cfg.layout!r} has no group catalogue format; use catalog.source: file with centre columns"
+        )
     files = _Files(pattern, cfg, "group")
     if params is not None:
         files.check_cosmology(params)
@@ -682,7 +696,9 @@ def read_group_catalog(
     ids = np.arange(M.size, dtype=np.int64)
     keep = M > 0 if m_min is None else M >= m_min
     if not keep.any():
-        raise SnapshotError(f"{pattern}: no group has Group_M_Mean200 >= {m_min or 0:.3g} Msun (largest {M.max():.3g} Msun)")
+        raise SnapshotError(
+            f"{pattern}: no group has Group_M_Mean200 >= {m_min or 0:.3g} Msun (largest {M.max():.3g} Msun)"
+        )
     order = np.argsort(-M[keep], kind="stable")
     sel = np.flatnonzero(keep)[order]
     if n_halos is not None:
@@ -750,9 +766,7 @@ class Snapshot(_Files):
         pos[pos >= box] = 0.0
         return pos
 
-    def read_near(
-        self, ptype: int, quantities: Sequence[str], centres: np.ndarray, radius: float
-    ) -> tuple[dict, dict]:
+    def read_near(self, ptype: int, quantities: Sequence[str], centres: np.ndarray, radius: float) -> tuple[dict, dict]:
         """Particles of ``ptype`` within ``radius`` (physical Mpc) of any centre, in physical units.
 
         Returns ``(data, missing)``: data = {"pos": (N, 3) [wrapped into the box when periodic],
@@ -869,7 +883,9 @@ class ShardParticles:
         self.half = float(half_width_Mpc) + cfg.pad_Mpc
         # distinct view rotations per halo (the three axes of one rotation share it)
         self.rotations = {
-            int(k): list(np.unique(np.round(np.asarray(v, dtype=float).reshape(-1, 3, 3), 12), axis=0)) if len(v) else []
+            int(k): list(np.unique(np.round(np.asarray(v, dtype=float).reshape(-1, 3, 3), 12), axis=0))
+            if len(v)
+            else []
             for k, v in rotations.items()
         }
         self.centres = {}
@@ -896,7 +912,9 @@ class ShardParticles:
             self.gas, missing = self.snap.read_near(GAS, q, centres, radius)
             names = self.snap.layout.datasets
             if thermo and "u" in missing:
-                raise SnapshotError(f"{missing['u']}: missing dataset PartType0/{names['u']}, needed for the tSZ and X-ray maps")
+                raise SnapshotError(
+                    f"{missing['u']}: missing dataset PartType0/{names['u']}, needed for the tSZ and X-ray maps"
+                )
             if thermo and "x_e" in missing:
                 if cfg.missing_electron_abundance == "error":
                     raise SnapshotError(

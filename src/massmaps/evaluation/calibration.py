@@ -150,14 +150,16 @@ def _statistics(per_map: Mapping[str, np.ndarray], n_samples: int, levels: np.nd
     ecp = ecp_curve(per_map["tarp_f"], grid)
     out = {f"coverage_{a:g}": float(c) for a, c in zip(levels, cover)}
     judged = [abs(c - a) for a, c in zip(levels, cover) if 0.1 - 1e-9 <= a <= 0.95 + 1e-9]
-    out.update({
-        "max_coverage_error": float(max(judged)) if judged else float("nan"),
-        "z_mean": float(z_mean),
-        "z_std": float(z_std),
-        "tarp_mean_f": float(np.mean(per_map["tarp_f"])),
-        "tarp_area": float(np.trapezoid(np.abs(ecp - grid), grid)),
-        "mass_rank_mean": float(np.mean(per_map["mass_rank"]) / n_samples),
-    })
+    out.update(
+        {
+            "max_coverage_error": float(max(judged)) if judged else float("nan"),
+            "z_mean": float(z_mean),
+            "z_std": float(z_std),
+            "tarp_mean_f": float(np.mean(per_map["tarp_f"])),
+            "tarp_area": float(np.trapezoid(np.abs(ecp - grid), grid)),
+            "mass_rank_mean": float(np.mean(per_map["mass_rank"]) / n_samples),
+        }
+    )
     return out
 
 
@@ -176,8 +178,15 @@ def rank_chi2(counts: np.ndarray, groups: int = 10) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def summarise(per_map: Mapping[str, np.ndarray], n_samples: int, *, levels: Sequence[float] = LEVELS,
-              n_boot: int = 1000, seed: int = 0, groups: np.ndarray | None = None) -> pd.DataFrame:
+def summarise(
+    per_map: Mapping[str, np.ndarray],
+    n_samples: int,
+    *,
+    levels: Sequence[float] = LEVELS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> pd.DataFrame:
     """One row per statistic: its value over all maps, and the 16th/84th percentiles of its bootstrap
     (``n_boot`` draws, seeded). The bootstrap resamples ``groups`` with replacement, taking every map of a
     drawn group (e.g. the clusters, whose views are correlated); by default each map is its own group."""
@@ -188,13 +197,23 @@ def summarise(per_map: Mapping[str, np.ndarray], n_samples: int, *, levels: Sequ
     full = _statistics(per_map, n_samples, levels)
     members = _group_members(np.arange(n_maps) if groups is None else np.asarray(groups))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 23]))
-    draws = (np.concatenate([members[g] for g in pick]) for pick in rng.integers(0, len(members), (n_boot, len(members))))
+    draws = (
+        np.concatenate([members[g] for g in pick]) for pick in rng.integers(0, len(members), (n_boot, len(members)))
+    )
     boot = [_statistics({k: v[idx] for k, v in per_map.items()}, n_samples, levels) for idx in draws]
     rows = []
     for key, value in full.items():
         draws = np.array([b[key] for b in boot])
-        rows.append({"statistic": key, "value": value, "lo": float(np.percentile(draws, 16)),
-                     "hi": float(np.percentile(draws, 84)), "n_maps": n_maps, "n_groups": len(members)})
+        rows.append(
+            {
+                "statistic": key,
+                "value": value,
+                "lo": float(np.percentile(draws, 16)),
+                "hi": float(np.percentile(draws, 84)),
+                "n_maps": n_maps,
+                "n_groups": len(members),
+            }
+        )
     # the tests take one map per group (its first): views of one cluster are not independent draws, and a
     # test over every view would overstate the evidence; the same tests over every map are given too
     first = np.array([m[0] for m in members])
@@ -203,11 +222,17 @@ def summarise(per_map: Mapping[str, np.ndarray], n_samples: int, *, levels: Sequ
     p_pix = rank_chi2(per_map["rank_counts"].sum(axis=0))[1]
     p_mass = rank_chi2(np.bincount(per_map["mass_rank"][first], minlength=n_samples + 1), groups=5)[1]
     p_mass_maps = rank_chi2(np.bincount(per_map["mass_rank"], minlength=n_samples + 1), groups=5)[1]
-    for key, value in (("tarp_ks", ks), ("tarp_ks_p", p), ("tarp_ks_p_all_maps", p_maps),
-                       ("pixel_rank_chi2_p", p_pix), ("mass_rank_chi2_p", p_mass),
-                       ("mass_rank_chi2_p_all_maps", p_mass_maps)):
-        rows.append({"statistic": key, "value": value, "lo": np.nan, "hi": np.nan, "n_maps": n_maps,
-                     "n_groups": len(members)})
+    for key, value in (
+        ("tarp_ks", ks),
+        ("tarp_ks_p", p),
+        ("tarp_ks_p_all_maps", p_maps),
+        ("pixel_rank_chi2_p", p_pix),
+        ("mass_rank_chi2_p", p_mass),
+        ("mass_rank_chi2_p_all_maps", p_mass_maps),
+    ):
+        rows.append(
+            {"statistic": key, "value": value, "lo": np.nan, "hi": np.nan, "n_maps": n_maps, "n_groups": len(members)}
+        )
     return pd.DataFrame(rows)
 
 

@@ -17,23 +17,31 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..store import INPUTS, TARGETS
 from .. import __version__
 from ..configkeys import reject_unknown_keys
+from ..store import INPUTS, TARGETS
 from . import calibration, metrics
 
 FIELD_LABELS = {"gas": "Gas", "dm": "DM", "tsz": "SZ", "xray": "X-ray"}
 
 #: The paper's Table 1 (Hsu et al.): (mass bin, field, statistic, scale) -> (mean, +, -).
 PAPER_TABLE1 = {
-    ("high", "gas", "b", "small"): (1.004, 0.003, 0.005), ("high", "gas", "b", "large"): (1.008, 0.005, 0.007),
-    ("high", "gas", "r", "small"): (0.949, 0.028, 0.034), ("high", "gas", "r", "large"): (0.998, 0.002, 0.002),
-    ("high", "dm", "b", "small"): (0.888, 0.115, 0.098), ("high", "dm", "b", "large"): (1.008, 0.008, 0.011),
-    ("high", "dm", "r", "small"): (0.821, 0.149, 0.131), ("high", "dm", "r", "large"): (0.994, 0.006, 0.005),
-    ("low", "gas", "b", "small"): (1.023, 0.025, 0.031), ("low", "gas", "b", "large"): (1.004, 0.005, 0.007),
-    ("low", "gas", "r", "small"): (0.932, 0.050, 0.052), ("low", "gas", "r", "large"): (0.998, 0.002, 0.002),
-    ("low", "dm", "b", "small"): (0.928, 0.092, 0.081), ("low", "dm", "b", "large"): (1.030, 0.005, 0.006),
-    ("low", "dm", "r", "small"): (0.832, 0.143, 0.123), ("low", "dm", "r", "large"): (0.995, 0.005, 0.005),
+    ("high", "gas", "b", "small"): (1.004, 0.003, 0.005),
+    ("high", "gas", "b", "large"): (1.008, 0.005, 0.007),
+    ("high", "gas", "r", "small"): (0.949, 0.028, 0.034),
+    ("high", "gas", "r", "large"): (0.998, 0.002, 0.002),
+    ("high", "dm", "b", "small"): (0.888, 0.115, 0.098),
+    ("high", "dm", "b", "large"): (1.008, 0.008, 0.011),
+    ("high", "dm", "r", "small"): (0.821, 0.149, 0.131),
+    ("high", "dm", "r", "large"): (0.994, 0.006, 0.005),
+    ("low", "gas", "b", "small"): (1.023, 0.025, 0.031),
+    ("low", "gas", "b", "large"): (1.004, 0.005, 0.007),
+    ("low", "gas", "r", "small"): (0.932, 0.050, 0.052),
+    ("low", "gas", "r", "large"): (0.998, 0.002, 0.002),
+    ("low", "dm", "b", "small"): (0.928, 0.092, 0.081),
+    ("low", "dm", "b", "large"): (1.030, 0.005, 0.006),
+    ("low", "dm", "r", "small"): (0.832, 0.143, 0.123),
+    ("low", "dm", "r", "large"): (0.995, 0.005, 0.005),
 }
 
 
@@ -42,7 +50,9 @@ class EvalConfig:
     """Choices of the evaluation (docs/physics.md section 9; UNSURE ones marked there)."""
 
     #: mass bins of M200m in Msun, [lo, hi) except the last, which includes hi (the paper's low and high)
-    mass_bins: Mapping[str, Sequence[float]] = field(default_factory=lambda: {"low": [2e14, 6e14], "high": [6e14, 1e15]})
+    mass_bins: Mapping[str, Sequence[float]] = field(
+        default_factory=lambda: {"low": [2e14, 6e14], "high": [6e14, 1e15]}
+    )
     profile_bin_Mpc: float | None = None  # annulus width; None = one pixel (the paper: 0.1 Mpc)
     profile_r_max_Mpc: float | None = None  # None = half the field of view
     k_length_unit: str = "Mpc"  # what the pixel size is measured in: Mpc (k / h in h/Mpc) or Mpc/h
@@ -54,7 +64,7 @@ class EvalConfig:
     chunk_sightlines: int = 16
 
     @classmethod
-    def from_mapping(cls, d: Mapping | None) -> "EvalConfig":
+    def from_mapping(cls, d: Mapping | None) -> EvalConfig:
         d = dict(d or {})
         reject_unknown_keys(cls, d, "evaluation")
         return cls(**d)
@@ -78,12 +88,21 @@ def require_finite(values: np.ndarray, what: str, sightline_ids: np.ndarray, sou
     bad = ~np.isfinite(np.asarray(values)).reshape(len(sightline_ids), -1).all(axis=1)
     if bad.any():
         ids = np.asarray(sightline_ids)[bad]
-        raise ValueError(f"{source + ': ' if source else ''}{what}: non-finite values in {ids.size} sightline(s), "
-                         f"first sightline_id {ids[0]}" + (f" (also {ids[1:6].tolist()})" if ids.size > 1 else ""))
+        raise ValueError(
+            f"{source + ': ' if source else ''}{what}: non-finite values in {ids.size} sightline(s), "
+            f"first sightline_id {ids[0]}" + (f" (also {ids[1:6].tolist()})" if ids.size > 1 else "")
+        )
 
 
-def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7,
-             progress: bool = False, sources: Mapping[str, str] | None = None) -> xr.Dataset:
+def evaluate(
+    samples: xr.Dataset,
+    dataset: xr.Dataset,
+    cfg: EvalConfig | Mapping | None = None,
+    *,
+    h: float = 0.7,
+    progress: bool = False,
+    sources: Mapping[str, str] | None = None,
+) -> xr.Dataset:
     """Per-map metrics of a posterior sample store against the dataset it was drawn from.
 
     ``samples`` holds ``samples`` (sightline, sample, field, y, x), ``mean`` and ``std`` in physical units
@@ -111,10 +130,15 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
     nk, nr, nf, ni = len(kb.centres), len(edges) - 1, len(TARGETS), len(INPUTS)
 
     arrays = {
-        "P_sim": np.empty((n_map, nf, nk)), "P_gen": np.empty((n_map, nf, nk)), "b": np.empty((n_map, nf, nk)),
-        "r": np.empty((n_map, nf, nk)), "r_input": np.empty((n_map, ni, nf, nk)),
-        "profile_sim": np.empty((n_map, nf, nr)), "profile_gen": np.empty((n_map, nf, nr)),
-        "mass_error": np.empty((n_map, nf)), "V": np.empty((n_map, n_samp - 1, nf)),
+        "P_sim": np.empty((n_map, nf, nk)),
+        "P_gen": np.empty((n_map, nf, nk)),
+        "b": np.empty((n_map, nf, nk)),
+        "r": np.empty((n_map, nf, nk)),
+        "r_input": np.empty((n_map, ni, nf, nk)),
+        "profile_sim": np.empty((n_map, nf, nr)),
+        "profile_gen": np.empty((n_map, nf, nr)),
+        "mass_error": np.empty((n_map, nf)),
+        "V": np.empty((n_map, n_samp - 1, nf)),
     }
     cal = _calibration_arrays(n_map, n_samp, nf)
     z_sum = np.zeros((nf, cfg.z_bins))
@@ -159,25 +183,58 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
     s, f, k, r = "sightline", "field", "k", "radius"
     out = xr.Dataset(
         {
-            "P_sim": ((s, f, k), arrays["P_sim"], {"long_name": "power spectrum of the simulated map", "units": p_units}),
-            "P_gen": ((s, f, k), arrays["P_gen"], {"long_name": f"power spectrum of the {n_samp}-sample mean",
-                                                   "units": p_units}),
+            "P_sim": (
+                (s, f, k),
+                arrays["P_sim"],
+                {"long_name": "power spectrum of the simulated map", "units": p_units},
+            ),
+            "P_gen": (
+                (s, f, k),
+                arrays["P_gen"],
+                {"long_name": f"power spectrum of the {n_samp}-sample mean", "units": p_units},
+            ),
             "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
             "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
-            "r_input": (("sightline", "input", f, k), arrays["r_input"],
-                        {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"}),
-            "profile_sim": ((s, f, r), arrays["profile_sim"], {"long_name": "mean of the simulated map in annuli", "units": "1"}),
-            "profile_gen": ((s, f, r), arrays["profile_gen"], {"long_name": f"mean of the {n_samp}-sample mean in annuli",
-                                                               "units": "1"}),
-            "mass_error": ((s, f), arrays["mass_error"], {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"}),
-            "V": ((s, "n_samples", f), arrays["V"],
-                  {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"}),
-            "V_ratio": ((s, "n_samples", f), metrics.variance_ratio(arrays["V"]),
-                        {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"}),
-            "z_density": ((f, "z"), z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
-                          {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"}),
-            "z_fraction": ((f, "within"), z_in[:, 1:] / np.maximum(n_z, 1),
-                           {"long_name": "fraction of pixels with |z| below 1 and 2"}),
+            "r_input": (
+                ("sightline", "input", f, k),
+                arrays["r_input"],
+                {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"},
+            ),
+            "profile_sim": (
+                (s, f, r),
+                arrays["profile_sim"],
+                {"long_name": "mean of the simulated map in annuli", "units": "1"},
+            ),
+            "profile_gen": (
+                (s, f, r),
+                arrays["profile_gen"],
+                {"long_name": f"mean of the {n_samp}-sample mean in annuli", "units": "1"},
+            ),
+            "mass_error": (
+                (s, f),
+                arrays["mass_error"],
+                {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"},
+            ),
+            "V": (
+                (s, "n_samples", f),
+                arrays["V"],
+                {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"},
+            ),
+            "V_ratio": (
+                (s, "n_samples", f),
+                metrics.variance_ratio(arrays["V"]),
+                {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"},
+            ),
+            "z_density": (
+                (f, "z"),
+                z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
+                {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"},
+            ),
+            "z_fraction": (
+                (f, "within"),
+                z_in[:, 1:] / np.maximum(n_z, 1),
+                {"long_name": "fraction of pixels with |z| below 1 and 2"},
+            ),
             "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
             **_calibration_variables(cal),
         },
@@ -220,9 +277,15 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, cfg: EvalConfig | Mapping
 
 def _calibration_arrays(n_map: int, n_samp: int, nf: int) -> dict[str, np.ndarray]:
     annuli = calibration.SUMMARY_ANNULI
-    return {"rank_counts": np.zeros((n_map, nf, n_samp + 1), np.int64), "mass_rank": np.zeros((n_map, nf), np.int64),
-            "z_sum": np.zeros((n_map, nf)), "z_sq": np.zeros((n_map, nf)), "z_n": np.zeros((n_map, nf), np.int64),
-            "summary_gen": np.zeros((n_map, n_samp, nf, annuli)), "summary_sim": np.zeros((n_map, nf, annuli))}
+    return {
+        "rank_counts": np.zeros((n_map, nf, n_samp + 1), np.int64),
+        "mass_rank": np.zeros((n_map, nf), np.int64),
+        "z_sum": np.zeros((n_map, nf)),
+        "z_sq": np.zeros((n_map, nf)),
+        "z_n": np.zeros((n_map, nf), np.int64),
+        "summary_gen": np.zeros((n_map, n_samp, nf, annuli)),
+        "summary_sim": np.zeros((n_map, nf, annuli)),
+    }
 
 
 def _fill_calibration(cal: dict, sl: slice, draws: np.ndarray, truth: np.ndarray, pixel: float) -> None:
@@ -240,16 +303,25 @@ def _fill_calibration(cal: dict, sl: slice, draws: np.ndarray, truth: np.ndarray
 def _calibration_variables(cal: dict) -> dict:
     s, f = "sightline", "field"
     return {
-        "rank_counts": ((s, f, "rank"), cal["rank_counts"],
-                        {"long_name": "pixels of the map whose truth has each rank among the posterior samples"}),
+        "rank_counts": (
+            (s, f, "rank"),
+            cal["rank_counts"],
+            {"long_name": "pixels of the map whose truth has each rank among the posterior samples"},
+        ),
         "mass_rank": ((s, f), cal["mass_rank"], {"long_name": "rank of the true total mass among the samples' totals"}),
         "z_sum": ((s, f), cal["z_sum"], {"long_name": "sum over the map's pixels of z = (truth - mean) / std"}),
         "z_sq": ((s, f), cal["z_sq"], {"long_name": "sum over the map's pixels of z^2"}),
         "z_n": ((s, f), cal["z_n"], {"long_name": "pixels with std > 0"}),
-        "summary_gen": ((s, "sample", f, "annulus"), cal["summary_gen"],
-                        {"long_name": "log10 radial profile of each sample in annuli (TARP's summary)"}),
-        "summary_sim": ((s, f, "annulus"), cal["summary_sim"],
-                        {"long_name": "log10 radial profile of the simulated map in annuli (TARP's summary)"}),
+        "summary_gen": (
+            (s, "sample", f, "annulus"),
+            cal["summary_gen"],
+            {"long_name": "log10 radial profile of each sample in annuli (TARP's summary)"},
+        ),
+        "summary_sim": (
+            (s, f, "annulus"),
+            cal["summary_sim"],
+            {"long_name": "log10 radial profile of the simulated map in annuli (TARP's summary)"},
+        ),
     }
 
 
@@ -262,14 +334,24 @@ def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> 
         summaries = list(zip(sub["summary_gen"].values, sub["summary_sim"].values))
         refs = calibration.tarp_references(summaries, seed)
         f = np.array([calibration.tarp_fraction(g, t, r) for (g, t), r in zip(summaries, refs)])
-        per_map_rows.append(pd.DataFrame({"sightline_id": ev["sightline_id"].values, "mass_bin": ev["mass_bin"].values,
-                                          "field": fld, "tarp_f": f, "mass_rank": sub["mass_rank"].values}))
+        per_map_rows.append(
+            pd.DataFrame(
+                {
+                    "sightline_id": ev["sightline_id"].values,
+                    "mass_bin": ev["mass_bin"].values,
+                    "field": fld,
+                    "tarp_f": f,
+                    "mass_rank": sub["mass_rank"].values,
+                }
+            )
+        )
         for mb in _bins(ev, with_empty=False):
             sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
             prims = {k: sub[k].values[sel] for k in ("rank_counts", "mass_rank", "z_sum", "z_sq", "z_n")}
             prims["tarp_f"] = f[sel]
-            table = calibration.summarise(prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed,
-                                          groups=ev["halo_id"].values[sel])
+            table = calibration.summarise(
+                prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed, groups=ev["halo_id"].values[sel]
+            )
             rows.append(table.assign(mass_bin=mb, field=fld))
     cols = ["mass_bin", "field", "statistic", "value", "lo", "hi", "n_maps", "n_groups"]
     return pd.concat(rows, ignore_index=True)[cols], pd.concat(per_map_rows, ignore_index=True)
@@ -277,12 +359,22 @@ def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> 
 
 def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
     """The calibration table in Markdown: one row per mass bin and field, value with its bootstrap range."""
-    shown = [("coverage_0.5", "cov 50%"), ("coverage_0.68", "cov 68%"), ("coverage_0.9", "cov 90%"),
-             ("coverage_0.95", "cov 95%"), ("max_coverage_error", "max |cov - level|"), ("z_mean", "mean z"),
-             ("z_std", "std z"), ("tarp_ks_p", "TARP KS p"), ("tarp_area", "TARP area"),
-             ("mass_rank_chi2_p", "mass-rank chi2 p")]
-    lines = ["| cluster | map | maps (clusters) | " + " | ".join(label for _, label in shown) + " |",
-             "|" + "---|" * (3 + len(shown))]
+    shown = [
+        ("coverage_0.5", "cov 50%"),
+        ("coverage_0.68", "cov 68%"),
+        ("coverage_0.9", "cov 90%"),
+        ("coverage_0.95", "cov 95%"),
+        ("max_coverage_error", "max |cov - level|"),
+        ("z_mean", "mean z"),
+        ("z_std", "std z"),
+        ("tarp_ks_p", "TARP KS p"),
+        ("tarp_area", "TARP area"),
+        ("mass_rank_chi2_p", "mass-rank chi2 p"),
+    ]
+    lines = [
+        "| cluster | map | maps (clusters) | " + " | ".join(label for _, label in shown) + " |",
+        "|" + "---|" * (3 + len(shown)),
+    ]
     for (mb, fld), g in table.groupby(["mass_bin", "field"], sort=False):
         g = g.set_index("statistic")
         cells = []
@@ -291,11 +383,14 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
             cells.append(f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else ""))
         n = f"{int(g['n_maps'].iloc[0])} ({int(g['n_groups'].iloc[0])})"
         lines.append(f"| {mb} | {FIELD_LABELS[fld]} | {n} | " + " | ".join(cells) + " |")
-    lines += ["", f"Coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
-              "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
-              f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile (calibrated: KS p "
-              "uniform, area 0); the KS and chi-square tests on one view per cluster; [16th, 84th] percentiles of "
-              "1000 bootstrap draws over clusters."]
+    lines += [
+        "",
+        f"Coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
+        "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
+        f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile (calibrated: KS p "
+        "uniform, area 0); the KS and chi-square tests on one view per cluster; [16th, 84th] percentiles of "
+        "1000 bootstrap draws over clusters.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -335,8 +430,18 @@ def table1(ev: xr.Dataset) -> pd.DataFrame:
                     per_map = sub[stat].sel(field=fld).values[:, mask].mean(axis=1)
                     m = metrics.mean_with_offsets(per_map)
                     paper = PAPER_TABLE1.get((mb, fld, stat, scale), (np.nan,) * 3)
-                    rows.append({"mass_bin": mb, "field": fld, "statistic": stat, "scale": scale, **m,
-                                 "paper_mean": paper[0], "paper_plus": paper[1], "paper_minus": paper[2]})
+                    rows.append(
+                        {
+                            "mass_bin": mb,
+                            "field": fld,
+                            "statistic": stat,
+                            "scale": scale,
+                            **m,
+                            "paper_mean": paper[0],
+                            "paper_plus": paper[1],
+                            "paper_minus": paper[2],
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -354,14 +459,24 @@ def baseline_margins(ev: xr.Dataset) -> pd.DataFrame:
             r_in = {i: sub["r_input"].sel(field=fld, input=i).mean("sightline").values for i in INPUTS}
             best = np.maximum(*r_in.values())
             for j, kc in enumerate(ev["k"].values):
-                rows.append({"mass_bin": mb, "field": fld, "k": float(kc), "scale": "large" if kc < ev.attrs["k_split"] else "small",
-                             "n_maps": int(sub.sizes["sightline"]), "r_gen": r_gen[j],
-                             **{f"r_{i}": r_in[i][j] for i in INPUTS}, "margin": r_gen[j] - best[j]})
+                rows.append(
+                    {
+                        "mass_bin": mb,
+                        "field": fld,
+                        "k": float(kc),
+                        "scale": "large" if kc < ev.attrs["k_split"] else "small",
+                        "n_maps": int(sub.sizes["sightline"]),
+                        "r_gen": r_gen[j],
+                        **{f"r_{i}": r_in[i][j] for i in INPUTS},
+                        "margin": r_gen[j] - best[j],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7,
-                     source: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+def linear_baselines(
+    dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7, source: str = ""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The linear baselines of the data before any learning: r(k) between each input (SZ, X-ray) and each
     target (gas, DM) map, over every map of ``dataset`` (all splits), per mass bin of ``cfg``.
 
@@ -373,8 +488,13 @@ def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = Non
     missing = [f for f in (*INPUTS, *TARGETS) if f not in fields]
     if missing:
         raise ValueError(f"the dataset has no {missing} maps (fields: {fields}); the baselines need {INPUTS + TARGETS}")
-    kb = metrics.KBins(int(dataset.sizes["x"]), float(dataset.attrs["pixel_Mpc"]), h=h,
-                       length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
+    kb = metrics.KBins(
+        int(dataset.sizes["x"]),
+        float(dataset.attrs["pixel_Mpc"]),
+        h=h,
+        length_unit=cfg.k_length_unit,
+        two_pi=cfg.k_two_pi,
+    )
     maps = dataset["maps"].values.astype(np.float64)
     require_finite(maps, "dataset maps", dataset["sightline_id"].values, source)
     labels = mass_bin_labels(dataset["M200m_Msun"].values, cfg.mass_bins)
@@ -400,8 +520,12 @@ def linear_baselines(dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = Non
 
 def summary(ev: xr.Dataset) -> dict:
     """Headline numbers: total-mass errors, z-score fractions, convergence and the baseline margins."""
-    out: dict = {"n_maps": int(ev.sizes["sightline"]), "n_posterior_samples": int(ev.attrs["n_posterior_samples"]),
-                 "k_fundamental_h_per_Mpc": float(ev.attrs["k_fundamental"]), "fields": {}}
+    out: dict = {
+        "n_maps": int(ev.sizes["sightline"]),
+        "n_posterior_samples": int(ev.attrs["n_posterior_samples"]),
+        "k_fundamental_h_per_Mpc": float(ev.attrs["k_fundamental"]),
+        "fields": {},
+    }
     margins = baseline_margins(ev)
     for fld in TARGETS:
         curve = ev["V_ratio"].sel(field=fld).mean("sightline").values
@@ -448,13 +572,27 @@ def table1_markdown(t: pd.DataFrame) -> str:
     """Markdown of Table 1, ours beside the paper's, and a short legend."""
     ours, paper = table1_wide(t, "ours"), table1_wide(t, "paper")
     cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
-    lines = ["| cluster | map | n | " + " | ".join(f"{c} (ours)" for c in cols) + " | " + " | ".join(f"{c} (paper)" for c in cols) + " |",
-             "|" + "---|" * (3 + 2 * len(cols))]
+    lines = [
+        "| cluster | map | n | "
+        + " | ".join(f"{c} (ours)" for c in cols)
+        + " | "
+        + " | ".join(f"{c} (paper)" for c in cols)
+        + " |",
+        "|" + "---|" * (3 + 2 * len(cols)),
+    ]
     for (_, o), (_, p) in zip(ours.iterrows(), paper.iterrows()):
-        lines.append(f"| {o['cluster']} | {o['map']} | {o['n']} | " + " | ".join(o[c][0] for c in cols) + " | "
-                     + " | ".join(p[c][0] for c in cols) + " |")
-    lines += ["", "Mean over maps of the per-map average over the k bins of each scale range, with the offsets "
-              "to the 16th and 84th percentiles. Paper: Hsu et al., Table 1 (low 2e14-6e14, high 6e14-1e15 Msun)."]
+        lines.append(
+            f"| {o['cluster']} | {o['map']} | {o['n']} | "
+            + " | ".join(o[c][0] for c in cols)
+            + " | "
+            + " | ".join(p[c][0] for c in cols)
+            + " |"
+        )
+    lines += [
+        "",
+        "Mean over maps of the per-map average over the k bins of each scale range, with the offsets "
+        "to the 16th and 84th percentiles. Paper: Hsu et al., Table 1 (low 2e14-6e14, high 6e14-1e15 Msun).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -462,8 +600,12 @@ def table1_latex(t: pd.DataFrame) -> str:
     """LaTeX tabular of Table 1 (ours), in the paper's layout."""
     ours = table1_wide(t, "ours")
     cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
-    lines = [r"\begin{tabular}{llcccc}", r"\hline",
-             r"Cluster & Map & Small-scale $b$ & Large-scale $b$ & Small-scale $r$ & Large-scale $r$ \\", r"\hline"]
+    lines = [
+        r"\begin{tabular}{llcccc}",
+        r"\hline",
+        r"Cluster & Map & Small-scale $b$ & Large-scale $b$ & Small-scale $r$ & Large-scale $r$ \\",
+        r"\hline",
+    ]
     for _, o in ours.iterrows():
         lines.append(f"{o['cluster']} & {o['map']} & " + " & ".join(o[c][1] for c in cols) + r" \\")
     lines += [r"\hline", r"\end{tabular}"]

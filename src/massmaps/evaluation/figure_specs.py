@@ -36,18 +36,27 @@ INPUT_FILES = {
     "calibration_maps": "metrics/calibration_maps.csv (calibration)",
 }
 
-FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
-    FigureSpec("fig1_mass_function", "figure_mass_function", ("catalog", "plan"), "Data",
-               config=("catalog", "sightlines", "cosmology")),
-    FigureSpec("fig2_example_maps", "figure_example_maps", ("dataset", "splits"), "Data"),
-    FigureSpec("fig3_diffusion", "figure_diffusion", ("trajectory",), "Model"),
-    FigureSpec("fig4_reconstructions", "figure_reconstructions", ("dataset", "samples"), "Evaluation", mem_mb=2000),
-    # Figs 5-10 read only the evaluation's outputs: a plotting option reruns them and nothing upstream
-    FigureSpec("fig5_convergence", "figure_convergence", ("evaluation",), "Evaluation"),
-    FigureSpec("fig6_zscores", "figure_zscores", ("evaluation",), "Evaluation"),
-    FigureSpec("fig7_profiles", "figure_profiles", ("evaluation",), "Evaluation"),
-    FigureSpec("fig8_bias", "figure_bias", ("evaluation",), "Evaluation"),
-    FigureSpec("fig9_correlation", "figure_correlation", ("evaluation",), "Evaluation"),
-    FigureSpec("fig10_calibration", "figure_calibration", ("evaluation", "calibration", "calibration_maps"),
-               "Evaluation"),
-)}
+FIGURES: dict[str, FigureSpec] = {
+    f.name: f
+    for f in (
+        FigureSpec(
+            "fig1_mass_function",
+            "figure_mass_function",
+            ("catalog", "plan"),
+            "Data",
+            config=("catalog", "sightlines", "cosmology"),
+        ),
+        FigureSpec("fig2_example_maps", "figure_example_maps", ("dataset", "splits"), "Data"),
+        FigureSpec("fig3_diffusion", "figure_diffusion", ("trajectory",), "Model"),
+        FigureSpec("fig4_reconstructions", "figure_reconstructions", ("dataset", "samples"), "Evaluation", mem_mb=2000),
+        # Figs 5-10 read only the evaluation's outputs: a plotting option reruns them and nothing upstream
+        FigureSpec("fig5_convergence", "figure_convergence", ("evaluation",), "Evaluation"),
+        FigureSpec("fig6_zscores", "figure_zscores", ("evaluation",), "Evaluation"),
+        FigureSpec("fig7_profiles", "figure_profiles", ("evaluation",), "Evaluation"),
+        FigureSpec("fig8_bias", "figure_bias", ("evaluation",), "Evaluation"),
+        FigureSpec("fig9_correlation", "figure_correlation", ("evaluation",), "Evaluation"),
+        FigureSpec(
+            "fig10_calibration", "figure_calibration", ("evaluation", "calibration", "calibration_maps"), "Evaluation"
+        ),
+    )
+}

@@ -42,16 +42,23 @@ def fig2_example_maps(inputs: Mapping, outputs: Sequence[str], options: Mapping)
     pick = rows.iloc[_spread_by_mass(rows["M200m_Msun"].to_numpy(), int(options.get("n_example_maps", 2)))]
     fields = ["tsz", "xray", "gas", "dm"]
     sub = ds.isel(sightline=pick["index"].to_numpy()).sel(field=fields)
-    fig = plotting.figure2_example_maps(sub["maps"].values, fields, [str(u) for u in sub["units"].values],
-                                        ds["x"].values, ds["y"].values, pick["M200m_Msun"].to_numpy())
+    fig = plotting.figure2_example_maps(
+        sub["maps"].values,
+        fields,
+        [str(u) for u in sub["units"].values],
+        ds["x"].values,
+        ds["y"].values,
+        pick["M200m_Msun"].to_numpy(),
+    )
     _save(fig, outputs, options)
 
 
 def fig3_diffusion(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
     """Fig. 3: forward and reverse SDE of the trained model (from the trajectory store)."""
     t = store.open_store(inputs["trajectory"])
-    fig = plotting.figure3_diffusion(t["forward"].values, t["reverse"].values, t["sigma"].values,
-                                     [str(f) for f in t["field"].values])
+    fig = plotting.figure3_diffusion(
+        t["forward"].values, t["reverse"].values, t["sigma"].values, [str(f) for f in t["field"].values]
+    )
     _save(fig, outputs, options)
 
 
@@ -66,9 +73,14 @@ def fig4_reconstructions(inputs: Mapping, outputs: Sequence[str], options: Mappi
     pos = pd.Index(ds["sightline_id"].values).get_indexer(smp["sightline_id"].values[pick])
     maps = ds["maps"].isel(sightline=pos)
     fig = plotting.figure4_reconstructions(
-        maps.sel(field=list(INPUTS)).values, maps.sel(field=list(TARGETS)).values,
-        smp["mean"].isel(sightline=pick).sel(field=list(TARGETS)).values, masses[pick],
-        ds["x"].values, ds["y"].values, [str(ds["units"].sel(field=f).values) for f in INPUTS])
+        maps.sel(field=list(INPUTS)).values,
+        maps.sel(field=list(TARGETS)).values,
+        smp["mean"].isel(sightline=pick).sel(field=list(TARGETS)).values,
+        masses[pick],
+        ds["x"].values,
+        ds["y"].values,
+        [str(ds["units"].sel(field=f).values) for f in INPUTS],
+    )
     _save(fig, outputs, options)
 
 
@@ -125,7 +137,11 @@ def fig9_correlation(inputs: Mapping, outputs: Sequence[str], options: Mapping) 
     ev = store.open_store(inputs["evaluation"]).load()
     r = _by_bin(ev, "r", options)
     base = {(mb, f, i): v for i in INPUTS for (mb, f), v in _by_bin(ev, "r_input", options, {"input": i}).items()}
-    _save(plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base, _n_samples(ev)), outputs, options)
+    _save(
+        plotting.figure9_correlation(ev["k"].values, float(ev.attrs["k_split"]), r, base, _n_samples(ev)),
+        outputs,
+        options,
+    )
 
 
 def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping) -> None:
@@ -158,16 +174,29 @@ def fig1_mass_function(inputs: Mapping, outputs: Sequence[str], options: Mapping
     expected = None
     if cat_cfg["source"] == "hmf":
         expected = catalog.expected_counts_per_bin(
-            cat_cfg["box_Mpc"] ** 3, halos["log10_M200m"].max(), log10_min=sl_cfg["log10_min"],
-            bin_dex=sl_cfg["bin_dex"], n_total=cat_cfg["n_halos"], m_max=cat_cfg["m_max_Msun"],
-            params=CosmologyParams(**config["cosmology"]), model=cat_cfg["mass_function"])
-    fig = plotting.figure1_mass_function(halos, plan, expected_per_bin=expected, target_per_bin=sl_cfg["target_per_bin"],
-                                         bin_dex=sl_cfg["bin_dex"], log10_min=sl_cfg["log10_min"])
+            cat_cfg["box_Mpc"] ** 3,
+            halos["log10_M200m"].max(),
+            log10_min=sl_cfg["log10_min"],
+            bin_dex=sl_cfg["bin_dex"],
+            n_total=cat_cfg["n_halos"],
+            m_max=cat_cfg["m_max_Msun"],
+            params=CosmologyParams(**config["cosmology"]),
+            model=cat_cfg["mass_function"],
+        )
+    fig = plotting.figure1_mass_function(
+        halos,
+        plan,
+        expected_per_bin=expected,
+        target_per_bin=sl_cfg["target_per_bin"],
+        bin_dex=sl_cfg["bin_dex"],
+        log10_min=sl_cfg["log10_min"],
+    )
     _save(fig, outputs, options)
 
 
-def make_figure(name: str, inputs: Mapping, outputs: Sequence[str], options: Mapping,
-                config: Mapping | None = None) -> None:
+def make_figure(
+    name: str, inputs: Mapping, outputs: Sequence[str], options: Mapping, config: Mapping | None = None
+) -> None:
     """Draw figure ``name`` (a key of :data:`massmaps.evaluation.figure_specs.FIGURES`, and the name of
     its drawing function here) from ``inputs`` into ``outputs``; ``config`` holds the spec's config blocks."""
     from .figure_specs import FIGURES

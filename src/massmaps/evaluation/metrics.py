@@ -33,7 +33,9 @@ def _finite(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} non-finite of {x.size} values (first at index {int(np.flatnonzero(bad)[0])})")
+        raise ValueError(
+            f"{int(bad.sum())} non-finite of {x.size} values (first at index {int(np.flatnonzero(bad)[0])})"
+        )
     return x
 
 
@@ -84,7 +86,13 @@ class KBins:
             raise ValueError(f"length_unit must be 'Mpc' or 'Mpc/h', got {length_unit!r}")
         if npix < 4 or not pixel > 0 or not h > 0:
             raise ValueError(f"need npix >= 4, pixel > 0 and h > 0, got {npix}, {pixel}, {h}")
-        self.npix, self.pixel, self.h, self.length_unit, self.two_pi = int(npix), float(pixel), float(h), length_unit, bool(two_pi)
+        self.npix, self.pixel, self.h, self.length_unit, self.two_pi = (
+            int(npix),
+            float(pixel),
+            float(h),
+            length_unit,
+            bool(two_pi),
+        )
         side = self.npix * self.pixel
         k_f = (2 * np.pi if two_pi else 1.0) / side
         if length_unit == "Mpc":
@@ -151,7 +159,9 @@ def scale_average(per_k: np.ndarray, kbins: KBins, k_split: float, which: str) -
     """Per-map mean of a (..., nbins) quantity over the bins of one scale range."""
     mask = kbins.scale_mask(k_split, which)
     if not mask.any():
-        raise ValueError(f"no k bin is {which}-scale for k_split = {k_split} {kbins.unit} (bins {kbins.centres[[0, -1]]})")
+        raise ValueError(
+            f"no k bin is {which}-scale for k_split = {k_split} {kbins.unit} (bins {kbins.centres[[0, -1]]})"
+        )
     return np.asarray(per_k)[..., mask].mean(axis=-1)
 
 

@@ -45,15 +45,24 @@ def figure1_mass_function(
     top = max(catalog["log10_M200m"].max(), plan["log10_M200m"].max())
     edges = log10_min + bin_dex * np.arange(int(np.ceil((top - log10_min) / bin_dex + 1e-9)) + 1)
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    ax.hist(catalog["log10_M200m"], bins=edges, histtype="stepfilled", alpha=0.55, color=HALO_COLOUR,
-            label=f"clusters ({len(catalog):,})")
-    ax.hist(plan["log10_M200m"], bins=edges, histtype="step", lw=2.0, color=IMAGE_COLOUR,
-            label=f"images ({len(plan):,})")
+    ax.hist(
+        catalog["log10_M200m"],
+        bins=edges,
+        histtype="stepfilled",
+        alpha=0.55,
+        color=HALO_COLOUR,
+        label=f"clusters ({len(catalog):,})",
+    )
+    ax.hist(
+        plan["log10_M200m"], bins=edges, histtype="step", lw=2.0, color=IMAGE_COLOUR, label=f"images ({len(plan):,})"
+    )
     if expected_per_bin is not None:
         centres, counts = expected_per_bin
         ax.plot(centres, counts, "--", color="0.25", lw=1.2, label="Tinker et al. 2008 expectation")
     if target_per_bin:
-        ax.axhline(target_per_bin, color=IMAGE_COLOUR, ls=":", lw=1, label=f"target {target_per_bin:,} per {bin_dex:g} dex")
+        ax.axhline(
+            target_per_bin, color=IMAGE_COLOUR, ls=":", lw=1, label=f"target {target_per_bin:,} per {bin_dex:g} dex"
+        )
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.5)
     ax.set_xlabel(r"$\log_{10}\,(M_{200m}/M_\odot)$")
@@ -93,8 +102,14 @@ def _log_image(ax, img, extent, cmap, vmin=None, vmax=None):
     pos = img[img > 0]
     lo = vmin if vmin is not None else (np.percentile(pos, 1) if pos.size else 1e-3)
     hi = vmax if vmax is not None else (pos.max() if pos.size else 1.0)
-    return ax.imshow(np.clip(img, lo, None), origin="lower", extent=extent, cmap=cmap,
-                     norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)), interpolation="nearest")
+    return ax.imshow(
+        np.clip(img, lo, None),
+        origin="lower",
+        extent=extent,
+        cmap=cmap,
+        norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)),
+        interpolation="nearest",
+    )
 
 
 def _extent(x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -102,8 +117,15 @@ def _extent(x: np.ndarray, y: np.ndarray) -> list[float]:
     return [x[0] - dx / 2, x[-1] + dx / 2, y[0] - dy / 2, y[-1] + dy / 2]
 
 
-def figure2_example_maps(maps: np.ndarray, fields: Sequence[str], units: Sequence[str], x: np.ndarray, y: np.ndarray,
-                         masses: Sequence[float], cmap_overrides: dict | None = None):
+def figure2_example_maps(
+    maps: np.ndarray,
+    fields: Sequence[str],
+    units: Sequence[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    masses: Sequence[float],
+    cmap_overrides: dict | None = None,
+):
     """Fig. 2: the four maps (tSZ, X-ray, gas, DM) of a few clusters; maps is (cluster, field, y, x)."""
     cmaps = {**FIELD_CMAPS, **(cmap_overrides or {})}
     n, nf = maps.shape[:2]
@@ -139,21 +161,37 @@ def figure3_diffusion(forward: np.ndarray, reverse: np.ndarray, sigmas: Sequence
         for row, (name, stack) in enumerate((("forward", forward), ("reverse", reverse))):
             for li in range(nl):
                 ax = axes[2 * fi + row, li]
-                ax.imshow(stack[li, fi], origin="lower", cmap=FIELD_CMAPS.get(f, "viridis"), vmin=vmin, vmax=vmax,
-                          interpolation="nearest")
+                ax.imshow(
+                    stack[li, fi],
+                    origin="lower",
+                    cmap=FIELD_CMAPS.get(f, "viridis"),
+                    vmin=vmin,
+                    vmax=vmax,
+                    interpolation="nearest",
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if 2 * fi + row == 0:
                     ax.set_title(rf"$\sigma$ = {sigmas[li]:.3g}", fontsize=9)
                 if li == 0:
                     ax.set_ylabel(f"{FIELD_TITLES.get(f, f)}\n{name}", fontsize=8)
-    fig.suptitle(r"Forward SDE (noising, left to right: $\sigma$ grows) and reverse SDE (sampling) of the trained model; "
-                 "normalised units", fontsize=9)
+    fig.suptitle(
+        r"Forward SDE (noising, left to right: $\sigma$ grows) and reverse SDE (sampling) of the trained model; "
+        "normalised units",
+        fontsize=9,
+    )
     return fig
 
 
-def figure4_reconstructions(inputs: np.ndarray, truth: np.ndarray, mean: np.ndarray, masses: Sequence[float],
-                            x: np.ndarray, y: np.ndarray, input_units: Sequence[str]):
+def figure4_reconstructions(
+    inputs: np.ndarray,
+    truth: np.ndarray,
+    mean: np.ndarray,
+    masses: Sequence[float],
+    x: np.ndarray,
+    y: np.ndarray,
+    input_units: Sequence[str],
+):
     """Fig. 4: per cluster (row) the inputs (tSZ, X-ray), the true gas and DM maps and the posterior means.
 
     inputs (n, 2, y, x) [tsz, xray]; truth and mean (n, 2, y, x) [gas, dm]. Truth and mean share a colour scale.
@@ -222,13 +260,19 @@ def figure6_zscores(z: np.ndarray, density: dict, within: dict):
     """Fig. 6: histograms of the standardized pixel errors per field against the unit normal."""
     fields = list(density)
     fig, axes = plt.subplots(1, len(fields), figsize=(4.6 * len(fields), 3.6), squeeze=False, sharey=True)
-    gauss = np.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
+    gauss = np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
     for ax, f in zip(axes[0], fields):
         ax.step(z, density[f], where="mid", color=GEN_COLOUR, lw=1.6, label="all test pixels")
         ax.plot(z, gauss, color="k", lw=1, ls="--", label=r"$\mathcal{N}(0, 1)$")
         w1, w2 = within[f]
-        ax.text(0.03, 0.95, f"within $\\pm1\\sigma$: {100 * w1:.1f}%\nwithin $\\pm2\\sigma$: {100 * w2:.1f}%\n(calibrated: 68.3%, 95.4%)",
-                transform=ax.transAxes, va="top", fontsize=8)
+        ax.text(
+            0.03,
+            0.95,
+            f"within $\\pm1\\sigma$: {100 * w1:.1f}%\nwithin $\\pm2\\sigma$: {100 * w2:.1f}%\n(calibrated: 68.3%, 95.4%)",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+        )
         ax.set_xlabel(r"$\epsilon = (\bar S_{gen} - S_{sim})\,/\,\sigma_{gen}$")
         ax.set_title(FIELD_TITLES[f].split(" ")[0], fontsize=10)
     axes[0, 0].set_ylabel("probability density")
@@ -244,7 +288,9 @@ def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_er
     percentile dict of the total-mass error; n_samples: posterior samples per map. Each panel has the
     mean and 16-84 band, and below it the fractional difference of the means.
     """
-    bins = sorted({b for b, _ in prof_sim}, key=lambda b: ["low", "high", "all"].index(b) if b in ("low", "high", "all") else 9)
+    bins = sorted(
+        {b for b, _ in prof_sim}, key=lambda b: ["low", "high", "all"].index(b) if b in ("low", "high", "all") else 9
+    )
     fields = [f for f in ("gas", "dm") if any(k[1] == f for k in prof_sim)]
     fig = plt.figure(figsize=(4.8 * len(bins), 4.6 * len(fields)), constrained_layout=True)
     outer = fig.add_gridspec(len(fields), len(bins))
@@ -253,14 +299,20 @@ def figure7_profiles(radius: np.ndarray, prof_sim: dict, prof_gen: dict, mass_er
             inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.0)
             ax, axr = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
             s, g = prof_sim[b, f], prof_gen[b, f]
-            for arr, colour, label in ((s, SIM_COLOUR, "simulated"), (g, GEN_COLOUR, f"generated ({n_samples}-sample mean)")):
+            for arr, colour, label in (
+                (s, SIM_COLOUR, "simulated"),
+                (g, GEN_COLOUR, f"generated ({n_samples}-sample mean)"),
+            ):
                 _mean_band(ax, radius, arr, colour, label, alpha=0.18)
             ax.set_yscale("log")
             ax.set_xticklabels([])
             ax.set_ylabel(rf"{FIELD_TITLES[f].split(' ')[0]} $\langle\Sigma/\bar\rho L\rangle$ in annulus", fontsize=8)
             me = mass_errors[b, f]
-            ax.set_title(f"{b} mass ({s.shape[0]} maps): total-mass error {100 * me['median']:+.1f}% "
-                         f"[{100 * me['p16']:+.1f}, {100 * me['p84']:+.1f}]", fontsize=8)
+            ax.set_title(
+                f"{b} mass ({s.shape[0]} maps): total-mass error {100 * me['median']:+.1f}% "
+                f"[{100 * me['p16']:+.1f}, {100 * me['p84']:+.1f}]",
+                fontsize=8,
+            )
             frac = (np.nanmean(g, axis=0) - np.nanmean(s, axis=0)) / np.nanmean(s, axis=0)
             axr.plot(radius, 100 * frac, color=GEN_COLOUR, lw=1.4)
             axr.axhline(0, color="k", lw=0.6)
@@ -277,8 +329,14 @@ def _spectrum_panels(k: np.ndarray, k_split: float, per_bin: dict, ylabel: str):
     """Panels of a (mass_bin, field)-keyed dict: fields in rows, mass bins in columns, log k axes."""
     bins = list(dict.fromkeys(mb for mb, _ in per_bin))
     fields = list(dict.fromkeys(f for _, f in per_bin))
-    fig, axes = plt.subplots(len(fields), len(bins), figsize=(4.4 * len(bins), 3.4 * len(fields)), squeeze=False,
-                             sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(fields),
+        len(bins),
+        figsize=(4.4 * len(bins), 3.4 * len(fields)),
+        squeeze=False,
+        sharex=True,
+        constrained_layout=True,
+    )
     for ax in axes.flat:
         ax.axvline(k_split, color="0.5", lw=0.7, ls="--")
         ax.set_xscale("log")
@@ -311,15 +369,24 @@ def figure9_correlation(k: np.ndarray, k_split: float, r: dict, baselines: dict,
     for i, f in enumerate(fields):
         for j, mb in enumerate(bins):
             ax, arr = axes[i, j], r[mb, f]
-            _mean_band(ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"{n_samples}-sample mean ({arr.shape[0]} maps)", lw=1.8)
+            _mean_band(
+                ax, k, arr, MASS_BIN_COLOURS.get(mb, "k"), f"{n_samples}-sample mean ({arr.shape[0]} maps)", lw=1.8
+            )
             for inp, style in BASELINE_STYLES.items():
                 if (mb, f, inp) in baselines:
-                    ax.plot(k, np.nanmean(baselines[mb, f, inp], axis=0), lw=1.2, **style,
-                            label=f"baseline: {FIELD_TITLES[inp]} map")
+                    ax.plot(
+                        k,
+                        np.nanmean(baselines[mb, f, inp], axis=0),
+                        lw=1.2,
+                        **style,
+                        label=f"baseline: {FIELD_TITLES[inp]} map",
+                    )
             ax.set_title(f"{mb} mass", fontsize=9)
             ax.legend(frameon=False, fontsize=7, loc="lower left")
     fig.suptitle(r"Cross-correlation $r(k)$ with the simulated map; dashed/dotted: the inputs themselves", fontsize=10)
     return fig
+
+
 GALLERY_FIELDS = (
     ("gas", r"$\Sigma_{\rm gas}/\bar\Sigma_{\rm gas}$", "viridis"),
     ("dm", r"$\Sigma_{\rm DM}/\bar\Sigma_{\rm DM}$", "magma"),
@@ -349,8 +416,13 @@ def figure10_calibration(levels: np.ndarray, coverage: dict, rank_hists: dict, t
             ax.fill_between(levels, lo, hi, color=colours[mb], alpha=0.2, lw=0)
         ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
         ax.fill_between([0, 1], [-0.05, 0.95], [0.05, 1.05], color="0.85", lw=0, zorder=0, label="level $\\pm$ 0.05")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="credible level", ylabel="coverage",
-               title=f"{FIELD_TITLES[f].split(' ')[0]}: central intervals")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="credible level",
+            ylabel="coverage",
+            title=f"{FIELD_TITLES[f].split(' ')[0]}: central intervals",
+        )
         ax.legend(frameon=False, fontsize=8)
         ax = row[1]
         counts = np.asarray(rank_hists[f], dtype=float)
@@ -358,13 +430,21 @@ def figure10_calibration(levels: np.ndarray, coverage: dict, rank_hists: dict, t
         frac = np.array([g.sum() for g in groups]) / counts.sum() * len(groups)
         ax.bar(np.arange(len(groups)), frac, color=GEN_COLOUR, alpha=0.7, width=0.9)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set(xlabel=f"rank of the truth among {counts.size - 1} samples (in {len(groups)} groups)",
-               ylabel="pixels / uniform", title="rank histogram (dome: too wide; U: too narrow)")
+        ax.set(
+            xlabel=f"rank of the truth among {counts.size - 1} samples (in {len(groups)} groups)",
+            ylabel="pixels / uniform",
+            title="rank histogram (dome: too wide; U: too narrow)",
+        )
         ax = row[2]
         for mb in bins:
             fv = np.asarray(tarp_f[mb, f])
-            ax.plot(grid, (fv[None, :] < grid[:, None]).mean(axis=1), color=colours[mb], lw=1.6,
-                    label=f"{mb} ({fv.size} maps)")
+            ax.plot(
+                grid,
+                (fv[None, :] < grid[:, None]).mean(axis=1),
+                color=colours[mb],
+                lw=1.6,
+                label=f"{mb} ({fv.size} maps)",
+            )
         ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=r"$\alpha$", ylabel="expected coverage", title="TARP")
         ax.legend(frameon=False, fontsize=8)
@@ -424,8 +504,14 @@ def figure_substructure_gallery(
         for ax, (field, label, cmap) in zip(row, GALLERY_FIELDS):
             img = np.asarray(maps[field], dtype=float)
             norm = lognorm(img)
-            im = ax.imshow(np.clip(img, norm.vmin, None), origin="lower", extent=extent, cmap=cmap, norm=norm,
-                           interpolation="nearest")
+            im = ax.imshow(
+                np.clip(img, norm.vmin, None),
+                origin="lower",
+                extent=extent,
+                cmap=cmap,
+                norm=norm,
+                interpolation="nearest",
+            )
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(label, fontsize=8)
             markers(ax, field)
             if zoom_Mpc:
@@ -439,8 +525,14 @@ def figure_substructure_gallery(
         dm = np.asarray(maps["dm"], dtype=float)
         dm_box = dm[box & (dm > 0)]
         norm = LogNorm(vmin=float(dm_box.min()), vmax=float(dm_box.max())) if dm_box.size else lognorm(dm)
-        ax.imshow(np.clip(dm, norm.vmin, None), origin="lower", extent=extent, cmap="magma", norm=norm,
-                  interpolation="nearest")
+        ax.imshow(
+            np.clip(dm, norm.vmin, None),
+            origin="lower",
+            extent=extent,
+            cmap="magma",
+            norm=norm,
+            interpolation="nearest",
+        )
         lg = np.log10(np.clip(np.asarray(maps["gas"], dtype=float), 1e-6, None))
         levels = np.linspace(np.percentile(lg[box], 50), lg[box].max(), 8)[:-1]
         ax.contour(x, x, lg, levels=levels, colors="cyan", linewidths=0.6)

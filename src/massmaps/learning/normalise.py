@@ -23,8 +23,8 @@ stored beside the model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -63,9 +63,7 @@ class FieldScaling:
                 raise ValueError("a fitted FieldScaling needs its stretch parameter")
             return
         if self.stretch == "log" and not (self.floor + self.offset > 0):
-            raise ValueError(
-                f"log stretch needs floor + offset > 0, got floor={self.floor}, offset={self.offset}"
-            )
+            raise ValueError(f"log stretch needs floor + offset > 0, got floor={self.floor}, offset={self.offset}")
         if self.stretch == "asinh" and not (np.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"asinh stretch needs scale > 0, got {self.scale}")
         if (self.vmin is None) != (self.vmax is None):
@@ -115,7 +113,10 @@ class Normaliser:
         for f in fields:
             spec = stretch.get(f, "none")
             if isinstance(spec, str):  # by name: the parameter is fitted from the data
-                spec = {"stretch": spec, **({"floor": None} if spec == "log" else {"scale": None} if spec == "asinh" else {})}
+                spec = {
+                    "stretch": spec,
+                    **({"floor": None} if spec == "log" else {"scale": None} if spec == "asinh" else {}),
+                }
             spec = dict(spec)
             bad = set(spec) - {"stretch", "floor", "offset", "scale"}
             if bad:
@@ -146,7 +147,7 @@ class Normaliser:
             if s.stretch == "log":
                 if not peak[k] > 0:
                     raise ValueError(f"field {f!r}: no positive value to set a log floor from")
-                self.scalings[f] = replace(s, floor=float(peak[k] * 10.0 ** -self.log_decades))
+                self.scalings[f] = replace(s, floor=float(peak[k] * 10.0**-self.log_decades))
             else:
                 scale = float(np.median(medians[k])) if medians[k] else 0.0
                 if not scale > 0:
@@ -155,7 +156,7 @@ class Normaliser:
                     raise ValueError(f"field {f!r}: all zero, cannot set an asinh scale")
                 self.scalings[f] = replace(s, scale=scale)
 
-    def fit(self, chunks: Iterable, *, field_axis: int = 1) -> "Normaliser":
+    def fit(self, chunks: Iterable, *, field_axis: int = 1) -> Normaliser:
         """Fit the bounds over an iterable of arrays, each with all ``fields`` along ``field_axis``.
 
         Only one chunk is in memory at a time. NaN or infinite values raise ValueError (in a zarr
@@ -164,7 +165,9 @@ class Normaliser:
         """
         if any(s.needs_data for s in self.scalings.values()):
             if iter(chunks) is chunks:
-                raise ValueError("fitting a stretch parameter from the data needs re-iterable chunks (a list, not a generator)")
+                raise ValueError(
+                    "fitting a stretch parameter from the data needs re-iterable chunks (a list, not a generator)"
+                )
             self._fit_stretch(chunks, field_axis)
         lo = np.full(len(self.fields), np.inf)
         hi = np.full(len(self.fields), -np.inf)
@@ -263,11 +266,10 @@ class Normaliser:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Normaliser":
+    def from_dict(cls, d: Mapping) -> Normaliser:
         if d.get("format") != FORMAT or d.get("version") != FORMAT_VERSION:
             raise ValueError(
-                f"not a {FORMAT} v{FORMAT_VERSION} record: format={d.get('format')!r}, "
-                f"version={d.get('version')!r}"
+                f"not a {FORMAT} v{FORMAT_VERSION} record: format={d.get('format')!r}, version={d.get('version')!r}"
             )
         fields = tuple(d["fields"])
         norm = cls(fields)
@@ -290,17 +292,26 @@ class Normaliser:
         return f"Normaliser({'; '.join(parts)})"
 
 
-def fit_normaliser(ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *,
-                   log_decades: float = 6.0) -> Normaliser:
+def fit_normaliser(
+    ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *, log_decades: float = 6.0
+) -> Normaliser:
     """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
     fields = [str(f) for f in ds["field"].values]
     stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
     return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
-        ds["maps"], np.sort(train_index), chunk_size=chunk_size)
+        ds["maps"], np.sort(train_index), chunk_size=chunk_size
+    )
 
 
-def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
-                  per_pixel: bool = True, chunk_size: int = 256) -> np.ndarray:
+def training_mean(
+    ds: xr.Dataset,
+    train_index: np.ndarray,
+    norm: Normaliser,
+    fields: Sequence[str] = TARGETS,
+    *,
+    per_pixel: bool = True,
+    chunk_size: int = 256,
+) -> np.ndarray:
     """Mean of the normalised ``fields`` over the training sightlines: (C, H, W), or (C,) with
     ``per_pixel=False``. Reads ``chunk_size`` sightlines at a time."""
     index = np.sort(np.asarray(train_index))
@@ -315,8 +326,9 @@ def training_mean(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fie
     return mean if per_pixel else mean.mean(axis=(1, 2))
 
 
-def training_std(ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *,
-                 chunk_size: int = 256) -> float:
+def training_std(
+    ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *, chunk_size: int = 256
+) -> float:
     """Standard deviation of the normalised ``fields`` over every pixel of the training sightlines."""
     index = np.sort(np.asarray(train_index))
     total, total_sq, n = 0.0, 0.0, 0

@@ -15,15 +15,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..store import INPUTS, TARGETS
 from .. import __version__, store
 from ..files import atomic_path, write_text_atomic
+from ..store import INPUTS, TARGETS
 from . import normalise, samplers, score
 from .normalise import Normaliser
 from .training import TrainConfig, ZarrMapsDataset, train
 
 log = logging.getLogger(__name__)
-
 
 
 PRIOR_MEANS = ("none", "field", "pixel")
@@ -76,8 +75,16 @@ def train_from_store(
     config = TrainConfig.from_dict({**training, "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
     val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
-    return train(model_dir, train_ds, val_ds, config=config, checkpoint_dir=checkpoint_dir, normaliser=normaliser,
-                 log=log.info, budget_start=budget_start)
+    return train(
+        model_dir,
+        train_ds,
+        val_ds,
+        config=config,
+        checkpoint_dir=checkpoint_dir,
+        normaliser=normaliser,
+        log=log.info,
+        budget_start=budget_start,
+    )
 
 
 def _first_nonfinite(ds: xr.Dataset, index: np.ndarray, chunk_size: int = 256) -> str:
@@ -131,16 +138,26 @@ def sample_from_store(
     if eval_range_only:
         rows = rows[rows["in_eval_range"]]
     if rows.empty:
-        raise ValueError(f"no sightlines in split {which!r}" + (" within the evaluation mass range" if eval_range_only else ""))
+        raise ValueError(
+            f"no sightlines in split {which!r}" + (" within the evaluation mass range" if eval_range_only else "")
+        )
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
     steps = samplers.get_sampler(sampler).default_steps if steps is None else int(steps)
     parts = None
     if resume_dir is not None:
-        parts = Path(resume_dir) / resume_key(model_dir, ds, split=which, n_samples=n_samples, sampler=sampler,
-                                              steps=steps, seed=seed, sampler_kwargs=sampler_kwargs,
-                                              prior_mean=prior_mean)
+        parts = Path(resume_dir) / resume_key(
+            model_dir,
+            ds,
+            split=which,
+            n_samples=n_samples,
+            sampler=sampler,
+            steps=steps,
+            seed=seed,
+            sampler_kwargs=sampler_kwargs,
+            prior_mean=prior_mean,
+        )
         parts.mkdir(parents=True, exist_ok=True)
     mu = prior_mean_for(prior_mean, ds, splits, norm)
     index = rows["index"].to_numpy()
@@ -156,13 +173,22 @@ def sample_from_store(
             resumed += 1
             continue
         u = samplers.draw_posterior_samples(
-            trained.denoiser, cond[k : k + 1], n_samples, sampler=sampler, steps=steps, batch_size=batch_size,
-            seed=seed, sightline_ids=[int(ids[k])], sampler_kwargs=dict(sampler_kwargs or {}),
+            trained.denoiser,
+            cond[k : k + 1],
+            n_samples,
+            sampler=sampler,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            sightline_ids=[int(ids[k])],
+            sampler_kwargs=dict(sampler_kwargs or {}),
             prior_mean=mu,
         )
         out[k] = norm.invert(u[0], TARGETS, field_axis=1)
         if not np.isfinite(out[k]).all():
-            raise ValueError(f"{model_dir}: non-finite posterior samples for sightline_id {int(ids[k])} of {store_path}")
+            raise ValueError(
+                f"{model_dir}: non-finite posterior samples for sightline_id {int(ids[k])} of {store_path}"
+            )
         if part is not None:
             _save_part(part, out[k])
     if resumed:
@@ -181,8 +207,11 @@ def sample_from_store(
         {
             "samples": (dims, out, {"long_name": "posterior samples, physical units per field"}),
             "mean": (dims[:1] + dims[2:], out.mean(axis=1), {"long_name": f"mean of {n_samples} samples"}),
-            "std": (dims[:1] + dims[2:], out.std(axis=1, ddof=1) if n_samples > 1 else np.zeros_like(out[:, 0]),
-                    {"long_name": f"per-pixel standard deviation of {n_samples} samples (ddof=1)"}),
+            "std": (
+                dims[:1] + dims[2:],
+                out.std(axis=1, ddof=1) if n_samples > 1 else np.zeros_like(out[:, 0]),
+                {"long_name": f"per-pixel standard deviation of {n_samples} samples (ddof=1)"},
+            ),
         },
         coords=coords,
         attrs={
@@ -208,8 +237,9 @@ def resume_key(model_dir: str | os.PathLike, ds: xr.Dataset, **sampling) -> str:
     for f in sorted(p for p in Path(model_dir).rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"):
         digest.update(f.relative_to(model_dir).as_posix().encode())
         digest.update(f.read_bytes())
-    return store.config_hash({"model": digest.hexdigest(), "data": ds.attrs.get("config_hash", ""),
-                              "version": __version__, **sampling})
+    return store.config_hash(
+        {"model": digest.hexdigest(), "data": ds.attrs.get("config_hash", ""), "version": __version__, **sampling}
+    )
 
 
 def _save_part(path: Path, samples: np.ndarray) -> None:
@@ -310,25 +340,52 @@ def diffusion_trajectory(
     states: list[tuple[float, np.ndarray]] = []
     dev = denoiser.device
     # the sampler's own start for sample 1 of this sightline (sample 0's seed drew the forward noise)
-    x, generators = samplers.start_noise([(sid, 1)], (len(TARGETS), *x0.shape[-2:]), seed, float(sigmas[0]),
-                                         prior_mean_for(prior_mean, ds, splits, norm), dev)
+    x, generators = samplers.start_noise(
+        [(sid, 1)],
+        (len(TARGETS), *x0.shape[-2:]),
+        seed,
+        float(sigmas[0]),
+        prior_mean_for(prior_mean, ds, splits, norm),
+        dev,
+    )
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731
     denoiser.net.eval()
     with torch.no_grad():
-        solver(denoiser, x, sigmas, cond=torch.as_tensor(cond, dtype=torch.float32, device=dev), generator=generators,
-               callback=cb, **kwargs)
+        solver(
+            denoiser,
+            x,
+            sigmas,
+            cond=torch.as_tensor(cond, dtype=torch.float32, device=dev),
+            generator=generators,
+            callback=cb,
+            **kwargs,
+        )
     state_sigmas = np.array([s for s, _ in states])
     # the first recorded state at or below each level (the start for a level at or above sigma_max)
-    reverse = np.stack([states[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])][1] for lv in levels]).astype(np.float32)
+    reverse = np.stack([states[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])][1] for lv in levels]).astype(
+        np.float32
+    )
     reached = np.array([state_sigmas[int(np.nonzero(state_sigmas <= lv + 1e-12)[0][0])] for lv in levels])
     return xr.Dataset(
         {
             "forward": (("level", "field", "y", "x"), forward, {"long_name": "x0 + sigma z, normalised units"}),
             "reverse": (("level", "field", "y", "x"), reverse, {"long_name": "sampler state, normalised units"}),
         },
-        coords={"level": np.arange(len(levels)), "sigma": ("level", levels), "sigma_reached": ("level", reached),
-                "field": list(TARGETS), "y": maps["y"].values, "x": maps["x"].values},
-        attrs={"sightline_id": sid, "M200m_Msun": float(smp["M200m_Msun"].values[k]), "sampler": sampler, "steps": len(sigmas) - 1,
-               "seed": int(seed), "prior_mean": prior_mean},
+        coords={
+            "level": np.arange(len(levels)),
+            "sigma": ("level", levels),
+            "sigma_reached": ("level", reached),
+            "field": list(TARGETS),
+            "y": maps["y"].values,
+            "x": maps["x"].values,
+        },
+        attrs={
+            "sightline_id": sid,
+            "M200m_Msun": float(smp["M200m_Msun"].values[k]),
+            "sampler": sampler,
+            "steps": len(sigmas) - 1,
+            "seed": int(seed),
+            "prior_mean": prior_mean,
+        },
     )

@@ -16,8 +16,8 @@ Euler-Maruyama N (N - 1 SDE steps plus the final denoising), Heun and the stocha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -65,9 +65,7 @@ def randn_like(x: torch.Tensor, generator: GeneratorLike) -> torch.Tensor:
         return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if len(generator) != x.shape[0]:
         raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
-    return torch.stack(
-        [torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator]
-    )
+    return torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator])
 
 
 def _report(callback, x, i, sigma, sigma_hat, denoised):
@@ -198,8 +196,9 @@ def sample_dpmpp_2m(denoiser, x, sigmas, *, cond, generator=None, callback=None,
 
 
 @torch.no_grad()
-def sample_dpmpp_2m_sde(denoiser, x, sigmas, *, cond, generator, callback=None, disable=True, eta: float = 1.0,
-                        s_noise: float = 1.0):
+def sample_dpmpp_2m_sde(
+    denoiser, x, sigmas, *, cond, generator, callback=None, disable=True, eta: float = 1.0, s_noise: float = 1.0
+):
     """DPM-Solver++(2M) SDE (Lu et al. 2022; k-diffusion's midpoint form): the reverse SDE integrated
     exactly in its linear part, the data prediction D extrapolated as in :func:`sample_dpmpp_2m`, and
     fresh noise of variance sigma_{i+1}^2 (1 - e^{-2 eta h}) each step; ``eta`` = 0 is the ODE solver.
@@ -261,14 +260,23 @@ def _churn_inside_training_range(kwargs: dict, steps: int, denoiser) -> dict:
     return kwargs
 
 
-SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in (
-    SamplerSpec("euler_maruyama", sample_euler_maruyama, ve_sigmas, 1000),  # the paper's
-    SamplerSpec("heun", sample_heun, karras_sigmas, 18, evals_per_level=2),  # 35 NFE, EDM's CIFAR-10 setting
-    SamplerSpec("edm_stochastic", sample_edm_stochastic, karras_sigmas, 40, evals_per_level=2,
-                prepare=_churn_inside_training_range),
-    SamplerSpec("dpmpp_2m", sample_dpmpp_2m, karras_sigmas, 20),
-    SamplerSpec("dpmpp_2m_sde", sample_dpmpp_2m_sde, karras_sigmas, 20),
-)}
+SAMPLERS: dict[str, SamplerSpec] = {
+    s.name: s
+    for s in (
+        SamplerSpec("euler_maruyama", sample_euler_maruyama, ve_sigmas, 1000),  # the paper's
+        SamplerSpec("heun", sample_heun, karras_sigmas, 18, evals_per_level=2),  # 35 NFE, EDM's CIFAR-10 setting
+        SamplerSpec(
+            "edm_stochastic",
+            sample_edm_stochastic,
+            karras_sigmas,
+            40,
+            evals_per_level=2,
+            prepare=_churn_inside_training_range,
+        ),
+        SamplerSpec("dpmpp_2m", sample_dpmpp_2m, karras_sigmas, 20),
+        SamplerSpec("dpmpp_2m_sde", sample_dpmpp_2m_sde, karras_sigmas, 20),
+    )
+}
 
 
 def get_sampler(name: str) -> SamplerSpec:
@@ -289,8 +297,16 @@ def sample_seed(seed: int, sightline: int, sample: int) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def solver_setup(sampler: str, denoiser, steps: int | None = None, sampler_kwargs: dict | None = None, *,
-                 sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0):
+def solver_setup(
+    sampler: str,
+    denoiser,
+    steps: int | None = None,
+    sampler_kwargs: dict | None = None,
+    *,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float = 7.0,
+):
     """The solver, its noise levels and its keywords for ``denoiser``.
 
     ``steps`` defaults per sampler (see ``SAMPLERS``), the sigma range to the network's. For
@@ -377,8 +393,9 @@ def draw_posterior_samples(
     if len(ids) != n_in:
         raise ValueError(f"{len(ids)} sightline_ids for {n_in} inputs")
 
-    solver, sigmas, kwargs = solver_setup(sampler, denoiser, steps, sampler_kwargs,
-                                          sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    solver, sigmas, kwargs = solver_setup(
+        sampler, denoiser, steps, sampler_kwargs, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho
+    )
 
     channels = int(denoiser.net.hyperparameters["channels"]) if hasattr(denoiser.net, "hyperparameters") else None
     pairs = [(b, k) for b in range(n_in) for k in range(n_samples)]
@@ -387,8 +404,21 @@ def draw_posterior_samples(
     denoiser.net.eval()
     try:
         for start in tqdm(range(0, len(pairs), batch_size), disable=disable, desc="posterior batches"):
-            out = _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, pairs[start : start + batch_size],
-                                ids, seed, channels, n_in, n_samples, out, prior_mean)
+            out = _sample_chunk(
+                denoiser,
+                solver,
+                sigmas,
+                kwargs,
+                inputs,
+                pairs[start : start + batch_size],
+                ids,
+                seed,
+                channels,
+                n_in,
+                n_samples,
+                out,
+                prior_mean,
+            )
     finally:
         denoiser.net.train(was_training)
     return out
@@ -404,14 +434,21 @@ def start_noise(pairs, shape, seed: int, sigma_max: float, prior_mean=None, devi
     return shift_to_prior(randn_like(x, generators) * sigma_max, prior_mean), generators
 
 
-def _sample_chunk(denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out,
-                  prior_mean=None):
+def _sample_chunk(
+    denoiser, solver, sigmas, kwargs, inputs, chunk, ids, seed, channels, n_in, n_samples, out, prior_mean=None
+):
     """Sample the (sightline, sample) pairs of ``chunk`` in one batch; write them into ``out``."""
     dev = denoiser.device
     rows = torch.tensor([b for b, _ in chunk])
     cond = inputs[rows].to(dev)
-    x, generators = start_noise([(ids[b], k) for b, k in chunk], (channels or cond.shape[1], *inputs.shape[2:]),
-                                seed, float(sigmas[0]), prior_mean, dev)
+    x, generators = start_noise(
+        [(ids[b], k) for b, k in chunk],
+        (channels or cond.shape[1], *inputs.shape[2:]),
+        seed,
+        float(sigmas[0]),
+        prior_mean,
+        dev,
+    )
     x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
     x = x.to(torch.float32).cpu().numpy()
     if out is None:

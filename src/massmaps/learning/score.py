@@ -27,9 +27,10 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from score_models import NCSNpp, ScoreModel
@@ -63,9 +64,7 @@ _SDE_KEYS = {"sde", "sigma_min", "sigma_max", "T", "epsilon", "model_architectur
 def ncsnpp_keywords() -> tuple[str, ...]:
     """The keyword names NCSNpp.__init__ really takes (not its catch-all ``**kwargs``)."""
     params = inspect.signature(NCSNpp.__init__).parameters.values()
-    return tuple(
-        p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    )
+    return tuple(p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
 
 
 def check_ncsnpp_kwargs(kwargs: Mapping[str, Any]) -> None:
@@ -77,7 +76,7 @@ def check_ncsnpp_kwargs(kwargs: Mapping[str, Any]) -> None:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda if torch.cuda.is_available() else cpu; anything else is passed to torch."""
+    """ "auto" -> cuda if torch.cuda.is_available() else cpu; anything else is passed to torch."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":

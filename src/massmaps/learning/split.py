@@ -27,9 +27,7 @@ EVAL_MASS_RANGE_MSUN = (2.0e14, 1.0e15)
 def _check_fractions(fractions) -> np.ndarray:
     f = np.asarray(fractions, dtype=float)
     if f.shape != (len(SPLIT_NAMES),):
-        raise ValueError(
-            f"fractions must have {len(SPLIT_NAMES)} entries for {SPLIT_NAMES}, got {fractions!r}"
-        )
+        raise ValueError(f"fractions must have {len(SPLIT_NAMES)} entries for {SPLIT_NAMES}, got {fractions!r}")
     if not np.all(np.isfinite(f)) or np.any(f < 0):
         raise ValueError(f"fractions must be finite and non-negative, got {fractions!r}")
     if abs(f.sum() - 1.0) > 1e-6:
@@ -86,9 +84,7 @@ def assign_splits(
     halo_id = np.asarray(halo_id)
     logm = np.asarray(log10_mass, dtype=float)
     if halo_id.ndim != 1 or logm.shape != halo_id.shape:
-        raise ValueError(
-            f"halo_id and log10_mass must be 1-d of equal length, got {halo_id.shape} and {logm.shape}"
-        )
+        raise ValueError(f"halo_id and log10_mass must be 1-d of equal length, got {halo_id.shape} and {logm.shape}")
     if not np.all(np.isfinite(logm)):
         raise ValueError("log10_mass contains non-finite values")
     if not np.issubdtype(halo_id.dtype, np.integer):
@@ -145,7 +141,12 @@ def split_table(
     if "split" in ds.coords:  # drawn with the sightline plan (which may give the test split extra views)
         table["split"] = [str(v) for v in ds["split"].values]
     else:
-        table["split"] = assign_splits(table["halo_id"].to_numpy(), table["log10_M200m"].to_numpy(),
-                                             fractions=tuple(fractions), bin_width=bin_dex, seed=seed)
+        table["split"] = assign_splits(
+            table["halo_id"].to_numpy(),
+            table["log10_M200m"].to_numpy(),
+            fractions=tuple(fractions),
+            bin_width=bin_dex,
+            seed=seed,
+        )
     table["in_eval_range"] = eval_mask(table["M200m_Msun"].to_numpy(), *eval_range_Msun)
     return table

@@ -39,9 +39,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,13 +171,16 @@ class TrainConfig:
         score_mod.check_ncsnpp_kwargs(self.network)
         self.network = dict(self.network)
         if self.preconditioning not in score_mod.PRECONDITIONINGS:
-            raise ValueError(f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, "
-                             f"got {self.preconditioning!r}")
+            raise ValueError(
+                f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, got {self.preconditioning!r}"
+            )
         if self.preconditioning == "edm" and not (self.sigma_data and self.sigma_data > 0):
-            raise ValueError(f"TrainConfig.sigma_data must be > 0 with the edm preconditioning, got {self.sigma_data!r}")
+            raise ValueError(
+                f"TrainConfig.sigma_data must be > 0 with the edm preconditioning, got {self.sigma_data!r}"
+            )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         """Build from a config mapping, rejecting unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         bad = sorted(set(d) - names)
@@ -264,11 +268,15 @@ class ZarrMapsDataset(Dataset):
         try:
             raw = self._open()[index][self._field_pos]
         except ValueError as err:  # e.g. a chunk whose checksum no longer matches
-            raise ValueError(f"{self.store_path}: sightline {index} cannot be read ({err}); the store is damaged: "
-                             "delete it and run snakemake again") from err
+            raise ValueError(
+                f"{self.store_path}: sightline {index} cannot be read ({err}); the store is damaged: "
+                "delete it and run snakemake again"
+            ) from err
         if not np.isfinite(raw).all():
-            raise ValueError(f"{self.store_path}: sightline {index} has non-finite pixels in fields "
-                             f"{[f for f, a in zip(self.targets + self.inputs, raw) if not np.isfinite(a).all()]}")
+            raise ValueError(
+                f"{self.store_path}: sightline {index} has non-finite pixels in fields "
+                f"{[f for f, a in zip(self.targets + self.inputs, raw) if not np.isfinite(a).all()]}"
+            )
         return raw
 
     def __getstate__(self):
@@ -288,8 +296,9 @@ class ZarrMapsDataset(Dataset):
         block = self._cache.get(i)
         if block is None:
             raw = self._read(int(self.indices[i]))
-            block = np.concatenate([self.normaliser.apply(raw[:nt], self.targets),
-                                    self.normaliser.apply(raw[nt:], self.inputs)])
+            block = np.concatenate(
+                [self.normaliser.apply(raw[:nt], self.targets), self.normaliser.apply(raw[nt:], self.inputs)]
+            )
             if (len(self._cache) + 1) * block.nbytes <= self.cache_mb * 2**20:
                 self._cache[i] = block
         block = dihedral(block, code) if code else block.copy()  # the cached array is never handed out
@@ -485,13 +494,14 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike, log: Callable = print) ->
             log(f"resuming from the previous checkpoint {path} (step {ckpt['step']})")
         return ckpt
     if problems:
-        raise CheckpointError("no usable training checkpoint: " + "; ".join(problems)
-                              + f"; delete {folder} to train from the start")
+        raise CheckpointError(
+            "no usable training checkpoint: " + "; ".join(problems) + f"; delete {folder} to train from the start"
+        )
     return None
 
 
 # ------------------------------------------------------------------------------------- training
-def _denoiser(model, config: TrainConfig) -> "score_mod.Denoiser":
+def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
     return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
 
 
@@ -556,8 +566,17 @@ def train(
             old_handlers[sig] = signal.signal(sig, _on_signal)
     try:
         return _train_locked(
-            model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
-            device, lock, stop, t_start,
+            model_dir,
+            train_dataset,
+            val_dataset,
+            config,
+            checkpoint_dir,
+            normaliser,
+            log,
+            device,
+            lock,
+            stop,
+            t_start,
         )
     finally:
         for sig, handler in old_handlers.items():
@@ -582,8 +601,9 @@ class _Run:
 def _build(config: TrainConfig, train_dataset, device) -> _Run:
     """Network, optimiser and EMA from the seed, checked against the dataset's map size and channels."""
     torch.manual_seed(config.seed)
-    model = score_mod.build_score_model(config.network, sigma_min=config.sigma_min, sigma_max=config.sigma_max,
-                                        device=device)
+    model = score_mod.build_score_model(
+        config.network, sigma_min=config.sigma_min, sigma_max=config.sigma_max, device=device
+    )
     x0, c0 = train_dataset[0]
     mult = score_mod.image_multiple(model)
     if x0.shape[-1] % mult or x0.shape[-2] % mult:
@@ -593,9 +613,13 @@ def _build(config: TrainConfig, train_dataset, device) -> _Run:
             f"dataset gives {x0.shape[0]} target / {c0.shape[0]} input channels, the network expects "
             f"{model.model.channels} / {model.model.condition_input_channels}"
         )
-    return _Run(model=model, optimizer=torch.optim.Adam(model.model.parameters(), lr=config.lr),
-                ema=ExponentialMovingAverage(model.model.parameters(), decay=config.ema_decay),
-                hparams=score_mod.to_jsonable(model.hyperparameters), pixels=int(np.prod(x0.shape)))
+    return _Run(
+        model=model,
+        optimizer=torch.optim.Adam(model.model.parameters(), lr=config.lr),
+        ema=ExponentialMovingAverage(model.model.parameters(), decay=config.ema_decay),
+        hparams=score_mod.to_jsonable(model.hyperparameters),
+        pixels=int(np.prod(x0.shape)),
+    )
 
 
 def _resume(run: _Run, config: TrainConfig, checkpoint_dir: Path, log) -> dict | None:
@@ -637,9 +661,14 @@ def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int)
     )
     val_loader = None
     if val_dataset is not None and len(val_dataset) > 0:
-        val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False,
-                                num_workers=config.num_workers, pin_memory=pin,
-                                persistent_workers=config.num_workers > 0)
+        val_loader = DataLoader(
+            val_dataset,
+            batch_size=config.batch_size,
+            shuffle=False,
+            num_workers=config.num_workers,
+            pin_memory=pin,
+            persistent_workers=config.num_workers > 0,
+        )
     return iter(train_loader), val_loader
 
 
@@ -704,8 +733,16 @@ def _stop_reason(stop: dict, config: TrainConfig, step: int, t_start: float, ste
     return reason
 
 
-def _write_model(run: _Run, config: TrainConfig, model_dir: Path, checkpoint_dir: Path, normaliser, lock,
-                 val_loss, images_per_s: float) -> dict:
+def _write_model(
+    run: _Run,
+    config: TrainConfig,
+    model_dir: Path,
+    checkpoint_dir: Path,
+    normaliser,
+    lock,
+    val_loss,
+    images_per_s: float,
+) -> dict:
     """The final model (EMA weights), written only now, and the training log; returns the summary."""
     lock.verify()
     with run.ema.average_parameters():
@@ -727,8 +764,9 @@ def _write_model(run: _Run, config: TrainConfig, model_dir: Path, checkpoint_dir
     return summary
 
 
-def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log,
-                  device, lock, stop, t_start) -> TrainResult:
+def _train_locked(
+    model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log, device, lock, stop, t_start
+) -> TrainResult:
     """The training loop, in named steps: build, resume, data, then optimise, log, validate, checkpoint
     and check for a stop at each step; the EMA model is written at the end."""
     run = _build(config, train_dataset, device)
@@ -744,8 +782,14 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
     running, running_n = 0.0, 0
     history = run.history
     val_loss = history["val"][-1][1] if history["val"] else None
-    pbar = tqdm(total=config.steps, initial=run.step, disable=not config.progress, desc="train", smoothing=0.1,
-                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # few lines in a log file
+    pbar = tqdm(
+        total=config.steps,
+        initial=run.step,
+        disable=not config.progress,
+        desc="train",
+        smoothing=0.1,
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
+    )  # few lines in a log file
     while run.step < config.steps:
         t_step = time.monotonic()
         running += _optimisation_step(run, denoiser, next(batches), config, device)
@@ -753,7 +797,9 @@ def _train_locked(model_dir, train_dataset, val_dataset, config, checkpoint_dir,
         steps_this_run += 1
         step = run.step
         pbar.update(1)
-        step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t_step) if steps_this_run > 1 else time.monotonic() - t_step
+        step_time = (
+            0.9 * step_time + 0.1 * (time.monotonic() - t_step) if steps_this_run > 1 else time.monotonic() - t_step
+        )
 
         if step % config.log_every == 0 or step == config.steps:
             history["loss"].append([step, running / running_n])

@@ -151,20 +151,10 @@ def corner_g_folded(su, i, a0, a1, b0, b1, sv, j, c0, c1, d0, d1, tab):
     """Bicubic Hermite value of ``G`` from the outputs of :func:`fold_axis` for u and for v."""
     # u-value part at nodes i, i+1: Hermite in v of G and of delta*G_v
     g_i = c0 * tab[i, j, 0] + c1 * tab[i, j + 1, 0] + d0 * tab[i, j, 2] + d1 * tab[i, j + 1, 2]
-    g_i1 = (
-        c0 * tab[i + 1, j, 0]
-        + c1 * tab[i + 1, j + 1, 0]
-        + d0 * tab[i + 1, j, 2]
-        + d1 * tab[i + 1, j + 1, 2]
-    )
+    g_i1 = c0 * tab[i + 1, j, 0] + c1 * tab[i + 1, j + 1, 0] + d0 * tab[i + 1, j, 2] + d1 * tab[i + 1, j + 1, 2]
     # u-derivative part: Hermite in v of delta*G_u and of delta^2*G_uv
     gu_i = c0 * tab[i, j, 1] + c1 * tab[i, j + 1, 1] + d0 * tab[i, j, 3] + d1 * tab[i, j + 1, 3]
-    gu_i1 = (
-        c0 * tab[i + 1, j, 1]
-        + c1 * tab[i + 1, j + 1, 1]
-        + d0 * tab[i + 1, j, 3]
-        + d1 * tab[i + 1, j + 1, 3]
-    )
+    gu_i1 = c0 * tab[i + 1, j, 1] + c1 * tab[i + 1, j + 1, 1] + d0 * tab[i + 1, j, 3] + d1 * tab[i + 1, j + 1, 3]
     return su * sv * (a0 * g_i + a1 * g_i1 + b0 * gu_i + b1 * gu_i1)
 
 
@@ -198,9 +188,7 @@ def _corner_many(u, v, tab, out):
     for k in range(u.size):
         uk = min(max(u[k], -1.0), 1.0)
         vk = min(max(v[k], -1.0), 1.0)
-        out[k] = (
-            0.25 + 0.5 * (half_cdf_unit(uk) + half_cdf_unit(vk)) + corner_g(uk, vk, tab)
-        )
+        out[k] = 0.25 + 0.5 * (half_cdf_unit(uk) + half_cdf_unit(vk)) + corner_g(uk, vk, tab)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,7 +137,15 @@ def _build(pos, leaf_size):
         stack[top] = c
         stack[top + 1] = c + 1
         top += 2
-    return xyz, perm, lo[:n_nodes].copy(), hi[:n_nodes].copy(), start[:n_nodes].copy(), end[:n_nodes].copy(), child[:n_nodes].copy()
+    return (
+        xyz,
+        perm,
+        lo[:n_nodes].copy(),
+        hi[:n_nodes].copy(),
+        start[:n_nodes].copy(),
+        end[:n_nodes].copy(),
+        child[:n_nodes].copy(),
+    )
 
 
 # ---------------------------------------------------------------------------------------- query
@@ -351,8 +359,7 @@ class KNNTree:
         self.xyz = np.ascontiguousarray(xyz.T)  # (3, N): each coordinate contiguous, for the distance loops
         self.leaves = np.flatnonzero(self.child < 0)
 
-    def h_rho(self, k: int, mass: np.ndarray | None = None, query: np.ndarray | None = None,
-              self_weight: float = 1.0):
+    def h_rho(self, k: int, mass: np.ndarray | None = None, query: np.ndarray | None = None, self_weight: float = 1.0):
         """Distance to the ``k``-th nearest neighbour (self included) and, with ``mass``, the SPH density.
 
         Returns ``(H, rho)`` in the input order (``rho`` None without ``mass``); with ``query`` (a
@@ -366,8 +373,23 @@ class KNNTree:
         m_tree = np.empty(0) if mass is None else np.ascontiguousarray(mass, dtype=np.float64)[self.perm]
         out_h = np.full(self.n, np.nan)
         out_rho = np.full(self.n if mass is not None else 0, np.nan)
-        _knn_h_rho(self.xyz[0], self.xyz[1], self.xyz[2], self.lo, self.hi, self.start, self.end, self.child, self.leaves, int(k), want,
-                   m_tree, float(self_weight), out_h, out_rho)
+        _knn_h_rho(
+            self.xyz[0],
+            self.xyz[1],
+            self.xyz[2],
+            self.lo,
+            self.hi,
+            self.start,
+            self.end,
+            self.child,
+            self.leaves,
+            int(k),
+            want,
+            m_tree,
+            float(self_weight),
+            out_h,
+            out_rho,
+        )
         H = np.empty(self.n)
         H[self.perm] = out_h
         if mass is None:

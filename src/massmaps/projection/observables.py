@@ -8,7 +8,7 @@ W2D is integrated exactly over each pixel by :func:`massmaps.projection.pixels.p
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
