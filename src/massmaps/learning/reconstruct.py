@@ -20,7 +20,8 @@ from ..files import atomic_path, write_text_atomic
 from ..store import INPUTS, TARGETS
 from . import normalise, samplers, score
 from .normalise import Normaliser
-from .training import TrainConfig, ZarrMapsDataset, train
+from .training import TrainConfig, train
+from .training_data import ZarrMapsDataset
 
 log = logging.getLogger(__name__)
 
