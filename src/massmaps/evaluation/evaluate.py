@@ -98,28 +98,8 @@ def evaluate(
     n_map, n_samp = samples.sizes["sightline"], samples.sizes["sample"]
     if n_samp < 2:
         raise ValueError(f"the evaluation needs at least 2 posterior samples per sightline, got {n_samp}")
-    pixel = float(dataset.attrs["pixel_Mpc"])
-    npix = int(dataset.sizes["x"])
-    kb = metrics.KBins(npix, pixel, h=h, length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
-    width = cfg.profile_bin_Mpc or pixel
-    edges = metrics.radial_bin_edges(cfg.profile_r_max_Mpc or npix * pixel / 2, width)
-    z_edges = np.linspace(-cfg.z_range, cfg.z_range, cfg.z_bins + 1)
-    nk, nr, nf, ni = len(kb.centres), len(edges) - 1, len(TARGETS), len(INPUTS)
-
-    arrays = {
-        "P_sim": np.empty((n_map, nf, nk)),
-        "P_gen": np.empty((n_map, nf, nk)),
-        "b": np.empty((n_map, nf, nk)),
-        "r": np.empty((n_map, nf, nk)),
-        "r_input": np.empty((n_map, ni, nf, nk)),
-        "profile_sim": np.empty((n_map, nf, nr)),
-        "profile_gen": np.empty((n_map, nf, nr)),
-        "mass_error": np.empty((n_map, nf)),
-        "V": np.empty((n_map, n_samp - 1, nf)),
-    }
-    cal = _calibration_arrays(n_map, n_samp, nf)
-    z_sum = np.zeros((nf, cfg.z_bins))
-    z_in = np.zeros((nf, 3))  # pixels, inside 1 sigma, inside 2 sigma
+    bins = _Bins.of(dataset, cfg, h)
+    totals = _Totals.empty(n_map, n_samp, bins, cfg.z_bins)
     step = max(1, cfg.chunk_sightlines)
     fields = [str(f) for f in dataset["field"].values]
     target_pos, input_pos = [fields.index(f) for f in TARGETS], [fields.index(f) for f in INPUTS]
@@ -133,123 +113,197 @@ def evaluate(
         chunk = samples.isel(sightline=sl).sel(field=list(TARGETS))
         for name in ("samples", "mean", "std"):
             require_finite(chunk[name].values, f"posterior {name}", ids[sl], sources.get("samples", ""))
-        mean = chunk["mean"].values.astype(np.float64)
-        std = chunk["std"].values.astype(np.float64)
-        arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
-        arrays["P_gen"][sl] = metrics.power_spectrum(mean, kb)
-        arrays["b"][sl], arrays["r"][sl] = metrics.bias_and_correlation(mean, truth, kb)
-        for j in range(ni):
-            _, arrays["r_input"][sl, j] = metrics.bias_and_correlation(inputs[:, j : j + 1], truth, kb)
-        arrays["profile_sim"][sl] = metrics.radial_profiles(truth, pixel, edges)
-        arrays["profile_gen"][sl] = metrics.radial_profiles(mean, pixel, edges)
-        arrays["mass_error"][sl] = metrics.total_mass_error(mean, truth)
-        draws = chunk["samples"].values
-        arrays["V"][sl] = metrics.sample_mean_variance(draws, sample_axis=1)
-        _fill_calibration(cal, sl, draws, truth, pixel)
-        z = metrics.standardized_errors(mean, std, truth)
-        for i in range(nf):
-            zf = z[:, i][np.isfinite(z[:, i])]
-            z_sum[i] += np.histogram(zf, bins=z_edges)[0]
-            z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
+        _add_chunk(totals, bins, sl, truth, inputs, chunk)
 
     for name in ("P_sim", "P_gen", "b", "r", "r_input", "profile_sim", "profile_gen", "mass_error", "V"):
-        require_finite(arrays[name], f"metric {name}", ids, "evaluation")
-    n_z = z_in[:, :1]
-    mass = samples["M200m_Msun"].values
-    p_units = "[S]^2 Mpc^2" if cfg.k_length_unit == "Mpc" else "[S]^2 (Mpc/h)^2"  # [S]: the field's unit
-    s, f, k, r = "sightline", "field", "k", "radius"
-    out = xr.Dataset(
-        {
-            "P_sim": (
-                (s, f, k),
-                arrays["P_sim"],
-                {"long_name": "power spectrum of the simulated map", "units": p_units},
-            ),
-            "P_gen": (
-                (s, f, k),
-                arrays["P_gen"],
-                {"long_name": f"power spectrum of the {n_samp}-sample mean", "units": p_units},
-            ),
-            "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
-            "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
-            "r_input": (
-                ("sightline", "input", f, k),
-                arrays["r_input"],
-                {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"},
-            ),
-            "profile_sim": (
-                (s, f, r),
-                arrays["profile_sim"],
-                {"long_name": "mean of the simulated map in annuli", "units": "1"},
-            ),
-            "profile_gen": (
-                (s, f, r),
-                arrays["profile_gen"],
-                {"long_name": f"mean of the {n_samp}-sample mean in annuli", "units": "1"},
-            ),
-            "mass_error": (
-                (s, f),
-                arrays["mass_error"],
-                {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"},
-            ),
-            "V": (
-                (s, "n_samples", f),
-                arrays["V"],
-                {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"},
-            ),
-            "V_ratio": (
-                (s, "n_samples", f),
-                metrics.variance_ratio(arrays["V"]),
-                {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"},
-            ),
-            "z_density": (
-                (f, "z"),
-                z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
-                {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"},
-            ),
-            "z_fraction": (
-                (f, "within"),
-                z_in[:, 1:] / np.maximum(n_z, 1),
-                {"long_name": "fraction of pixels with |z| below 1 and 2"},
-            ),
-            "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
-            **_calibration_variables(cal),
-        },
-        coords={
-            s: samples[s].values,
-            "sightline_id": (s, samples["sightline_id"].values),
-            "halo_id": (s, samples["halo_id"].values),
-            "M200m_Msun": (s, mass, {"units": "Msun"}),
-            "mass_bin": (s, mass_bin_labels(mass, cfg.mass_bins).astype(object)),
-            f: np.array(TARGETS, dtype=object),
-            "input": np.array(INPUTS, dtype=object),
-            k: (k, kb.centres, {"units": "h/Mpc", "long_name": "bin centre"}),
-            "k_mean": (k, kb.k_mean, {"units": "h/Mpc", "long_name": "mean |k| of the modes in the bin"}),
-            "n_modes": (k, kb.n_modes),
-            r: (r, 0.5 * (edges[1:] + edges[:-1]), {"units": "Mpc"}),
-            "radius_lo": (r, edges[:-1], {"units": "Mpc"}),
-            "radius_hi": (r, edges[1:], {"units": "Mpc"}),
-            "n_samples": np.arange(2, n_samp + 1),
-            "z": 0.5 * (z_edges[1:] + z_edges[:-1]),
-            "within": [1, 2],
-        },
-        attrs={
-            "massmaps_version": __version__,
-            "k_unit": kb.unit,
-            "k_fundamental": kb.k_fundamental,
-            "k_split": cfg.k_split_h_per_Mpc,
-            "k_length_unit": cfg.k_length_unit,
-            "k_two_pi": int(cfg.k_two_pi),
-            "h": h,
-            "pixel_Mpc": pixel,
-            "convergence_threshold": cfg.convergence_threshold,
-            "mass_bins": repr({k_: list(v) for k_, v in cfg.mass_bins.items()}),
-            "n_posterior_samples": n_samp,
-            "sampler": str(samples.attrs.get("sampler", "")),
-            "config_hash": str(dataset.attrs.get("config_hash", "")),
-        },
+        require_finite(totals.arrays[name], f"metric {name}", ids, "evaluation")
+    return xr.Dataset(
+        {**_metric_variables(totals, bins, n_samp, cfg.k_length_unit), **_calibration_variables(totals.cal)},
+        coords=_metric_coords(samples, bins, cfg, n_samp),
+        attrs=_metric_attrs(samples, dataset, bins, cfg, h, n_samp),
     )
-    return out
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """The bins of :func:`evaluate`: k for the power spectra, radius for the profiles, z for the errors."""
+
+    pixel: float  # pixel size [Mpc]
+    kb: metrics.KBins
+    edges: np.ndarray  # radial bin edges [Mpc]
+    z_edges: np.ndarray  # standardized-error histogram edges
+
+    @classmethod
+    def of(cls, dataset: xr.Dataset, cfg: EvalConfig, h: float) -> _Bins:
+        pixel = float(dataset.attrs["pixel_Mpc"])
+        npix = int(dataset.sizes["x"])
+        kb = metrics.KBins(npix, pixel, h=h, length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
+        width = cfg.profile_bin_Mpc or pixel
+        edges = metrics.radial_bin_edges(cfg.profile_r_max_Mpc or npix * pixel / 2, width)
+        z_edges = np.linspace(-cfg.z_range, cfg.z_range, cfg.z_bins + 1)
+        return cls(pixel=pixel, kb=kb, edges=edges, z_edges=z_edges)
+
+
+@dataclass
+class _Totals:
+    """What :func:`evaluate` fills chunk by chunk: per-map metrics, calibration primitives, pooled z counts."""
+
+    arrays: dict[str, np.ndarray]  # per-map metrics, by variable name
+    cal: dict[str, np.ndarray]  # per-map calibration primitives (_calibration_arrays)
+    z_sum: np.ndarray  # (field, z bin): histogram of the standardized errors of every map
+    z_in: np.ndarray  # (field, 3): pixels, inside 1 sigma, inside 2 sigma
+
+    @classmethod
+    def empty(cls, n_map: int, n_samp: int, bins: _Bins, z_bins: int) -> _Totals:
+        nk, nr, nf, ni = len(bins.kb.centres), len(bins.edges) - 1, len(TARGETS), len(INPUTS)
+        arrays = {
+            "P_sim": np.empty((n_map, nf, nk)),
+            "P_gen": np.empty((n_map, nf, nk)),
+            "b": np.empty((n_map, nf, nk)),
+            "r": np.empty((n_map, nf, nk)),
+            "r_input": np.empty((n_map, ni, nf, nk)),
+            "profile_sim": np.empty((n_map, nf, nr)),
+            "profile_gen": np.empty((n_map, nf, nr)),
+            "mass_error": np.empty((n_map, nf)),
+            "V": np.empty((n_map, n_samp - 1, nf)),
+        }
+        cal = _calibration_arrays(n_map, n_samp, nf)
+        return cls(arrays=arrays, cal=cal, z_sum=np.zeros((nf, z_bins)), z_in=np.zeros((nf, 3)))
+
+
+def _add_chunk(
+    totals: _Totals, bins: _Bins, sl: slice, truth: np.ndarray, inputs: np.ndarray, chunk: xr.Dataset
+) -> None:
+    """The metrics of the maps ``sl``: ``truth`` and ``inputs`` from the dataset, ``chunk`` of the sample store."""
+    arrays, kb, pixel = totals.arrays, bins.kb, bins.pixel
+    mean = chunk["mean"].values.astype(np.float64)
+    std = chunk["std"].values.astype(np.float64)
+    arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
+    arrays["P_gen"][sl] = metrics.power_spectrum(mean, kb)
+    arrays["b"][sl], arrays["r"][sl] = metrics.bias_and_correlation(mean, truth, kb)
+    for j in range(len(INPUTS)):
+        _, arrays["r_input"][sl, j] = metrics.bias_and_correlation(inputs[:, j : j + 1], truth, kb)
+    arrays["profile_sim"][sl] = metrics.radial_profiles(truth, pixel, bins.edges)
+    arrays["profile_gen"][sl] = metrics.radial_profiles(mean, pixel, bins.edges)
+    arrays["mass_error"][sl] = metrics.total_mass_error(mean, truth)
+    draws = chunk["samples"].values
+    arrays["V"][sl] = metrics.sample_mean_variance(draws, sample_axis=1)
+    _fill_calibration(totals.cal, sl, draws, truth, pixel)
+    z = metrics.standardized_errors(mean, std, truth)
+    for i in range(len(TARGETS)):
+        zf = z[:, i][np.isfinite(z[:, i])]
+        totals.z_sum[i] += np.histogram(zf, bins=bins.z_edges)[0]
+        totals.z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
+
+
+def _metric_variables(totals: _Totals, bins: _Bins, n_samp: int, k_length_unit: str) -> dict:
+    """The evaluation store's per-map metric variables and the pooled standardized-error statistics."""
+    arrays, z_sum, z_in, z_edges = totals.arrays, totals.z_sum, totals.z_in, bins.z_edges
+    n_z = z_in[:, :1]
+    p_units = "[S]^2 Mpc^2" if k_length_unit == "Mpc" else "[S]^2 (Mpc/h)^2"  # [S]: the field's unit
+    s, f, k, r = "sightline", "field", "k", "radius"
+    return {
+        "P_sim": (
+            (s, f, k),
+            arrays["P_sim"],
+            {"long_name": "power spectrum of the simulated map", "units": p_units},
+        ),
+        "P_gen": (
+            (s, f, k),
+            arrays["P_gen"],
+            {"long_name": f"power spectrum of the {n_samp}-sample mean", "units": p_units},
+        ),
+        "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
+        "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
+        "r_input": (
+            ("sightline", "input", f, k),
+            arrays["r_input"],
+            {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"},
+        ),
+        "profile_sim": (
+            (s, f, r),
+            arrays["profile_sim"],
+            {"long_name": "mean of the simulated map in annuli", "units": "1"},
+        ),
+        "profile_gen": (
+            (s, f, r),
+            arrays["profile_gen"],
+            {"long_name": f"mean of the {n_samp}-sample mean in annuli", "units": "1"},
+        ),
+        "mass_error": (
+            (s, f),
+            arrays["mass_error"],
+            {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"},
+        ),
+        "V": (
+            (s, "n_samples", f),
+            arrays["V"],
+            {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"},
+        ),
+        "V_ratio": (
+            (s, "n_samples", f),
+            metrics.variance_ratio(arrays["V"]),
+            {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"},
+        ),
+        "z_density": (
+            (f, "z"),
+            z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
+            {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"},
+        ),
+        "z_fraction": (
+            (f, "within"),
+            z_in[:, 1:] / np.maximum(n_z, 1),
+            {"long_name": "fraction of pixels with |z| below 1 and 2"},
+        ),
+        "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
+    }
+
+
+def _metric_coords(samples: xr.Dataset, bins: _Bins, cfg: EvalConfig, n_samp: int) -> dict:
+    """The evaluation store's coordinates: the sample store's sightlines with their mass bin, and the bins."""
+    kb, edges, z_edges = bins.kb, bins.edges, bins.z_edges
+    mass = samples["M200m_Msun"].values
+    s, f, k, r = "sightline", "field", "k", "radius"
+    return {
+        s: samples[s].values,
+        "sightline_id": (s, samples["sightline_id"].values),
+        "halo_id": (s, samples["halo_id"].values),
+        "M200m_Msun": (s, mass, {"units": "Msun"}),
+        "mass_bin": (s, mass_bin_labels(mass, cfg.mass_bins).astype(object)),
+        f: np.array(TARGETS, dtype=object),
+        "input": np.array(INPUTS, dtype=object),
+        k: (k, kb.centres, {"units": "h/Mpc", "long_name": "bin centre"}),
+        "k_mean": (k, kb.k_mean, {"units": "h/Mpc", "long_name": "mean |k| of the modes in the bin"}),
+        "n_modes": (k, kb.n_modes),
+        r: (r, 0.5 * (edges[1:] + edges[:-1]), {"units": "Mpc"}),
+        "radius_lo": (r, edges[:-1], {"units": "Mpc"}),
+        "radius_hi": (r, edges[1:], {"units": "Mpc"}),
+        "n_samples": np.arange(2, n_samp + 1),
+        "z": 0.5 * (z_edges[1:] + z_edges[:-1]),
+        "within": [1, 2],
+    }
+
+
+def _metric_attrs(
+    samples: xr.Dataset, dataset: xr.Dataset, bins: _Bins, cfg: EvalConfig, h: float, n_samp: int
+) -> dict:
+    """The evaluation store's attributes: the choices that the tables and figures read back."""
+    kb = bins.kb
+    return {
+        "massmaps_version": __version__,
+        "k_unit": kb.unit,
+        "k_fundamental": kb.k_fundamental,
+        "k_split": cfg.k_split_h_per_Mpc,
+        "k_length_unit": cfg.k_length_unit,
+        "k_two_pi": int(cfg.k_two_pi),
+        "h": h,
+        "pixel_Mpc": bins.pixel,
+        "convergence_threshold": cfg.convergence_threshold,
+        "mass_bins": repr({k_: list(v) for k_, v in cfg.mass_bins.items()}),
+        "n_posterior_samples": n_samp,
+        "sampler": str(samples.attrs.get("sampler", "")),
+        "config_hash": str(dataset.attrs.get("config_hash", "")),
+    }
 
 
 def _calibration_arrays(n_map: int, n_samp: int, nf: int) -> dict[str, np.ndarray]:
