@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from massmaps import config as checks  # noqa: E402
 from massmaps import store  # noqa: E402
 from massmaps.config import merge  # noqa: E402
-from massmaps.evaluation import evaluate  # noqa: E402
+from massmaps.evaluation import evaluate, tables  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
 
 # Every variant starts from BASE, the laptop default before this ablation (score_models' parametrisation,
@@ -195,7 +195,7 @@ def posterior_metrics(ev, seed: int) -> list[dict]:
     rows = []
     k = ev["k"].values
     large, small = k < ev.attrs["k_split"], k >= ev.attrs["k_split"]
-    cal, _ = evaluate.calibration_tables(ev, seed=seed, n_boot=500)
+    cal, _ = tables.calibration_tables(ev, seed=seed, n_boot=500)
     for mb in ("low", "high", "all"):
         sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
         if not sel.any():

@@ -42,7 +42,8 @@ from throughput import resolve  # noqa: E402
 
 from massmaps import store  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
-from massmaps.learning.training import LOCK_FILE, TrainingInterrupted  # noqa: E402
+from massmaps.learning.checkpoints import LOCK_FILE  # noqa: E402
+from massmaps.learning.training import TrainingInterrupted  # noqa: E402
 
 
 def main() -> None:

@@ -238,7 +238,7 @@ def test_snakemake_reports_bad_mock_key(tmp_path):
 def test_snapshot_defaults_match_the_library():
     import dataclasses
 
-    from massmaps.data.snapshot import SnapshotConfig
+    from massmaps.data.snapshot_config import SnapshotConfig
 
     filled = {}
     validate(filled, schema=SCHEMA)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from massmaps.evaluation import evaluate, metrics
+from massmaps.evaluation import evaluate, metrics, tables
 
 NPIX, PIXEL = 32, 0.4
 
@@ -58,17 +58,17 @@ def test_perfect_posterior_mean():
     assert ev["k"].attrs["units"] == "h/Mpc"
     assert ev["k"].values[0] == pytest.approx(0.701, abs=1e-3)
     assert list(ev["mass_bin"].values) == ["low"] * 4 + ["high"] * 2  # 2.5e14 .. 9e14, geometric
-    t = evaluate.table1(ev)
+    t = tables.table1(ev)
     assert set(t["mass_bin"]) == {"low", "high", "all"} and len(t) == 3 * 2 * 2 * 2
     np.testing.assert_allclose(t.loc[t["statistic"] == "r", "mean"], 1.0, atol=1e-8)
     paper = t[(t["mass_bin"] == "high") & (t["field"] == "dm") & (t["statistic"] == "b") & (t["scale"] == "small")]
     assert paper["paper_mean"].iloc[0] == 0.888
     # the perfect mean beats the baselines (the noisy inputs) at every k
-    m = evaluate.baseline_margins(ev)
+    m = tables.baseline_margins(ev)
     assert (m["margin"] > 0).all()
-    md = evaluate.table1_markdown(t)
+    md = tables.table1_markdown(t)
     assert "| high | DM |" in md and "1.000 +0.000/-0.000" in md
-    assert r"\begin{tabular}" in evaluate.table1_latex(t)
+    assert r"\begin{tabular}" in tables.table1_latex(t)
 
 
 def test_scaled_mean_and_noise():
@@ -89,7 +89,7 @@ def test_scaled_mean_and_noise():
         np.testing.assert_allclose(ev["z_fraction"].sel(field=f).values, want, rtol=1e-12)
         assert want[1] - want[0] > 0.05  # the two thresholds tell different pixels apart
         assert ev["z_sum"].sel(field=f).values.sum() < 0  # the samples are 10% too high: mean z < 0
-    s = evaluate.summary(ev)
+    s = tables.summary(ev)
     assert s["fields"]["gas"]["high"]["mass_error"]["median"] == pytest.approx(0.1, abs=0.01)
 
 
@@ -111,10 +111,10 @@ def test_mass_bins_and_errors():
 def test_no_named_bin_falls_back_to_all():
     smp, maps = _stores()
     ev = evaluate.evaluate(smp, maps, {"mass_bins": {"huge": [1e16, 2e16]}})
-    table = evaluate.table1(ev)
-    assert set(table["mass_bin"]) == {"huge", "all"} and evaluate.empty_bins(ev) == ["huge"]
+    table = tables.table1(ev)
+    assert set(table["mass_bin"]) == {"huge", "all"} and tables.empty_bins(ev) == ["huge"]
     assert (table.loc[table["mass_bin"] == "huge", "n"] == 0).all()  # shown empty, not dropped
-    assert "| huge | Gas | 0 | - |" in evaluate.table1_markdown(table)
+    assert "| huge | Gas | 0 | - |" in tables.table1_markdown(table)
     assert metrics.converged_n(ev["V_ratio"].sel(field="gas").mean("sightline").values) is None  # 8 samples
 
 

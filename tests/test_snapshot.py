@@ -1,5 +1,5 @@
-"""Gadget-4/AREPO-style snapshots and group catalogues as input (massmaps.data.snapshot), on small files
-written here."""
+"""Gadget-4/AREPO-style snapshots and group catalogues as input (massmaps.data.snapshot and the modules
+it names), on small files written here."""
 
 import subprocess
 import sys
@@ -16,16 +16,9 @@ from massmaps import cosmology as cm
 from massmaps import store
 from massmaps.constants import KEV_K, M_P_G, MSUN_PER_MPC3_IN_G_PER_CM3, MU_E
 from massmaps.data.catalog import CENTRE_COLUMNS, COLUMNS
-from massmaps.data.snapshot import (
-    DM,
-    GAS,
-    ShardParticles,
-    Snapshot,
-    SnapshotError,
-    check_sources,
-    gas_thermodynamics,
-    read_group_catalog,
-)
+from massmaps.data.group_catalog import read_group_catalog
+from massmaps.data.snapshot import DM, GAS, ShardParticles, Snapshot, gas_thermodynamics
+from massmaps.data.snapshot_config import SnapshotError, check_sources
 from massmaps.projection.observables import project_fields
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from massmaps import store
-from massmaps.learning import samplers, score, training
+from massmaps.learning import checkpoints, samplers, score, training
 from massmaps.learning.normalise import Normaliser
-from massmaps.learning.training import TrainConfig, TrainingInterrupted, ZarrMapsDataset
+from massmaps.learning.training import TrainConfig, TrainingInterrupted
+from massmaps.learning.training_data import ZarrMapsDataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -129,7 +130,7 @@ def test_zarr_dataset_reads_normalised_sightlines(zarr_store):
 
 def test_zarr_dataset_cache_gives_the_same_items(zarr_store):
     """Cached items equal uncached ones under every rotation and flip, and a caller cannot alter them."""
-    from massmaps.learning.training import dihedral
+    from massmaps.learning.training_data import dihedral
 
     path, maps = zarr_store
     idx = np.arange(12)
@@ -161,7 +162,7 @@ def test_train_from_zarr_then_sample(zarr_store, tmp_path):
         tmp_path / "model", train_ds, val_ds, config=cfg, checkpoint_dir=tmp_path / "ckpt", log=quiet
     )
     assert result.step == 4 and result.resumed_from is None and np.isfinite(result.val_loss)
-    assert not (tmp_path / "ckpt" / training.LOCK_FILE).exists()  # released
+    assert not (tmp_path / "ckpt" / checkpoints.LOCK_FILE).exists()  # released
     loaded = score.load_model(tmp_path / "model", device="cpu")
     assert loaded.normaliser.to_dict() == norm.to_dict()
     assert loaded.metadata["training"]["steps"] == 4
@@ -174,7 +175,7 @@ def test_train_from_zarr_then_sample(zarr_store, tmp_path):
 # ---------------------------------------------------------------------------------------- lock
 def _write_lock(ckpt_dir, pid, host):
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path = ckpt_dir / training.LOCK_FILE
+    path = ckpt_dir / checkpoints.LOCK_FILE
     path.write_text(json.dumps({"token": "other", "pid": pid, "host": host, "job_id": "1"}))
     return path
 
@@ -185,12 +186,12 @@ def test_lock_refuses_a_second_live_writer_and_takes_stale_locks(tmp_path):
     ckpt = tmp_path / "ckpt"
     # A live process on this host holds the directory.
     _write_lock(ckpt, os.getppid(), socket.gethostname())
-    with pytest.raises(training.LockHeldError, match="held by"):
+    with pytest.raises(checkpoints.LockHeldError, match="held by"):
         training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
-    assert not (ckpt / training.CHECKPOINT_FILE).exists()
+    assert not (ckpt / checkpoints.CHECKPOINT_FILE).exists()
     # Another host with a recent heartbeat: refused; with an old heartbeat: stale.
     lock = _write_lock(ckpt, 1, "some-other-node")
-    with pytest.raises(training.LockHeldError):
+    with pytest.raises(checkpoints.LockHeldError):
         training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
     os.utime(lock, (time.time() - 3600, time.time() - 3600))
     training.train(tmp_path / "m", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
@@ -210,7 +211,7 @@ def test_time_budget_checkpoints_and_exits_75(tmp_path):
             tmp_path / "model", synthetic(32, 8, 0), None, config=cfg, checkpoint_dir=tmp_path / "ckpt", log=quiet
         )
     assert info.value.code == training.EXIT_RESUMABLE == 75
-    ckpt = training.load_checkpoint(tmp_path / "ckpt")
+    ckpt = checkpoints.load_checkpoint(tmp_path / "ckpt")
     assert 0 < ckpt["step"] == info.value.step < 100_000
     assert not (tmp_path / "model").exists()  # the declared output is written only at the end
 
@@ -235,9 +236,12 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     ckpt_dir = tmp_path / "ckpt"
     data = synthetic(32, 8, 0)
     training.train(tmp_path / "m1", data, None, config=small_config(steps=20), checkpoint_dir=ckpt_dir, log=quiet)
-    latest = ckpt_dir / training.CHECKPOINT_FILE
-    assert training.load_checkpoint(ckpt_dir)["step"] == 20
-    assert training.load_checkpoint(ckpt_dir)["step"] == 20 and (ckpt_dir / training.PREVIOUS_CHECKPOINT_FILE).is_file()
+    latest = ckpt_dir / checkpoints.CHECKPOINT_FILE
+    assert checkpoints.load_checkpoint(ckpt_dir)["step"] == 20
+    assert (
+        checkpoints.load_checkpoint(ckpt_dir)["step"] == 20
+        and (ckpt_dir / checkpoints.PREVIOUS_CHECKPOINT_FILE).is_file()
+    )
 
     def spoil(path):
         raw = bytearray(path.read_bytes())
@@ -257,7 +261,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     )
     assert result.resumed_from == 10 and result.step == 30
     assert any(str(latest) in line and "damaged" in line for line in said), said
-    assert (ckpt_dir / f"{training.CHECKPOINT_FILE}.damaged").is_file()
+    assert (ckpt_dir / f"{checkpoints.CHECKPOINT_FILE}.damaged").is_file()
     training.train(
         tmp_path / "m3", data, None, config=small_config(steps=30), checkpoint_dir=tmp_path / "straight", log=quiet
     )
@@ -267,10 +271,10 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     ):
         assert torch.equal(a, b)
     spoil(latest)
-    spoil(ckpt_dir / training.PREVIOUS_CHECKPOINT_FILE)
-    with pytest.raises(training.CheckpointError) as err:
-        training.load_checkpoint(ckpt_dir, quiet)
-    assert str(latest) in str(err.value) and training.PREVIOUS_CHECKPOINT_FILE in str(err.value)
+    spoil(ckpt_dir / checkpoints.PREVIOUS_CHECKPOINT_FILE)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(ckpt_dir, quiet)
+    assert str(latest) in str(err.value) and checkpoints.PREVIOUS_CHECKPOINT_FILE in str(err.value)
 
 
 def test_time_budget_counts_from_budget_start(tmp_path):
@@ -342,7 +346,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
         [sys.executable, __file__, json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.monotonic() + 120
-    while not (ckpt_dir / training.CHECKPOINT_FILE).exists():
+    while not (ckpt_dir / checkpoints.CHECKPOINT_FILE).exists():
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.02)
@@ -350,7 +354,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 75, out
     assert "SIGTERM" in out
-    killed_at = training.load_checkpoint(ckpt_dir)["step"]
+    killed_at = checkpoints.load_checkpoint(ckpt_dir)["step"]
     assert 10 <= killed_at < 200
     assert not model_dir.exists()
 
@@ -364,7 +368,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     assert all(torch.equal(a[k], b[k]) for k in a), (killed_at, [k for k in a if not torch.equal(a[k], b[k])][:3])
     assert result.val_loss == ref.val_loss
     # The checkpoint holds the raw weights; the model directory holds the EMA weights.
-    ckpt = training.load_checkpoint(ckpt_dir)
+    ckpt = checkpoints.load_checkpoint(ckpt_dir)
     raw = ckpt["model"]
     assert ckpt["step"] == 200
     assert any(not torch.equal(raw[k], a[k]) for k in a if raw[k].is_floating_point())
@@ -422,7 +426,7 @@ if __name__ == "__main__":
 
 
 def test_dihedral_codes_are_the_eight_symmetries():
-    from massmaps.learning.training import _StreamSampler, dihedral
+    from massmaps.learning.training_data import StreamSampler, dihedral
 
     a = np.arange(2 * 4 * 4).reshape(2, 4, 4)
     images = {dihedral(a, c).tobytes() for c in range(8)}
@@ -431,13 +435,13 @@ def test_dihedral_codes_are_the_eight_symmetries():
     np.testing.assert_array_equal(dihedral(a, 1), np.rot90(a, 1, axes=(1, 2)))
     np.testing.assert_array_equal(dihedral(dihedral(a, 4), 4), a)  # a flip is an involution
     # the augmented stream: same permutation as without augmentation, codes resume-safe
-    plain = _StreamSampler(5, seed=3)
-    aug = _StreamSampler(5, seed=3, augment=True)
+    plain = StreamSampler(5, seed=3)
+    aug = StreamSampler(5, seed=3, augment=True)
     it_p, it_a = iter(plain), iter(aug)
     first = [next(it_a) for _ in range(12)]
     assert [i for i, _ in first] == [next(it_p) for _ in range(12)]
     assert {c for _, c in first} - set(range(8)) == set()
-    resumed = iter(_StreamSampler(5, seed=3, start=7, augment=True))
+    resumed = iter(StreamSampler(5, seed=3, start=7, augment=True))
     assert [next(resumed) for _ in range(5)] == first[7:12]
 
 

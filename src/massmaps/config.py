@@ -186,7 +186,7 @@ def _check_learning(config: Mapping, errors: list) -> None:
 def _check_library_configs(config: Mapping, errors: list) -> None:
     """The blocks that library dataclasses check (mock, evaluation, network, sources)."""
     from .data.mock import MockConfig
-    from .data.snapshot import check_sources
+    from .data.snapshot_config import check_sources
     from .evaluation.evaluate import EvalConfig
     from .learning.score import check_ncsnpp_kwargs
 

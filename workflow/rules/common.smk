@@ -1,7 +1,8 @@
 # Config validation and input functions only: logic belongs in src/massmaps.
 from massmaps import config as config_checks
 from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS  # name, rule, inputs, caption of each
-from massmaps.data.snapshot import GROUP_CATALOG_KEYS, expand_files
+from massmaps.data.snapshot_config import GROUP_CATALOG_KEYS
+from massmaps.data.snapshot_files import expand_files
 
 # Every bad key fails here, before any job runs, naming the key path and what was expected.
 config_checks.validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")

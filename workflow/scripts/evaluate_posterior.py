@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 import json  # noqa: E402
 
 from massmaps import logs, store  # noqa: E402
-from massmaps.evaluation import evaluate  # noqa: E402
+from massmaps.evaluation import evaluate, tables  # noqa: E402
 from massmaps.learning import reconstruct  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
@@ -23,6 +23,6 @@ ev = evaluate.evaluate(
     sources={"samples": snakemake.input.samples, "dataset": snakemake.input.dataset},
 )  # noqa: F821
 store.write_store(ev, snakemake.output.evaluation)  # noqa: F821
-summary = {"pixels": reconstruct.evaluate_samples(samples, dataset), "evaluation": evaluate.summary(ev)}
+summary = {"pixels": reconstruct.evaluate_samples(samples, dataset), "evaluation": tables.summary(ev)}
 log.info("%s", json.dumps(summary, indent=1))
 reconstruct.write_json_atomic(summary, snakemake.output.summary)  # noqa: F821

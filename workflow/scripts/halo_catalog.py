@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 from massmaps import logs  # noqa: E402
 from massmaps.cosmology import CosmologyParams  # noqa: E402
 from massmaps.data import catalog  # noqa: E402
-from massmaps.data.snapshot import read_group_catalog  # noqa: E402
+from massmaps.data.group_catalog import read_group_catalog  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
 cfg = snakemake.params.catalog  # noqa: F821

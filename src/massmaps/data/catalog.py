@@ -16,7 +16,7 @@ column                    meaning
 ``seed``                  per-halo seed of every random draw of its particle realisation
 ========================  =====================================================================
 
-Halos of a simulation (``massmaps.data.snapshot.read_group_catalog``, or a user file that has them) also
+Halos of a simulation (``massmaps.data.group_catalog.read_group_catalog``, or a user file that has them) also
 carry their centre, ``centre_x_Mpc``, ``centre_y_Mpc``, ``centre_z_Mpc`` (:data:`CENTRE_COLUMNS`, physical
 Mpc in the snapshot's box): the projection of snapshot particles needs them. Their c200m and axis
 ratios are NaN there (the particles carry the real shape) and their orientation is the identity.

@@ -2,14 +2,13 @@
 
 :func:`evaluate` reduces the samples to per-map metric arrays (an xarray Dataset: power spectra, b(k),
 r(k) and the linear baselines, radial profiles, total-mass errors, the sample-variance convergence curve,
-the pooled standardized-error histogram); :func:`table1`, :func:`baseline_margins` and :func:`summary`
-reduce that Dataset to tables. Definitions are in :mod:`massmaps.evaluation.metrics` and docs/physics.md section 9;
-nothing here plots.
+the pooled standardized-error histogram, the calibration primitives); :mod:`massmaps.evaluation.tables`
+reduces that Dataset to tables. :func:`linear_baselines` gives the linear baselines of the data alone, per
+map and per mass bin. Definitions are in :mod:`massmaps.evaluation.metrics` and docs/physics.md section 9; nothing here plots.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -21,28 +20,6 @@ from .. import __version__
 from ..configkeys import reject_unknown_keys
 from ..store import INPUTS, TARGETS
 from . import calibration, metrics
-
-FIELD_LABELS = {"gas": "Gas", "dm": "DM", "tsz": "SZ", "xray": "X-ray"}
-
-#: The paper's Table 1 (Hsu et al.): (mass bin, field, statistic, scale) -> (mean, +, -).
-PAPER_TABLE1 = {
-    ("high", "gas", "b", "small"): (1.004, 0.003, 0.005),
-    ("high", "gas", "b", "large"): (1.008, 0.005, 0.007),
-    ("high", "gas", "r", "small"): (0.949, 0.028, 0.034),
-    ("high", "gas", "r", "large"): (0.998, 0.002, 0.002),
-    ("high", "dm", "b", "small"): (0.888, 0.115, 0.098),
-    ("high", "dm", "b", "large"): (1.008, 0.008, 0.011),
-    ("high", "dm", "r", "small"): (0.821, 0.149, 0.131),
-    ("high", "dm", "r", "large"): (0.994, 0.006, 0.005),
-    ("low", "gas", "b", "small"): (1.023, 0.025, 0.031),
-    ("low", "gas", "b", "large"): (1.004, 0.005, 0.007),
-    ("low", "gas", "r", "small"): (0.932, 0.050, 0.052),
-    ("low", "gas", "r", "large"): (0.998, 0.002, 0.002),
-    ("low", "dm", "b", "small"): (0.928, 0.092, 0.081),
-    ("low", "dm", "b", "large"): (1.030, 0.005, 0.006),
-    ("low", "dm", "r", "small"): (0.832, 0.143, 0.123),
-    ("low", "dm", "r", "large"): (0.995, 0.005, 0.005),
-}
 
 
 @dataclass(frozen=True)
@@ -121,28 +98,8 @@ def evaluate(
     n_map, n_samp = samples.sizes["sightline"], samples.sizes["sample"]
     if n_samp < 2:
         raise ValueError(f"the evaluation needs at least 2 posterior samples per sightline, got {n_samp}")
-    pixel = float(dataset.attrs["pixel_Mpc"])
-    npix = int(dataset.sizes["x"])
-    kb = metrics.KBins(npix, pixel, h=h, length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
-    width = cfg.profile_bin_Mpc or pixel
-    edges = metrics.radial_bin_edges(cfg.profile_r_max_Mpc or npix * pixel / 2, width)
-    z_edges = np.linspace(-cfg.z_range, cfg.z_range, cfg.z_bins + 1)
-    nk, nr, nf, ni = len(kb.centres), len(edges) - 1, len(TARGETS), len(INPUTS)
-
-    arrays = {
-        "P_sim": np.empty((n_map, nf, nk)),
-        "P_gen": np.empty((n_map, nf, nk)),
-        "b": np.empty((n_map, nf, nk)),
-        "r": np.empty((n_map, nf, nk)),
-        "r_input": np.empty((n_map, ni, nf, nk)),
-        "profile_sim": np.empty((n_map, nf, nr)),
-        "profile_gen": np.empty((n_map, nf, nr)),
-        "mass_error": np.empty((n_map, nf)),
-        "V": np.empty((n_map, n_samp - 1, nf)),
-    }
-    cal = _calibration_arrays(n_map, n_samp, nf)
-    z_sum = np.zeros((nf, cfg.z_bins))
-    z_in = np.zeros((nf, 3))  # pixels, inside 1 sigma, inside 2 sigma
+    bins = _Bins.of(dataset, cfg, h)
+    totals = _Totals.empty(n_map, n_samp, bins, cfg.z_bins)
     step = max(1, cfg.chunk_sightlines)
     fields = [str(f) for f in dataset["field"].values]
     target_pos, input_pos = [fields.index(f) for f in TARGETS], [fields.index(f) for f in INPUTS]
@@ -156,123 +113,197 @@ def evaluate(
         chunk = samples.isel(sightline=sl).sel(field=list(TARGETS))
         for name in ("samples", "mean", "std"):
             require_finite(chunk[name].values, f"posterior {name}", ids[sl], sources.get("samples", ""))
-        mean = chunk["mean"].values.astype(np.float64)
-        std = chunk["std"].values.astype(np.float64)
-        arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
-        arrays["P_gen"][sl] = metrics.power_spectrum(mean, kb)
-        arrays["b"][sl], arrays["r"][sl] = metrics.bias_and_correlation(mean, truth, kb)
-        for j in range(ni):
-            _, arrays["r_input"][sl, j] = metrics.bias_and_correlation(inputs[:, j : j + 1], truth, kb)
-        arrays["profile_sim"][sl] = metrics.radial_profiles(truth, pixel, edges)
-        arrays["profile_gen"][sl] = metrics.radial_profiles(mean, pixel, edges)
-        arrays["mass_error"][sl] = metrics.total_mass_error(mean, truth)
-        draws = chunk["samples"].values
-        arrays["V"][sl] = metrics.sample_mean_variance(draws, sample_axis=1)
-        _fill_calibration(cal, sl, draws, truth, pixel)
-        z = metrics.standardized_errors(mean, std, truth)
-        for i in range(nf):
-            zf = z[:, i][np.isfinite(z[:, i])]
-            z_sum[i] += np.histogram(zf, bins=z_edges)[0]
-            z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
+        _add_chunk(totals, bins, sl, truth, inputs, chunk)
 
     for name in ("P_sim", "P_gen", "b", "r", "r_input", "profile_sim", "profile_gen", "mass_error", "V"):
-        require_finite(arrays[name], f"metric {name}", ids, "evaluation")
-    n_z = z_in[:, :1]
-    mass = samples["M200m_Msun"].values
-    p_units = "[S]^2 Mpc^2" if cfg.k_length_unit == "Mpc" else "[S]^2 (Mpc/h)^2"  # [S]: the field's unit
-    s, f, k, r = "sightline", "field", "k", "radius"
-    out = xr.Dataset(
-        {
-            "P_sim": (
-                (s, f, k),
-                arrays["P_sim"],
-                {"long_name": "power spectrum of the simulated map", "units": p_units},
-            ),
-            "P_gen": (
-                (s, f, k),
-                arrays["P_gen"],
-                {"long_name": f"power spectrum of the {n_samp}-sample mean", "units": p_units},
-            ),
-            "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
-            "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
-            "r_input": (
-                ("sightline", "input", f, k),
-                arrays["r_input"],
-                {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"},
-            ),
-            "profile_sim": (
-                (s, f, r),
-                arrays["profile_sim"],
-                {"long_name": "mean of the simulated map in annuli", "units": "1"},
-            ),
-            "profile_gen": (
-                (s, f, r),
-                arrays["profile_gen"],
-                {"long_name": f"mean of the {n_samp}-sample mean in annuli", "units": "1"},
-            ),
-            "mass_error": (
-                (s, f),
-                arrays["mass_error"],
-                {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"},
-            ),
-            "V": (
-                (s, "n_samples", f),
-                arrays["V"],
-                {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"},
-            ),
-            "V_ratio": (
-                (s, "n_samples", f),
-                metrics.variance_ratio(arrays["V"]),
-                {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"},
-            ),
-            "z_density": (
-                (f, "z"),
-                z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
-                {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"},
-            ),
-            "z_fraction": (
-                (f, "within"),
-                z_in[:, 1:] / np.maximum(n_z, 1),
-                {"long_name": "fraction of pixels with |z| below 1 and 2"},
-            ),
-            "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
-            **_calibration_variables(cal),
-        },
-        coords={
-            s: samples[s].values,
-            "sightline_id": (s, samples["sightline_id"].values),
-            "halo_id": (s, samples["halo_id"].values),
-            "M200m_Msun": (s, mass, {"units": "Msun"}),
-            "mass_bin": (s, mass_bin_labels(mass, cfg.mass_bins).astype(object)),
-            f: np.array(TARGETS, dtype=object),
-            "input": np.array(INPUTS, dtype=object),
-            k: (k, kb.centres, {"units": "h/Mpc", "long_name": "bin centre"}),
-            "k_mean": (k, kb.k_mean, {"units": "h/Mpc", "long_name": "mean |k| of the modes in the bin"}),
-            "n_modes": (k, kb.n_modes),
-            r: (r, 0.5 * (edges[1:] + edges[:-1]), {"units": "Mpc"}),
-            "radius_lo": (r, edges[:-1], {"units": "Mpc"}),
-            "radius_hi": (r, edges[1:], {"units": "Mpc"}),
-            "n_samples": np.arange(2, n_samp + 1),
-            "z": 0.5 * (z_edges[1:] + z_edges[:-1]),
-            "within": [1, 2],
-        },
-        attrs={
-            "massmaps_version": __version__,
-            "k_unit": kb.unit,
-            "k_fundamental": kb.k_fundamental,
-            "k_split": cfg.k_split_h_per_Mpc,
-            "k_length_unit": cfg.k_length_unit,
-            "k_two_pi": int(cfg.k_two_pi),
-            "h": h,
-            "pixel_Mpc": pixel,
-            "convergence_threshold": cfg.convergence_threshold,
-            "mass_bins": repr({k_: list(v) for k_, v in cfg.mass_bins.items()}),
-            "n_posterior_samples": n_samp,
-            "sampler": str(samples.attrs.get("sampler", "")),
-            "config_hash": str(dataset.attrs.get("config_hash", "")),
-        },
+        require_finite(totals.arrays[name], f"metric {name}", ids, "evaluation")
+    return xr.Dataset(
+        {**_metric_variables(totals, bins, n_samp, cfg.k_length_unit), **_calibration_variables(totals.cal)},
+        coords=_metric_coords(samples, bins, cfg, n_samp),
+        attrs=_metric_attrs(samples, dataset, bins, cfg, h, n_samp),
     )
-    return out
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """The bins of :func:`evaluate`: k for the power spectra, radius for the profiles, z for the errors."""
+
+    pixel: float  # pixel size [Mpc]
+    kb: metrics.KBins
+    edges: np.ndarray  # radial bin edges [Mpc]
+    z_edges: np.ndarray  # standardized-error histogram edges
+
+    @classmethod
+    def of(cls, dataset: xr.Dataset, cfg: EvalConfig, h: float) -> _Bins:
+        pixel = float(dataset.attrs["pixel_Mpc"])
+        npix = int(dataset.sizes["x"])
+        kb = metrics.KBins(npix, pixel, h=h, length_unit=cfg.k_length_unit, two_pi=cfg.k_two_pi)
+        width = cfg.profile_bin_Mpc or pixel
+        edges = metrics.radial_bin_edges(cfg.profile_r_max_Mpc or npix * pixel / 2, width)
+        z_edges = np.linspace(-cfg.z_range, cfg.z_range, cfg.z_bins + 1)
+        return cls(pixel=pixel, kb=kb, edges=edges, z_edges=z_edges)
+
+
+@dataclass
+class _Totals:
+    """What :func:`evaluate` fills chunk by chunk: per-map metrics, calibration primitives, pooled z counts."""
+
+    arrays: dict[str, np.ndarray]  # per-map metrics, by variable name
+    cal: dict[str, np.ndarray]  # per-map calibration primitives (_calibration_arrays)
+    z_sum: np.ndarray  # (field, z bin): histogram of the standardized errors of every map
+    z_in: np.ndarray  # (field, 3): pixels, inside 1 sigma, inside 2 sigma
+
+    @classmethod
+    def empty(cls, n_map: int, n_samp: int, bins: _Bins, z_bins: int) -> _Totals:
+        nk, nr, nf, ni = len(bins.kb.centres), len(bins.edges) - 1, len(TARGETS), len(INPUTS)
+        arrays = {
+            "P_sim": np.empty((n_map, nf, nk)),
+            "P_gen": np.empty((n_map, nf, nk)),
+            "b": np.empty((n_map, nf, nk)),
+            "r": np.empty((n_map, nf, nk)),
+            "r_input": np.empty((n_map, ni, nf, nk)),
+            "profile_sim": np.empty((n_map, nf, nr)),
+            "profile_gen": np.empty((n_map, nf, nr)),
+            "mass_error": np.empty((n_map, nf)),
+            "V": np.empty((n_map, n_samp - 1, nf)),
+        }
+        cal = _calibration_arrays(n_map, n_samp, nf)
+        return cls(arrays=arrays, cal=cal, z_sum=np.zeros((nf, z_bins)), z_in=np.zeros((nf, 3)))
+
+
+def _add_chunk(
+    totals: _Totals, bins: _Bins, sl: slice, truth: np.ndarray, inputs: np.ndarray, chunk: xr.Dataset
+) -> None:
+    """The metrics of the maps ``sl``: ``truth`` and ``inputs`` from the dataset, ``chunk`` of the sample store."""
+    arrays, kb, pixel = totals.arrays, bins.kb, bins.pixel
+    mean = chunk["mean"].values.astype(np.float64)
+    std = chunk["std"].values.astype(np.float64)
+    arrays["P_sim"][sl] = metrics.power_spectrum(truth, kb)
+    arrays["P_gen"][sl] = metrics.power_spectrum(mean, kb)
+    arrays["b"][sl], arrays["r"][sl] = metrics.bias_and_correlation(mean, truth, kb)
+    for j in range(len(INPUTS)):
+        _, arrays["r_input"][sl, j] = metrics.bias_and_correlation(inputs[:, j : j + 1], truth, kb)
+    arrays["profile_sim"][sl] = metrics.radial_profiles(truth, pixel, bins.edges)
+    arrays["profile_gen"][sl] = metrics.radial_profiles(mean, pixel, bins.edges)
+    arrays["mass_error"][sl] = metrics.total_mass_error(mean, truth)
+    draws = chunk["samples"].values
+    arrays["V"][sl] = metrics.sample_mean_variance(draws, sample_axis=1)
+    _fill_calibration(totals.cal, sl, draws, truth, pixel)
+    z = metrics.standardized_errors(mean, std, truth)
+    for i in range(len(TARGETS)):
+        zf = z[:, i][np.isfinite(z[:, i])]
+        totals.z_sum[i] += np.histogram(zf, bins=bins.z_edges)[0]
+        totals.z_in[i] += (zf.size, np.sum(np.abs(zf) < 1), np.sum(np.abs(zf) < 2))
+
+
+def _metric_variables(totals: _Totals, bins: _Bins, n_samp: int, k_length_unit: str) -> dict:
+    """The evaluation store's per-map metric variables and the pooled standardized-error statistics."""
+    arrays, z_sum, z_in, z_edges = totals.arrays, totals.z_sum, totals.z_in, bins.z_edges
+    n_z = z_in[:, :1]
+    p_units = "[S]^2 Mpc^2" if k_length_unit == "Mpc" else "[S]^2 (Mpc/h)^2"  # [S]: the field's unit
+    s, f, k, r = "sightline", "field", "k", "radius"
+    return {
+        "P_sim": (
+            (s, f, k),
+            arrays["P_sim"],
+            {"long_name": "power spectrum of the simulated map", "units": p_units},
+        ),
+        "P_gen": (
+            (s, f, k),
+            arrays["P_gen"],
+            {"long_name": f"power spectrum of the {n_samp}-sample mean", "units": p_units},
+        ),
+        "b": ((s, f, k), arrays["b"], {"long_name": "b(k) = sqrt(P_gen / P_sim)", "units": "1"}),
+        "r": ((s, f, k), arrays["r"], {"long_name": "r(k) = P_sim,gen / sqrt(P_sim P_gen)", "units": "1"}),
+        "r_input": (
+            ("sightline", "input", f, k),
+            arrays["r_input"],
+            {"long_name": "linear baseline: r(k) between an input map and the simulated map", "units": "1"},
+        ),
+        "profile_sim": (
+            (s, f, r),
+            arrays["profile_sim"],
+            {"long_name": "mean of the simulated map in annuli", "units": "1"},
+        ),
+        "profile_gen": (
+            (s, f, r),
+            arrays["profile_gen"],
+            {"long_name": f"mean of the {n_samp}-sample mean in annuli", "units": "1"},
+        ),
+        "mass_error": (
+            (s, f),
+            arrays["mass_error"],
+            {"long_name": "(sum S_gen - sum S_sim) / sum S_sim", "units": "1"},
+        ),
+        "V": (
+            (s, "n_samples", f),
+            arrays["V"],
+            {"long_name": "variance of the mean of the first N samples, averaged over pixels", "units": "1"},
+        ),
+        "V_ratio": (
+            (s, "n_samples", f),
+            metrics.variance_ratio(arrays["V"]),
+            {"long_name": "V(N) / V(2), V(2) from every pair of samples (s^2 of all samples / 2)", "units": "1"},
+        ),
+        "z_density": (
+            (f, "z"),
+            z_sum / np.maximum(n_z, 1) / np.diff(z_edges)[None, :],
+            {"long_name": "density of the standardized pixel errors (S_gen - S_sim) / sigma_gen, all test maps"},
+        ),
+        "z_fraction": (
+            (f, "within"),
+            z_in[:, 1:] / np.maximum(n_z, 1),
+            {"long_name": "fraction of pixels with |z| below 1 and 2"},
+        ),
+        "z_pixels": ((f,), z_in[:, 0].astype(np.int64), {"long_name": "pixels with sigma_gen > 0"}),
+    }
+
+
+def _metric_coords(samples: xr.Dataset, bins: _Bins, cfg: EvalConfig, n_samp: int) -> dict:
+    """The evaluation store's coordinates: the sample store's sightlines with their mass bin, and the bins."""
+    kb, edges, z_edges = bins.kb, bins.edges, bins.z_edges
+    mass = samples["M200m_Msun"].values
+    s, f, k, r = "sightline", "field", "k", "radius"
+    return {
+        s: samples[s].values,
+        "sightline_id": (s, samples["sightline_id"].values),
+        "halo_id": (s, samples["halo_id"].values),
+        "M200m_Msun": (s, mass, {"units": "Msun"}),
+        "mass_bin": (s, mass_bin_labels(mass, cfg.mass_bins).astype(object)),
+        f: np.array(TARGETS, dtype=object),
+        "input": np.array(INPUTS, dtype=object),
+        k: (k, kb.centres, {"units": "h/Mpc", "long_name": "bin centre"}),
+        "k_mean": (k, kb.k_mean, {"units": "h/Mpc", "long_name": "mean |k| of the modes in the bin"}),
+        "n_modes": (k, kb.n_modes),
+        r: (r, 0.5 * (edges[1:] + edges[:-1]), {"units": "Mpc"}),
+        "radius_lo": (r, edges[:-1], {"units": "Mpc"}),
+        "radius_hi": (r, edges[1:], {"units": "Mpc"}),
+        "n_samples": np.arange(2, n_samp + 1),
+        "z": 0.5 * (z_edges[1:] + z_edges[:-1]),
+        "within": [1, 2],
+    }
+
+
+def _metric_attrs(
+    samples: xr.Dataset, dataset: xr.Dataset, bins: _Bins, cfg: EvalConfig, h: float, n_samp: int
+) -> dict:
+    """The evaluation store's attributes: the choices that the tables and figures read back."""
+    kb = bins.kb
+    return {
+        "massmaps_version": __version__,
+        "k_unit": kb.unit,
+        "k_fundamental": kb.k_fundamental,
+        "k_split": cfg.k_split_h_per_Mpc,
+        "k_length_unit": cfg.k_length_unit,
+        "k_two_pi": int(cfg.k_two_pi),
+        "h": h,
+        "pixel_Mpc": bins.pixel,
+        "convergence_threshold": cfg.convergence_threshold,
+        "mass_bins": repr({k_: list(v) for k_, v in cfg.mass_bins.items()}),
+        "n_posterior_samples": n_samp,
+        "sampler": str(samples.attrs.get("sampler", "")),
+        "config_hash": str(dataset.attrs.get("config_hash", "")),
+    }
 
 
 def _calibration_arrays(n_map: int, n_samp: int, nf: int) -> dict[str, np.ndarray]:
@@ -325,155 +356,6 @@ def _calibration_variables(cal: dict) -> dict:
     }
 
 
-def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Calibration per mass bin and field (:func:`massmaps.evaluation.calibration.summarise`, bootstrap over clusters),
-    and the per-map TARP fractions and total-mass ranks behind it."""
-    per_map_rows, rows = [], []
-    for fld in TARGETS:
-        sub = ev.sel(field=fld)
-        summaries = list(zip(sub["summary_gen"].values, sub["summary_sim"].values))
-        refs = calibration.tarp_references(summaries, seed)
-        f = np.array([calibration.tarp_fraction(g, t, r) for (g, t), r in zip(summaries, refs)])
-        per_map_rows.append(
-            pd.DataFrame(
-                {
-                    "sightline_id": ev["sightline_id"].values,
-                    "mass_bin": ev["mass_bin"].values,
-                    "field": fld,
-                    "tarp_f": f,
-                    "mass_rank": sub["mass_rank"].values,
-                }
-            )
-        )
-        for mb in _bins(ev, with_empty=False):
-            sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
-            prims = {k: sub[k].values[sel] for k in ("rank_counts", "mass_rank", "z_sum", "z_sq", "z_n")}
-            prims["tarp_f"] = f[sel]
-            table = calibration.summarise(
-                prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed, groups=ev["halo_id"].values[sel]
-            )
-            rows.append(table.assign(mass_bin=mb, field=fld))
-    cols = ["mass_bin", "field", "statistic", "value", "lo", "hi", "n_maps", "n_groups"]
-    return pd.concat(rows, ignore_index=True)[cols], pd.concat(per_map_rows, ignore_index=True)
-
-
-def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
-    """The calibration table in Markdown: one row per mass bin and field, value with its bootstrap range."""
-    shown = [
-        ("coverage_0.5", "cov 50%"),
-        ("coverage_0.68", "cov 68%"),
-        ("coverage_0.9", "cov 90%"),
-        ("coverage_0.95", "cov 95%"),
-        ("max_coverage_error", "max |cov - level|"),
-        ("z_mean", "mean z"),
-        ("z_std", "std z"),
-        ("tarp_ks_p", "TARP KS p"),
-        ("tarp_area", "TARP area"),
-        ("mass_rank_chi2_p", "mass-rank chi2 p"),
-    ]
-    lines = [
-        "| cluster | map | maps (clusters) | " + " | ".join(label for _, label in shown) + " |",
-        "|" + "---|" * (3 + len(shown)),
-    ]
-    for (mb, fld), g in table.groupby(["mass_bin", "field"], sort=False):
-        g = g.set_index("statistic")
-        cells = []
-        for key, _ in shown:
-            v, lo, hi = g.loc[key, ["value", "lo", "hi"]]
-            cells.append(f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else ""))
-        n = f"{int(g['n_maps'].iloc[0])} ({int(g['n_groups'].iloc[0])})"
-        lines.append(f"| {mb} | {FIELD_LABELS[fld]} | {n} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
-        "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
-        f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile (calibrated: KS p "
-        "uniform, area 0); the KS and chi-square tests on one view per cluster; [16th, 84th] percentiles of "
-        "1000 bootstrap draws over clusters.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _scale_mask(ev: xr.Dataset, scale: str) -> np.ndarray:
-    k = ev["k"].values
-    return k < ev.attrs["k_split"] if scale == "large" else k >= ev.attrs["k_split"]
-
-
-def _bins(ev: xr.Dataset, include_all: bool = True, with_empty: bool = False) -> list[str]:
-    """The mass bins holding test maps (low, high first), and 'all' (every test map) when asked for or
-    when no map lies in a named bin; ``with_empty`` adds the configured bins that hold no map."""
-    labels = set(ev["mass_bin"].values.tolist()) - {""}
-    names = labels | (set(ast.literal_eval(ev.attrs["mass_bins"])) if with_empty else set())
-    order = [b for b in ("low", "high") if b in names] + sorted(names - {"low", "high"})
-    return order + (["all"] if include_all or not labels else [])
-
-
-def empty_bins(ev: xr.Dataset) -> list[str]:
-    """The configured mass bins that hold no test map (Table 1 shows them with n = 0)."""
-    return sorted(set(ast.literal_eval(ev.attrs["mass_bins"])) - set(ev["mass_bin"].values.tolist()))
-
-
-def _select(ev: xr.Dataset, mass_bin: str) -> xr.Dataset:
-    return ev if mass_bin == "all" else ev.isel(sightline=np.nonzero(ev["mass_bin"].values == mass_bin)[0])
-
-
-def table1(ev: xr.Dataset) -> pd.DataFrame:
-    """Table 1: per mass bin and field, the per-map mean of b and r over each scale range, then the mean
-    over maps with 16/84 percentile offsets. One row per (mass_bin, field, statistic, scale)."""
-    rows = []
-    for mb in _bins(ev, with_empty=True):
-        sub = _select(ev, mb)
-        for fld in TARGETS:
-            for stat in ("b", "r"):
-                for scale in ("small", "large"):
-                    mask = _scale_mask(ev, scale)
-                    per_map = sub[stat].sel(field=fld).values[:, mask].mean(axis=1)
-                    m = metrics.mean_with_offsets(per_map)
-                    paper = PAPER_TABLE1.get((mb, fld, stat, scale), (np.nan,) * 3)
-                    rows.append(
-                        {
-                            "mass_bin": mb,
-                            "field": fld,
-                            "statistic": stat,
-                            "scale": scale,
-                            **m,
-                            "paper_mean": paper[0],
-                            "paper_plus": paper[1],
-                            "paper_minus": paper[2],
-                        }
-                    )
-    return pd.DataFrame(rows)
-
-
-def baseline_margins(ev: xr.Dataset) -> pd.DataFrame:
-    """r(k) of the posterior mean against the better of the two linear baselines (SZ, X-ray), bin by bin.
-
-    Per mass bin, field and k bin: the mean over maps of r_gen, r_SZ and r_X, and the margin
-    r_gen - max(r_SZ, r_X). The generated map beats the baselines at every k where the margin is > 0.
-    """
-    rows = []
-    for mb in _bins(ev):
-        sub = _select(ev, mb)
-        for fld in TARGETS:
-            r_gen = sub["r"].sel(field=fld).mean("sightline").values
-            r_in = {i: sub["r_input"].sel(field=fld, input=i).mean("sightline").values for i in INPUTS}
-            best = np.maximum(*r_in.values())
-            for j, kc in enumerate(ev["k"].values):
-                rows.append(
-                    {
-                        "mass_bin": mb,
-                        "field": fld,
-                        "k": float(kc),
-                        "scale": "large" if kc < ev.attrs["k_split"] else "small",
-                        "n_maps": int(sub.sizes["sightline"]),
-                        "r_gen": r_gen[j],
-                        **{f"r_{i}": r_in[i][j] for i in INPUTS},
-                        "margin": r_gen[j] - best[j],
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
 def linear_baselines(
     dataset: xr.Dataset, cfg: EvalConfig | Mapping | None = None, *, h: float = 0.7, source: str = ""
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -516,97 +398,3 @@ def linear_baselines(
                     avg = metrics.scale_average(r[i, t, sel], kb, cfg.k_split_h_per_Mpc, scale)
                     per_scale.append({**key, "scale": scale, **metrics.mean_with_offsets(avg)})
     return pd.DataFrame(per_k), pd.DataFrame(per_scale)
-
-
-def summary(ev: xr.Dataset) -> dict:
-    """Headline numbers: total-mass errors, z-score fractions, convergence and the baseline margins."""
-    out: dict = {
-        "n_maps": int(ev.sizes["sightline"]),
-        "n_posterior_samples": int(ev.attrs["n_posterior_samples"]),
-        "k_fundamental_h_per_Mpc": float(ev.attrs["k_fundamental"]),
-        "fields": {},
-    }
-    margins = baseline_margins(ev)
-    for fld in TARGETS:
-        curve = ev["V_ratio"].sel(field=fld).mean("sightline").values
-        entry = {
-            "z_within_1sigma": float(ev["z_fraction"].sel(field=fld, within=1)),
-            "z_within_2sigma": float(ev["z_fraction"].sel(field=fld, within=2)),
-            "convergence_V50_over_V2": float(curve[-1]),
-            "converged_at_N": metrics.converged_n(curve, ev.attrs["convergence_threshold"]),
-        }
-        for mb in _bins(ev):
-            sub = _select(ev, mb)
-            m = margins[(margins["mass_bin"] == mb) & (margins["field"] == fld)]
-            entry[mb] = {
-                "n_maps": int(sub.sizes["sightline"]),
-                "mass_error": metrics.percentiles(sub["mass_error"].sel(field=fld).values),
-                **{f"min_margin_{sc}": float(m.loc[m["scale"] == sc, "margin"].min()) for sc in ("large", "small")},
-            }
-        out["fields"][fld] = entry
-    return out
-
-
-def _pm(mean: float, plus: float, minus: float, fmt: str = "{:.3f}") -> tuple[str, str]:
-    if not np.isfinite(mean):
-        return "-", "-"
-    m, p, n = (fmt.format(x) for x in (mean, plus, minus))
-    return f"{m} +{p}/-{n}", rf"${m}^{{+{p}}}_{{-{n}}}$"
-
-
-def table1_wide(t: pd.DataFrame, which: str = "ours") -> pd.DataFrame:
-    """The paper's layout: one row per (cluster, map), columns small/large-scale b and r, as text."""
-    rows = []
-    for (mb, fld), g in t.groupby(["mass_bin", "field"], sort=False):
-        row = {"cluster": mb, "map": FIELD_LABELS[fld], "n": int(g["n"].iloc[0])}
-        for stat in ("b", "r"):
-            for scale in ("small", "large"):
-                e = g[(g["statistic"] == stat) & (g["scale"] == scale)].iloc[0]
-                cols = ("mean", "plus", "minus") if which == "ours" else ("paper_mean", "paper_plus", "paper_minus")
-                row[f"{scale}-scale {stat}"] = _pm(*(e[c] for c in cols))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def table1_markdown(t: pd.DataFrame) -> str:
-    """Markdown of Table 1, ours beside the paper's, and a short legend."""
-    ours, paper = table1_wide(t, "ours"), table1_wide(t, "paper")
-    cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
-    lines = [
-        "| cluster | map | n | "
-        + " | ".join(f"{c} (ours)" for c in cols)
-        + " | "
-        + " | ".join(f"{c} (paper)" for c in cols)
-        + " |",
-        "|" + "---|" * (3 + 2 * len(cols)),
-    ]
-    for (_, o), (_, p) in zip(ours.iterrows(), paper.iterrows()):
-        lines.append(
-            f"| {o['cluster']} | {o['map']} | {o['n']} | "
-            + " | ".join(o[c][0] for c in cols)
-            + " | "
-            + " | ".join(p[c][0] for c in cols)
-            + " |"
-        )
-    lines += [
-        "",
-        "Mean over maps of the per-map average over the k bins of each scale range, with the offsets "
-        "to the 16th and 84th percentiles. Paper: Hsu et al., Table 1 (low 2e14-6e14, high 6e14-1e15 Msun).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def table1_latex(t: pd.DataFrame) -> str:
-    """LaTeX tabular of Table 1 (ours), in the paper's layout."""
-    ours = table1_wide(t, "ours")
-    cols = ["small-scale b", "large-scale b", "small-scale r", "large-scale r"]
-    lines = [
-        r"\begin{tabular}{llcccc}",
-        r"\hline",
-        r"Cluster & Map & Small-scale $b$ & Large-scale $b$ & Small-scale $r$ & Large-scale $r$ \\",
-        r"\hline",
-    ]
-    for _, o in ours.iterrows():
-        lines.append(f"{o['cluster']} & {o['map']} & " + " & ".join(o[c][1] for c in cols) + r" \\")
-    lines += [r"\hline", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"

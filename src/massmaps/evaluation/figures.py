@@ -86,7 +86,7 @@ def fig4_reconstructions(inputs: Mapping, outputs: Sequence[str], options: Mappi
 
 def _by_bin(ev, var: str, options: Mapping, select: Mapping | None = None) -> dict:
     """(mass_bin, field) -> (maps, ...) arrays of one evaluation variable, mass bins in table order."""
-    from .evaluate import _bins, _select
+    from .tables import _bins, _select
 
     out = {}
     for mb in _bins(ev, include_all=bool(options.get("include_all_bin", False))):

@@ -20,7 +20,8 @@ from ..files import atomic_path, write_text_atomic
 from ..store import INPUTS, TARGETS
 from . import normalise, samplers, score
 from .normalise import Normaliser
-from .training import TrainConfig, ZarrMapsDataset, train
+from .training import TrainConfig, train
+from .training_data import ZarrMapsDataset
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +133,7 @@ def sample_from_store(
     ``std`` (ddof=1) over samples, with the dataset's sightline coordinates. Non-finite samples raise
     ValueError naming the model and the sightline.
     """
-    from tqdm.auto import tqdm
-
-    rows = splits[splits["split"] == which]
-    if eval_range_only:
-        rows = rows[rows["in_eval_range"]]
-    if rows.empty:
-        raise ValueError(
-            f"no sightlines in split {which!r}" + (" within the evaluation mass range" if eval_range_only else "")
-        )
+    rows = _split_rows(splits, which, eval_range_only)
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
@@ -165,9 +158,77 @@ def sample_from_store(
     inputs = ds["maps"].isel(sightline=index).sel(field=list(INPUTS)).values
     cond = norm.apply(inputs, INPUTS, field_axis=1)
     out = np.empty((index.size, n_samples, len(TARGETS), *inputs.shape[-2:]), dtype=np.float32)
+    resumed = _draw_sightlines(
+        out,
+        trained,
+        cond,
+        ids,
+        parts,
+        progress=progress,
+        model_dir=model_dir,
+        store_path=store_path,
+        n_samples=n_samples,
+        sampler=sampler,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        sampler_kwargs=sampler_kwargs,
+        prior_mean=mu,
+    )
+    if resumed:
+        log.info("%d of %d sightlines taken from %s (an earlier, interrupted run)", resumed, index.size, parts)
+    attrs = {
+        "massmaps_version": __version__,
+        "split": which,
+        "sampler": sampler,
+        "steps": steps,
+        "nfe_per_sample": samplers.nfe(sampler, steps),
+        "prior_mean": prior_mean,
+        "seed": int(seed),
+        "config_hash": ds.attrs.get("config_hash", ""),
+    }
+    return _samples_dataset(ds.isel(sightline=index), out, attrs)
+
+
+def _split_rows(splits: pd.DataFrame, which: str, eval_range_only: bool) -> pd.DataFrame:
+    """The rows of the splits table to sample: split ``which``, within the evaluation mass range if asked."""
+    rows = splits[splits["split"] == which]
+    if eval_range_only:
+        rows = rows[rows["in_eval_range"]]
+    if rows.empty:
+        raise ValueError(
+            f"no sightlines in split {which!r}" + (" within the evaluation mass range" if eval_range_only else "")
+        )
+    return rows
+
+
+def _draw_sightlines(
+    out: np.ndarray,
+    trained: score.TrainedModel,
+    cond: np.ndarray,
+    ids: np.ndarray,
+    parts: Path | None,
+    *,
+    progress: bool,
+    model_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    n_samples: int,
+    sampler: str,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    sampler_kwargs: Mapping | None,
+    prior_mean: np.ndarray | None,
+) -> int:
+    """Fill ``out`` (sightline, sample, field, y, x) with each sightline's samples in physical units, taken
+    from ``parts`` where an earlier run wrote them, else drawn (and written there); returns how many were
+    taken. Non-finite samples raise ValueError naming ``model_dir``, the sightline and ``store_path``."""
+    from tqdm.auto import tqdm
+
+    norm = trained.normaliser
     resumed = 0
     # one sightline at a time keeps memory flat and shows progress; seeds depend only on (seed, sightline_id)
-    for k in tqdm(range(index.size), desc="posterior", unit="sightline", disable=not progress):
+    for k in tqdm(range(len(ids)), desc="posterior", unit="sightline", disable=not progress):
         part = parts / f"sightline_{int(ids[k])}.npy" if parts is not None else None
         if part is not None and _load_part(part, out[k]):
             resumed += 1
@@ -182,7 +243,7 @@ def sample_from_store(
             seed=seed,
             sightline_ids=[int(ids[k])],
             sampler_kwargs=dict(sampler_kwargs or {}),
-            prior_mean=mu,
+            prior_mean=prior_mean,
         )
         out[k] = norm.invert(u[0], TARGETS, field_axis=1)
         if not np.isfinite(out[k]).all():
@@ -191,9 +252,13 @@ def sample_from_store(
             )
         if part is not None:
             _save_part(part, out[k])
-    if resumed:
-        log.info("%d of %d sightlines taken from %s (an earlier, interrupted run)", resumed, index.size, parts)
-    sub = ds.isel(sightline=index)
+    return resumed
+
+
+def _samples_dataset(sub: xr.Dataset, out: np.ndarray, attrs: dict) -> xr.Dataset:
+    """The sample store: ``out`` (sightline, sample, field, y, x) with its mean and std over samples, and the
+    sightline coordinates of ``sub``, the dataset's sampled sightlines."""
+    n_samples = out.shape[1]
     coords = {name: ("sightline", sub[name].values) for name in sub.coords if sub[name].dims == ("sightline",)}
     coords.update(
         sample=np.arange(n_samples),
@@ -203,7 +268,7 @@ def sample_from_store(
         x=sub["x"],
     )
     dims = ("sightline", "sample", "field", "y", "x")
-    result = xr.Dataset(
+    return xr.Dataset(
         {
             "samples": (dims, out, {"long_name": "posterior samples, physical units per field"}),
             "mean": (dims[:1] + dims[2:], out.mean(axis=1), {"long_name": f"mean of {n_samples} samples"}),
@@ -214,18 +279,8 @@ def sample_from_store(
             ),
         },
         coords=coords,
-        attrs={
-            "massmaps_version": __version__,
-            "split": which,
-            "sampler": sampler,
-            "steps": steps,
-            "nfe_per_sample": samplers.nfe(sampler, steps),
-            "prior_mean": prior_mean,
-            "seed": int(seed),
-            "config_hash": ds.attrs.get("config_hash", ""),
-        },
+        attrs=attrs,
     )
-    return result
 
 
 def resume_key(model_dir: str | os.PathLike, ds: xr.Dataset, **sampling) -> str:

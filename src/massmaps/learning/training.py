@@ -11,7 +11,8 @@ SDE and loss (``ScoreModel.loss_fn``, i.e. ``score_models.dsm.denoising_score_ma
 summed over pixels, divided by the batch size) and owns the loop:
 
 - an infinite stream of per-epoch permutations drawn from the seed; batch k always holds the same
-  sightlines, so a resumed run sees the data an uninterrupted run would have seen;
+  sightlines, so a resumed run sees the data an uninterrupted run would have seen (the dataset and this
+  stream are in :mod:`massmaps.learning.training_data`);
 - batches moved to the device; Adam, optional gradient clipping, EMA of the weights (torch_ema);
 - validation loss with the EMA weights every ``val_every`` steps, at a fixed random state;
 - a checkpoint every ``checkpoint_every`` steps in ``checkpoint_dir`` (never inside the declared
@@ -19,7 +20,8 @@ summed over pixels, divided by the batch size) and owns the loop:
   raw weights, EMA, optimiser, step, torch RNG states, loss history and configuration;
 - resume from that checkpoint (raw weights, not EMA); on CPU a resumed run is bit-identical to an
   uninterrupted one;
-- a lock file (pid, host, job id, heartbeat) refusing a second live writer;
+- a lock file (pid, host, job id, heartbeat) refusing a second live writer (the lock and the checkpoint
+  files are in :mod:`massmaps.learning.checkpoints`);
 - a time budget and SIGTERM/SIGUSR1: checkpoint, then raise :class:`TrainingInterrupted`, a
   ``SystemExit`` with code 75 (EX_TEMPFAIL), so Snakemake's ``retries`` resubmit and the next
   attempt resumes;
@@ -34,30 +36,34 @@ import json
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from torch_ema import ExponentialMovingAverage
 from tqdm.auto import tqdm
 
 from . import score as score_mod
+from .checkpoints import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    DirLock,
+    atomic_torch_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
 from .normalise import Normaliser
+from .training_data import StreamSampler
 
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: checkpoint written, run again to resume
-CHECKPOINT_FILE = "checkpoint.pt"
-PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  # the one before, kept as a fallback
-LOCK_FILE = "lock.json"
-CHECKPOINT_FORMAT = 1
 TRAIN_LOG_FILE = "training.json"
 
 # Laptop-sized network. The paper gives only num_res_blocks = 2; for the rest it used score_models'
@@ -76,10 +82,6 @@ class TrainingInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"training interrupted at step {self.step} ({self.reason}); checkpoint written, exit {self.code}"
-
-
-class LockHeldError(RuntimeError):
-    """Another live process holds the checkpoint directory."""
 
 
 def attempt_time_budget(
@@ -124,7 +126,7 @@ class TrainConfig:
     # the defaults are the workflow schema's (tests/test_config.py checks), except the parametrisation
     # (edm needs sigma_data, which train_from_store measures on the data, so the dataclass keeps the one
     # that needs nothing from the data: score_models, sigma_max 1) and augment (it needs a dataset that
-    # applies the transforms, such as ZarrMapsDataset)
+    # applies the transforms, such as training_data.ZarrMapsDataset)
     steps: int = 2000
     batch_size: int = 32
     lr: float = 5e-4
@@ -204,302 +206,6 @@ class TrainResult:
     images_per_s: float  # this attempt
 
 
-# ------------------------------------------------------------------------------------ dataset
-class ZarrMapsDataset(Dataset):
-    """Sightlines of the assembled zarr store as normalised (target, condition) tensor pairs.
-
-    The store is opened lazily in each process (DataLoader workers included) and read one sightline
-    at a time; nothing is loaded whole. Item i is sightline ``indices[i]`` (positional index along
-    the ``sightline`` dimension) as ``(x_target (len(targets), H, W), cond (len(inputs), H, W))``.
-    Items are read with zarr directly (xarray's indexing added about 3 ms an item, more than the
-    read of a one-sightline chunk) after xarray has checked the store's fields and dimensions.
-
-    Normalised items are kept in memory once read, up to ``cache_mb`` per process (each DataLoader
-    worker has its own): all of a laptop-sized training set, the first-read part of a paper-sized one.
-    Rotations and flips are applied after the cache; they commute with the per-pixel normalisation,
-    so items are the same bytes with or without it.
-    """
-
-    def __init__(
-        self,
-        store_path: str | os.PathLike,
-        indices: Sequence[int],
-        normaliser: Normaliser,
-        inputs: Sequence[str] = ("tsz", "xray"),
-        targets: Sequence[str] = ("gas", "dm"),
-        variable: str = "maps",
-        cache_mb: float = 1024.0,
-    ):
-        self.store_path = str(store_path)
-        self.cache_mb = float(cache_mb)
-        self._cache: dict[int, np.ndarray] = {}
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.normaliser = normaliser
-        self.inputs = tuple(inputs)
-        self.targets = tuple(targets)
-        self.variable = variable
-        self._array = None
-        self._pid = None
-        from ..store import open_store
-
-        maps = open_store(self.store_path)[variable]  # refuses an incomplete or damaged store
-        names = [str(f) for f in maps["field"].values]
-        missing = [f for f in self.targets + self.inputs if f not in names]
-        if missing:
-            raise ValueError(f"{self.store_path}: fields {missing} not in the store's fields {names}")
-        if maps.dims[:2] != ("sightline", "field"):
-            raise ValueError(f"{self.store_path}: expected dims (sightline, field, y, x), got {maps.dims}")
-        self._field_pos = [names.index(f) for f in self.targets + self.inputs]
-        n = maps.sizes["sightline"]
-        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
-            raise ValueError(f"indices out of range for {n} sightlines")
-        self.map_shape = tuple(maps.shape[2:])
-
-    def _open(self):
-        if self._array is None or self._pid != os.getpid():
-            import zarr
-
-            self._array = zarr.open_array(Path(self.store_path) / self.variable, mode="r")
-            self._pid = os.getpid()
-        return self._array
-
-    def _read(self, index: int) -> np.ndarray:
-        """The fields of sightline ``index``; a damaged chunk or a non-finite pixel names the store and sightline."""
-        try:
-            raw = self._open()[index][self._field_pos]
-        except ValueError as err:  # e.g. a chunk whose checksum no longer matches
-            raise ValueError(
-                f"{self.store_path}: sightline {index} cannot be read ({err}); the store is damaged: "
-                "delete it and run snakemake again"
-            ) from err
-        if not np.isfinite(raw).all():
-            raise ValueError(
-                f"{self.store_path}: sightline {index} has non-finite pixels in fields "
-                f"{[f for f, a in zip(self.targets + self.inputs, raw) if not np.isfinite(a).all()]}"
-            )
-        return raw
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_array"] = None
-        state["_pid"] = None
-        state["_cache"] = {}
-        return state
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        """Item ``i``, or ``(i, code)``: item i under the dihedral transform ``code`` (see :func:`dihedral`)."""
-        i, code = i if isinstance(i, tuple) else (i, 0)
-        nt = len(self.targets)
-        block = self._cache.get(i)
-        if block is None:
-            raw = self._read(int(self.indices[i]))
-            block = np.concatenate(
-                [self.normaliser.apply(raw[:nt], self.targets), self.normaliser.apply(raw[nt:], self.inputs)]
-            )
-            if (len(self._cache) + 1) * block.nbytes <= self.cache_mb * 2**20:
-                self._cache[i] = block
-        block = dihedral(block, code) if code else block.copy()  # the cached array is never handed out
-        return torch.from_numpy(block[:nt]), torch.from_numpy(block[nt:])
-
-
-def dihedral(a: np.ndarray, code: int) -> np.ndarray:
-    """One of the 8 symmetries of the square on the last two axes: rotation by (code % 4) x 90 degrees,
-    then a flip of the last axis when code >= 4. Code 0 is the identity."""
-    out = np.rot90(a, k=code % 4, axes=(-2, -1))
-    if code >= 4:
-        out = out[..., ::-1]
-    return np.ascontiguousarray(out)
-
-
-class _StreamSampler(Sampler):
-    """Infinite stream of per-epoch random permutations of range(n), starting at position ``start``.
-
-    Epoch e is ``permutation(n)`` from ``default_rng([seed, e])`` (then, with ``augment``, one dihedral
-    code per item from the same generator, yielded as ``(index, code)``); the stream does not depend on
-    where it was started, so batch k of a resumed run equals batch k of an uninterrupted one.
-    """
-
-    def __init__(self, n: int, seed: int, start: int = 0, augment: bool = False):
-        if n < 1:
-            raise ValueError("the training dataset is empty")
-        self.n, self.seed, self.start, self.augment = n, seed, start, augment
-
-    def __iter__(self):
-        epoch, offset = divmod(self.start, self.n)
-        while True:
-            rng = np.random.default_rng([self.seed, epoch])
-            perm = rng.permutation(self.n)
-            codes = rng.integers(0, 8, self.n) if self.augment else None
-            for j in range(offset, self.n):
-                yield (int(perm[j]), int(codes[j])) if self.augment else int(perm[j])
-            epoch, offset = epoch + 1, 0
-
-
-# --------------------------------------------------------------------------------------- lock
-class _DirLock:
-    """Lock file in the checkpoint directory: {token, pid, host, job_id}, mtime = heartbeat."""
-
-    def __init__(self, directory: Path, stale_after_s: float, log: Callable):
-        self.path = directory / LOCK_FILE
-        self.stale_after_s = stale_after_s
-        self.log = log
-        self.token = uuid.uuid4().hex
-        self.info = {
-            "token": self.token,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "job_id": os.environ.get("SLURM_JOB_ID"),  # informational only
-            "started": time.time(),
-        }
-        self._last_beat = 0.0
-
-    def _is_stale(self, holder: dict, age_s: float) -> bool:
-        if holder.get("host") == socket.gethostname():
-            pid = holder.get("pid")
-            if pid == os.getpid():
-                return True  # an earlier, finished train() call in this process
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                return True
-            except (PermissionError, TypeError, ValueError):
-                return False
-            return False
-        return age_s > self.stale_after_s
-
-    def acquire(self) -> None:
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = json.loads(self.path.read_text())
-                    age = time.time() - self.path.stat().st_mtime
-                except (OSError, ValueError):
-                    holder, age = {}, float("inf")  # unreadable or vanished: treat as stale
-                if not self._is_stale(holder, age):
-                    raise LockHeldError(
-                        f"{self.path} is held by pid {holder.get('pid')} on {holder.get('host')} "
-                        f"(job {holder.get('job_id')}, heartbeat {age:.0f} s ago); refusing to train "
-                        "into the same checkpoint directory"
-                    ) from None
-                self.log(f"removing stale lock {holder}")
-                try:  # rename first: only one of several contenders wins the stale lock
-                    os.replace(self.path, self.path.with_name(f".{LOCK_FILE}.stale-{self.token}"))
-                    os.remove(self.path.with_name(f".{LOCK_FILE}.stale-{self.token}"))
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.info, f)
-            self._last_beat = time.time()
-            return
-        raise LockHeldError(f"could not take {self.path}")
-
-    def verify(self) -> None:
-        """Raise if the lock is no longer ours (someone judged it stale and took it)."""
-        try:
-            holder = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            holder = {}
-        if holder.get("token") != self.token:
-            raise LockHeldError(f"lost {self.path} to {holder}; not writing checkpoints")
-
-    def heartbeat(self, every_s: float = 30.0) -> None:
-        now = time.time()
-        if now - self._last_beat >= every_s:
-            os.utime(self.path)
-            self._last_beat = now
-
-    def release(self) -> None:
-        try:
-            if json.loads(self.path.read_text()).get("token") == self.token:
-                os.remove(self.path)
-        except (OSError, ValueError):
-            pass
-
-
-# -------------------------------------------------------------------------------- checkpoints
-def _atomic_torch_save(obj, path: Path, keep_previous: bool = False) -> None:
-    """``torch.save`` under a temporary name, then a rename onto ``path``; with ``keep_previous`` the file
-    it replaces becomes :data:`PREVIOUS_CHECKPOINT_FILE` (the fallback of :func:`load_checkpoint`)."""
-    from ..files import atomic_path
-
-    with atomic_path(path, fsync=True, keep_previous=PREVIOUS_CHECKPOINT_FILE if keep_previous else None) as tmp:
-        torch.save(obj, tmp)
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-class CheckpointError(ValueError):
-    """No usable checkpoint where one was written; the message names the files and why each failed."""
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """Load a checkpoint after checking every record's CRC (torch.load alone reads a flipped byte as data)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-        if bad is not None:
-            raise ValueError(f"record {bad} fails its CRC check")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as err:
-        raise ValueError(f"unreadable ({type(err).__name__}: {str(err)[:200]})") from err
-    missing = {"format", "step", "model", "ema", "optimizer", "rng", "config", "hparams", "history"} - set(ckpt)
-    if missing:
-        raise ValueError(f"not a training checkpoint (missing {sorted(missing)})")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise ValueError(f"unknown checkpoint format {ckpt['format']!r}")
-    return ckpt
-
-
-def load_checkpoint(checkpoint_dir: str | os.PathLike, log: Callable = print) -> dict | None:
-    """The latest usable training checkpoint in ``checkpoint_dir`` (loaded on the CPU), or None if none was written.
-
-    The checkpoint is verified (CRC of every record, expected content); a damaged one is renamed to
-    ``<name>.damaged`` with a warning naming it, and the previous checkpoint is used instead. When no
-    checkpoint is usable, :class:`CheckpointError` names each file and what is wrong with it.
-    """
-    folder = Path(checkpoint_dir)
-    problems = []
-    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            ckpt = _read_checkpoint(path)
-        except ValueError as err:
-            problems.append(f"{path}: {err}")
-            damaged = path.with_name(f"{name}.damaged")
-            os.replace(path, damaged)
-            log(f"warning: {path} is damaged ({err}); kept as {damaged.name}, trying the previous checkpoint")
-            continue
-        if problems:
-            log(f"resuming from the previous checkpoint {path} (step {ckpt['step']})")
-        return ckpt
-    if problems:
-        raise CheckpointError(
-            "no usable training checkpoint: " + "; ".join(problems) + f"; delete {folder} to train from the start"
-        )
-    return None
-
-
 # ------------------------------------------------------------------------------------- training
 def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
     return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
@@ -542,7 +248,7 @@ def train(
     Items of the datasets are ``(x_target, cond)`` float32 tensors, normalised. ``normaliser``
     (default: ``train_dataset.normaliser`` if present) is stored with the model. Raises
     :class:`TrainingInterrupted` (exit code 75) after checkpointing when the time budget runs out
-    or on SIGTERM/SIGUSR1, and :class:`LockHeldError` if another live process trains into
+    or on SIGTERM/SIGUSR1, and :class:`~massmaps.learning.checkpoints.LockHeldError` if another live process trains into
     ``checkpoint_dir``. ``config.time_budget_s`` counts from ``budget_start`` (a ``time.monotonic()``
     reading, e.g. taken when the process started; default: now).
     """
@@ -553,7 +259,7 @@ def train(
     if normaliser is None:
         normaliser = getattr(train_dataset, "normaliser", None)
 
-    lock = _DirLock(checkpoint_dir, config.lock_stale_s, log)
+    lock = DirLock(checkpoint_dir, config.lock_stale_s, log)
     lock.acquire()
     stop = {"reason": None}
     old_handlers = {}
@@ -653,7 +359,7 @@ def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int)
     train_loader = DataLoader(
         train_dataset,
         batch_size=config.batch_size,
-        sampler=_StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment),
+        sampler=StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment),
         num_workers=config.num_workers,
         pin_memory=pin,
         persistent_workers=config.num_workers > 0,
@@ -675,7 +381,7 @@ def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int)
 def _seed_rng(rng_state: dict | None, config: TrainConfig, device) -> None:
     """The DSM loss draws t and z from torch's global RNG: the checkpoint's state, or the seed."""
     if rng_state is not None:
-        _set_rng_state(rng_state, device)
+        restore_rng_state(rng_state, device)
     else:
         torch.manual_seed(config.seed)
         if device.type == "cuda":
@@ -686,14 +392,14 @@ def _save_checkpoint(run: _Run, config: TrainConfig, checkpoint_dir: Path, lock,
     """Everything needed to resume at ``run.step`` (the previous checkpoint kept); returns its seconds."""
     lock.verify()
     t0 = time.monotonic()
-    _atomic_torch_save(
+    atomic_torch_save(
         {
             "format": CHECKPOINT_FORMAT,
             "step": run.step,
             "model": run.model.model.state_dict(),
             "ema": run.ema.state_dict(),
             "optimizer": run.optimizer.state_dict(),
-            "rng": _rng_state(device),
+            "rng": capture_rng_state(device),
             "config": config.to_dict(),
             "hparams": run.hparams,
             "history": run.history,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,7 @@ def project_shard(
     :class:`~massmaps.cosmology.CosmologyParams`) is checked against a snapshot's header and normalises its
     surface densities; the mock takes its cosmology from ``mock_config`` (the workflow passes the run's).
     """
-    from ..cosmology import PAPER, CosmologyParams
-    from .observables import FIELDS, project_fields
+    from .observables import FIELDS
 
     unknown = [f for f in fields if f not in FIELDS]
     if unknown:
@@ -60,69 +59,22 @@ def project_shard(
     halos = {int(r["halo_id"]): r for r in catalog.to_dict("records")}
     groups = list(rows.groupby("halo_id", sort=False))
     rotations = {int(h): [view_rotation_matrix(v) for _, v in views.iterrows()] for h, views in groups}
-    extra_attrs: dict = {"particle_source": source}
-    project_kw: dict = {}
-    if source == "mock":
-        from ..data.mock import MockConfig, make_cluster
-
-        cfg = MockConfig.from_mapping(dict(mock_config or {}))
-        project_kw = {"cosmo": cfg.cosmology}  # surface densities over the run's own mean densities
-
-        def build(halo):
-            # only the particles that this shard's views of the halo project get SPH and thermodynamics
-            return make_cluster(halo, cfg, views=rotations[int(halo["halo_id"])], half_Mpc=0.5 * npix * pixel_Mpc)
-
-    elif source == "snapshot":
-        from ..data.snapshot import ShardParticles
-
-        params = CosmologyParams(**cosmology) if cosmology else PAPER
-        particles = ShardParticles(
-            dict(snapshot_config or {}),
-            [halos[int(h)] for h, _ in groups],
-            rotations,
-            0.5 * npix * pixel_Mpc,
-            params=params,
-            thermo=any(f in fields for f in ("tsz", "xray")),
-            gas=any(f in fields for f in ("gas", "tsz", "xray")),
-            dm="dm" in fields,
-        )
-        build = particles.cluster
-        extra_attrs = particles.attrs()
-        project_kw = {"cosmo": params, "redshift": particles.redshift}
-    else:
-        raise ValueError(f"unknown particle source {source!r}; valid sources are ['mock', 'snapshot']")
+    build, extra_attrs, source_kw = _particle_source(
+        source,
+        halos,
+        groups,
+        rotations,
+        fields,
+        0.5 * npix * pixel_Mpc,
+        mock_config=mock_config,
+        snapshot_config=snapshot_config,
+        cosmology=cosmology,
+    )
     maps = np.full((len(rows), len(fields), npix, npix), np.nan, dtype=np.float32)
-    timings = []
-    i = 0
-    for halo_id, views in tqdm(groups, desc=f"shard {shard}", unit="halo", disable=not progress):
-        t0 = time.perf_counter()
-        halo = halos[int(halo_id)]
-        cluster = build(halo)
-        t1 = time.perf_counter()
-        for rot, (_, view) in zip(rotations[int(halo_id)], views.iterrows()):
-            out = project_fields(
-                cluster,
-                rot,
-                int(view["axis"]),
-                npix=npix,
-                pixel_Mpc=pixel_Mpc,
-                backend=backend,
-                fields=tuple(fields),
-                **project_kw,
-            )
-            maps[i] = np.stack([out[f] for f in fields]).astype(np.float32)
-            i += 1
-        timings.append((t1 - t0, time.perf_counter() - t1))
-        log.info(
-            "halo %d (M200m=%.3g): %d DM + %d gas particles, build %.2fs, %d projections %.2fs",
-            halo_id,
-            halo["M200m_Msun"],
-            cluster.dm.mass.size,
-            cluster.gas.mass.size,
-            t1 - t0,
-            len(views),
-            time.perf_counter() - t1,
-        )
+    project_kw = dict(npix=npix, pixel_Mpc=pixel_Mpc, backend=backend, fields=tuple(fields), **source_kw)
+    timings = _project_halos(
+        maps, groups, halos, rotations, build, project_kw, desc=f"shard {shard}", progress=progress
+    )
     gen, proj = np.array(timings).sum(axis=0)
     # Timings go to the log, never into the store: same config and seed must give the same bytes.
     log.info("shard %d: %d halos, %d sightlines; build %.1fs, project %.1fs", shard, len(groups), len(rows), gen, proj)
@@ -147,3 +99,90 @@ def project_shard(
         sightline_coords=coords,
         attrs=all_attrs,
     )
+
+
+def _particle_source(
+    source: str,
+    halos: Mapping[int, Mapping],
+    groups: list,
+    rotations: Mapping[int, list],
+    fields: Sequence[str],
+    half_Mpc: float,
+    *,
+    mock_config: Mapping | None,
+    snapshot_config: Mapping | None,
+    cosmology: Mapping | None,
+) -> tuple[Callable, dict, dict]:
+    """``(build, attrs, project_kw)`` of a particle source: the function from a catalogue row to the halo's
+    :class:`~massmaps.data.particles.Cluster`, the store attributes of the source, and the keywords it
+    adds to :func:`~massmaps.projection.observables.project_fields` (cosmology, redshift)."""
+    from ..cosmology import PAPER, CosmologyParams
+
+    if source == "mock":
+        from ..data.mock import MockConfig, make_cluster
+
+        cfg = MockConfig.from_mapping(dict(mock_config or {}))
+
+        def build(halo):
+            # only the particles that this shard's views of the halo project get SPH and thermodynamics
+            return make_cluster(halo, cfg, views=rotations[int(halo["halo_id"])], half_Mpc=half_Mpc)
+
+        # surface densities over the run's own mean densities
+        return build, {"particle_source": source}, {"cosmo": cfg.cosmology}
+    if source == "snapshot":
+        from ..data.snapshot import ShardParticles
+
+        params = CosmologyParams(**cosmology) if cosmology else PAPER
+        particles = ShardParticles(
+            dict(snapshot_config or {}),
+            [halos[int(h)] for h, _ in groups],
+            rotations,
+            half_Mpc,
+            params=params,
+            thermo=any(f in fields for f in ("tsz", "xray")),
+            gas=any(f in fields for f in ("gas", "tsz", "xray")),
+            dm="dm" in fields,
+        )
+        return particles.cluster, particles.attrs(), {"cosmo": params, "redshift": particles.redshift}
+    raise ValueError(f"unknown particle source {source!r}; valid sources are ['mock', 'snapshot']")
+
+
+def _project_halos(
+    maps: np.ndarray,
+    groups: list,
+    halos: Mapping[int, Mapping],
+    rotations: Mapping[int, list],
+    build: Callable,
+    project_kw: dict,
+    *,
+    desc: str,
+    progress: bool,
+) -> list[tuple[float, float]]:
+    """Fill ``maps`` (sightline, field, y, x) in plan order: each halo of ``groups`` built once, then
+    projected along each of its views; returns the seconds of building and of projecting, per halo."""
+    from .observables import project_fields
+
+    fields = project_kw["fields"]
+    timings = []
+    i = 0
+    for halo_id, views in tqdm(groups, desc=desc, unit="halo", disable=not progress):
+        t0 = time.perf_counter()
+        halo = halos[int(halo_id)]
+        cluster = build(halo)
+        t1 = time.perf_counter()
+        for rot, (_, view) in zip(rotations[int(halo_id)], views.iterrows()):
+            out = project_fields(cluster, rot, int(view["axis"]), **project_kw)
+            maps[i] = np.stack([out[f] for f in fields]).astype(np.float32)
+            i += 1
+        timings.append((t1 - t0, time.perf_counter() - t1))
+        log.info(
+            "halo %d (M200m=%.3g): %d DM + %d gas particles, build %.2fs, %d projections %.2fs",
+            halo_id,
+            halo["M200m_Msun"],
+            cluster.dm.mass.size,
+            cluster.gas.mass.size,
+            t1 - t0,
+            len(views),
+            time.perf_counter() - t1,
+        )
+    return timings
