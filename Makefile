@@ -25,9 +25,10 @@ run: install
 	$(BIN)/snakemake --cores $(CORES)
 
 # Style first (ruff and snakefmt, configured in pyproject.toml), then the numba kernels' tests once with
-# bounds checking on (an out-of-bounds index raises instead of reading past an array), then every test.
+# bounds checking on (an out-of-bounds index raises instead of reading past an array; in an empty numba
+# cache, since a cached kernel keeps the flags it was compiled with), then every test.
 test: install lint-style
-	NUMBA_BOUNDSCHECK=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(NUMBA_TESTS)
+	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$$(mktemp -d) $(BIN)/python -m pytest -q -p no:cacheprovider $(NUMBA_TESTS)
 	$(BIN)/python -m pytest
 
 NUMBA_TESTS ?= tests/test_kernels.py tests/test_sph.py tests/test_projection.py
