@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/snakemake --cores $(CORES)
 
-# Style first (ruff and snakefmt, configured in pyproject.toml), then the numba kernels' tests once with
+# Style first (ruff and snakefmt, configured in pyproject.toml, and Snakemake's linter), then the numba kernels' tests once with
 # bounds checking on (an out-of-bounds index raises instead of reading past an array; in an empty numba
 # cache, since a cached kernel keeps the flags it was compiled with), then every test.
 test: install lint-style
@@ -37,6 +37,7 @@ lint-style: install
 	$(BIN)/ruff check src tests benchmarks workflow
 	$(BIN)/ruff format --check src tests benchmarks workflow
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
 
 # The workflow through a real single-node Slurm brought up on this machine (root, Debian/Ubuntu: installs
 # slurmctld, slurmd, slurm-client and munge when missing; tests/slurm/up.sh, down.sh). About 5 minutes.
