@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from massmaps.projection import kernels as K
-from massmaps.projection.exact_fast import _FIXED, _MODES_MIN
+from massmaps.projection.exact_fast import _FIXED
+from massmaps.projection.footprints import _MODES_MIN
 from massmaps.projection.pixels import BACKENDS, pixel_centres, pixel_edges, project
 
 NPIX = 32

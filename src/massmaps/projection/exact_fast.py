@@ -5,7 +5,7 @@
 in a fixed order at the end, so the map is the same bytes whatever the number of threads) and deposits
 each block in turn (:func:`_exact_chunk`):
 
-* :func:`_sort_block` counting-sorts the block by footprint class (off the map; clipped or wide; one
+* :func:`massmaps.projection.footprints._sort_block` counting-sorts the block by footprint class (off the map; clipped or wide; one
   class per size up to ``_NSIDE x _NSIDE`` pixels inside the map; at least ``_MODES_MIN`` inner corners
   in the map), so that consecutive particles take the same branches and loop counts, and checks the
   inputs on the way;
@@ -36,6 +36,7 @@ from numba import njit, prange
 from numba.extending import overload
 
 from massmaps.projection.exact import _PARTS, _clip1, _clipped, _deposit, _deposit_row, _exact_general
+from massmaps.projection.footprints import _CLS_MODES, _NCLS, _NSIDE, _sort_block
 from massmaps.projection.kernels import CORRECTION_MODES, correction_bilinear, fold_linear, half_cdf_unit
 
 #: Particles per block, at most; the threads take blocks in turn (see :func:`_exact_chunk`). Fewer
@@ -43,12 +44,6 @@ from massmaps.projection.kernels import CORRECTION_MODES, correction_bilinear, f
 #: balanced on a mock cluster of 2e4-1e5 particles (docs/projection.md section 5).
 _BLOCK = 4096
 _BLOCKS_PER_PART = 8
-#: Footprints of up to _NSIDE x _NSIDE pixels inside the map have a class of their own in a block's sort.
-_NSIDE = 8
-#: Footprint classes: off the map, any other (clipped or wide), one per size up to _NSIDE x _NSIDE inside
-#: the map, then those with at least _MODES_MIN inner corners in the map (the separable path).
-_CLS_MODES = 2 + _NSIDE * _NSIDE
-_NCLS = _CLS_MODES + 1
 #: Terms of a pixel weight on the separable path: the marginals' product and the modes of K.
 _NTERMS = 1 + CORRECTION_MODES
 #: Unsigned 1, 2, 3 and _NTERMS, for indices that LLVM's vectorisers can prove non-negative.
@@ -59,8 +54,6 @@ _UNT = np.uint64(_NTERMS)
 #: Extra columns of the partial images (they have one extra row too): the separable path pads its footprint
 #: rows to a multiple of 4 pixels and deposits rows in pairs.
 _PAD = 4
-#: Footprints of at least this many pixels (inner corners: (nx - 1)(ny - 1)) take the separable path.
-_MODES_MIN = 49
 #: Footprints (columns, rows) inside the map with a written-out path of their own (:func:`_make_runner`):
 #: the commonest sizes beyond 3x3 in an NFW halo of 1e6 particles on 128^2 pixels (docs/projection.md
 #: section 4).
@@ -515,64 +508,6 @@ class _SLPForModes(numba.core.event.Listener):
 
 
 numba.core.event.register("numba:compile", _SLPForModes())
-
-
-@njit(fastmath={"contract"})
-def _sort_block(x, y, h, w, b0, b1, x0, y0, inv_dx, inv_dy, npix, cls, order, corner, end):
-    """Counting-sort particles b0..b1-1 by footprint class; True if one of them is invalid.
-
-    Class 0: off the map; ``_CLS_MODES``: at least ``_MODES_MIN`` inner corners in the map (the
-    separable path); 1: other footprints clipped by the map edge or wider than ``_NSIDE`` pixels;
-    otherwise ``2 + (nx - 1) _NSIDE + (ny - 1)`` for a footprint of nx x ny pixels inside the map. On return
-    ``order[end[c - 1]:end[c]]`` lists the block's particles of class c (offsets from b0), in their
-    input order, and ``corner[:, o]`` holds the lower-left pixel (ix, iy) of particle b0 + o.
-    Also checks the input: ``0 <= h < inf`` for every particle, and finite positions and weights
-    for the particles off the map (non-finite positions land there; the weights of the others
-    reach the map, which the caller checks).
-    """
-    fnpix = float(npix)
-    bad = False
-    end[:] = 0
-    for j in range(b0, b1):
-        hj = h[j]
-        bad |= not (0.0 <= hj < np.inf)
-        px = (x[j] - x0) * inv_dx
-        py = (y[j] - y0) * inv_dy
-        hx = hj * inv_dx
-        hy = hj * inv_dy
-        fxl = px - hx
-        fxh = px + hx
-        fyl = py - hy
-        fyh = py + hy
-        c = 0
-        if fxh >= 0.0 and fxl < fnpix and fyh >= 0.0 and fyl < fnpix:
-            ixl = int(math.floor(max(fxl, -1.0)))
-            ixh = int(math.floor(min(fxh, fnpix)))
-            iyl = int(math.floor(max(fyl, -1.0)))
-            iyh = int(math.floor(min(fyh, fnpix)))
-            dxn = ixh - ixl
-            dyn = iyh - iyl
-            corner[0, j - b0] = ixl
-            corner[1, j - b0] = iyl
-            c = 1
-            if (min(ixh, npix - 1) - max(ixl, 0)) * (min(iyh, npix - 1) - max(iyl, 0)) >= _MODES_MIN:
-                c = _CLS_MODES
-            elif ixl >= 0 and ixh < npix and iyl >= 0 and iyh < npix and dxn < _NSIDE and dyn < _NSIDE:
-                c = 2 + dxn * _NSIDE + dyn
-        else:
-            bad |= not (math.isfinite(x[j]) and math.isfinite(y[j]))
-            for f in range(w.shape[0]):
-                bad |= not math.isfinite(w[f, j])
-        cls[j - b0] = c
-        end[c + 1] += 1
-    # starts of the classes, then each particle to its place; end[c] is then the end of class c
-    for c in range(1, _NCLS):
-        end[c] += end[c - 1]
-    for jj in range(b1 - b0):
-        c = cls[jj]
-        order[end[c]] = jj
-        end[c] += 1
-    return bad
 
 
 @njit(cache=True)
