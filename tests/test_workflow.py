@@ -2,12 +2,11 @@
 
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _workflow import ROOT, TINY, snakemake
+from _workflow import ROOT, snakemake, snakemake_cmd
 
 from massmaps import store
 from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS
@@ -155,25 +154,7 @@ def test_plotting_option_reruns_only_figures(runs):
     """Changing a plotting option (figures.dpi) reruns the figure rules and nothing upstream."""
     import re
 
-    extra = runs[0] / "plot.yaml"
-    extra.write_text("figures: {formats: [png], dpi: 90}\n")
-    (runs[0] / "tiny.yaml").write_text(TINY)
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(runs[0]),
-        "--configfile",
-        str(ROOT / "config" / "config.yaml"),
-        str(runs[0] / "tiny.yaml"),
-        str(extra),
-        "--cores",
-        "2",
-        "-n",
-    ]
+    cmd = snakemake_cmd(runs[0], "-n", extra="figures: {formats: [png], dpi: 90}\n")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     stats = (out.stdout + out.stderr).split("Job stats:")[1].split("total")[0]
