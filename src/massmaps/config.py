@@ -227,6 +227,17 @@ DATA_IGNORED = {"projection": ("threads",)}
 TRAINING_IGNORED = ("time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s")
 
 
+def data_settings(config: Mapping) -> dict:
+    """The settings that shape the dataset store: :data:`DATA_KEYS` less :data:`DATA_IGNORED`."""
+    part = {}
+    for key in DATA_KEYS:
+        block = config[key]
+        if isinstance(block, Mapping):
+            block = {k: v for k, v in block.items() if k not in DATA_IGNORED.get(key, ())}
+        part[key] = block
+    return part
+
+
 def data_hash(config: Mapping) -> str:
     """Hash of everything that shapes the dataset store (recorded in every store's attributes).
 
@@ -235,13 +246,7 @@ def data_hash(config: Mapping) -> str:
     """
     from .store import config_hash
 
-    part = {}
-    for key in DATA_KEYS:
-        block = config[key]
-        if isinstance(block, Mapping):
-            block = {k: v for k, v in block.items() if k not in DATA_IGNORED.get(key, ())}
-        part[key] = block
-    return config_hash(part)
+    return config_hash(data_settings(config))
 
 
 def training_hash(config: Mapping) -> str:

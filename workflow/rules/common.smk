@@ -16,7 +16,7 @@ RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
 FIGURE_FORMATS = config["figures"]["formats"]
 # the projection block less its thread count (the maps are the same bytes for any number of threads)
-PROJECTION = {k: v for k, v in config["projection"].items() if k not in config_checks.DATA_IGNORED["projection"]}
+PROJECTION = config_checks.data_settings(config)["projection"]
 # everything that shapes the maps (recorded in every store), and everything that shapes a trained model
 # (its checkpoints live in a folder of that name): the policy is massmaps.config.data_hash/training_hash
 DATA_HASH = config_checks.data_hash(config)

@@ -303,6 +303,13 @@ def fit_normaliser(
     )
 
 
+def _normalised_chunks(ds: xr.Dataset, index: np.ndarray, norm: Normaliser, fields: Sequence[str], chunk_size: int):
+    """The normalised ``fields`` (float64) of the sightlines ``index``, ``chunk_size`` sightlines at a time."""
+    for start in range(0, index.size, chunk_size):
+        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
+        yield norm.apply(maps.astype(np.float64), list(fields), field_axis=1)
+
+
 def training_mean(
     ds: xr.Dataset,
     train_index: np.ndarray,
@@ -318,9 +325,8 @@ def training_mean(
     if index.size == 0:
         raise ValueError("no training sightlines to average")
     total = None
-    for start in range(0, index.size, chunk_size):
-        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
-        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1).sum(axis=0)
+    for part in _normalised_chunks(ds, index, norm, fields, chunk_size):
+        part = part.sum(axis=0)
         total = part if total is None else total + part
     mean = total / index.size
     return mean if per_pixel else mean.mean(axis=(1, 2))
@@ -330,10 +336,7 @@ def training_std(
     ds: xr.Dataset, train_index: np.ndarray, norm: Normaliser, fields: Sequence[str] = TARGETS, *, chunk_size: int = 256
 ) -> float:
     """Standard deviation of the normalised ``fields`` over every pixel of the training sightlines."""
-    index = np.sort(np.asarray(train_index))
     total, total_sq, n = 0.0, 0.0, 0
-    for start in range(0, index.size, chunk_size):
-        maps = ds["maps"].isel(sightline=index[start : start + chunk_size]).sel(field=list(fields)).values
-        part = norm.apply(maps.astype(np.float64), list(fields), field_axis=1)
+    for part in _normalised_chunks(ds, np.sort(np.asarray(train_index)), norm, fields, chunk_size):
         total, total_sq, n = total + part.sum(), total_sq + (part**2).sum(), n + part.size
     return float(np.sqrt(total_sq / n - (total / n) ** 2))
