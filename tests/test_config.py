@@ -392,7 +392,9 @@ def test_hash_policy_every_key():
         d, t = data_hash(new), training_hash(new)
         top = path[0]
         in_data = top in DATA_KEYS and not (len(path) > 1 and path[1] in DATA_IGNORED.get(top, ()))
-        in_training = in_data or top == "normalisation" or (top == "training" and path[1] not in TRAINING_IGNORED)
+        in_training = (
+            in_data or top in ("normalisation", "observe") or (top == "training" and path[1] not in TRAINING_IGNORED)
+        )
         assert (d != d0) == in_data, path
         assert (t != t0) == in_training, path
         seen["data"] += in_data

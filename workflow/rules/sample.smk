@@ -1,7 +1,7 @@
 rule sample_posterior:
     input:
         model=rules.train_model.output.model,
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
         splits=rules.split_dataset.output.splits,
     output:
         samples=directory(f"{RESULTS}/samples/{config['sampling']['split']}.zarr"),

@@ -1,6 +1,6 @@
 rule train_model:
     input:
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
         splits=rules.split_dataset.output.splits,
     output:
         model=directory(f"{RESULTS}/model"),
