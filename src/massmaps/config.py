@@ -297,6 +297,20 @@ def merge(base: dict, extra: Mapping) -> dict:
     return base
 
 
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+
+
+def load_merged(files, schema: str | os.PathLike = DEFAULT_SCHEMA) -> dict:
+    """Config files merged in order (as Snakemake merges config/config.yaml and each --configfile), validated
+    with the schema's defaults filled in and checked; raises :class:`ConfigError`."""
+    config: dict = {}
+    for path in files:
+        merge(config, load_yaml(path))
+    validate(config, schema)
+    check(config)
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m massmaps.config FILE [FILE ...]``: check config files as the workflow would merge them
     (config/config.yaml first, then each --configfile), without running anything."""
@@ -306,17 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m massmaps.config", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="config files, in the order Snakemake would merge them")
     parser.add_argument(
-        "--schema",
-        default=Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml",
-        help="the JSON schema (default: the workflow's, beside this source tree)",
+        "--schema", default=DEFAULT_SCHEMA, help="the JSON schema (default: the workflow's, beside this source tree)"
     )
     args = parser.parse_args(argv)
     try:
-        config: dict = {}
-        for path in args.files:
-            merge(config, load_yaml(path))
-        validate(config, args.schema)
-        check(config)
+        config = load_merged(args.files, args.schema)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1

@@ -50,6 +50,7 @@ result = reconstruct.train_from_store(
     stretch=snakemake.params.normalisation["stretch"],  # noqa: F821
     log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
     budget_start=T0,
+    provenance=snakemake.params.provenance,  # noqa: F821
 )
 log.info(
     "trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",
