@@ -274,6 +274,14 @@ BAD_CONFIGS = [
     ("training.steps", {"training": {"steps": -1}}),
     ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),
     ("particles.mock", {"particles": {"mock": {"n_ngbb": 3}}}),
+    (
+        "observe.xray",
+        {"observe": {"xray": {"preset": "xmm_pn"}}, "projection": {"fields": ["gas", "dm", "tsz", "xray"]}},
+    ),
+    ("observe.tsz", {"observe": {"tsz": {"preset": "none", "beam_fwhm_arcmin": 1.0}}}),
+    ("observe.tsz", {"observe": {"tsz": {"preset": "custom", "unit": "microK"}}}),
+    ("observe.xray", {"observe": {"xray": {"preset": "xmm_pn", "band_keV": [2.0, 0.5]}}}),
+    ("observe.tsz.preset", {"observe": {"tsz": {"preset": "act"}}}),
 ]
 
 
