@@ -273,3 +273,43 @@ def test_projected_temperature_is_the_emission_weighted_mean():
     ref = project_fields(Cluster(dm=dm, gas=gas), None, 2, npix=8, pixel_Mpc=0.2, fields=("tsz",))
     np.testing.assert_array_equal(ref["tsz"], out["tsz"])
     assert band_surface_brightness(np.ones((2, 2)), np.zeros((2, 2)), (0.5, 2), 0.3).sum() == 0
+
+
+# --------------------------------------------------------------------------------- sky random field and high-pass
+def test_sky_random_field_has_the_tabulated_power(tmp_path):
+    """The flat-sky power of the drawn field, averaged in ell bins, equals the table's C_ell."""
+    from massmaps.observe.observe import gaussian_random_field, load_cl
+
+    ell = np.linspace(2, 40000, 4000)
+    cl = 1e-3 * (ell / 3000.0) ** -2.5 + 2e-5  # microK^2, a falling spectrum with a floor
+    table = tmp_path / "cl.txt"
+    np.savetxt(table, np.column_stack([ell, cl]), header="ell C_ell")
+    n, p = 64, 0.5
+    rng = np.random.default_rng(5)
+    maps = np.stack([gaussian_random_field(*load_cl(str(table)), n, p, rng) for _ in range(300)])
+    pix_rad = p / (180 * 60 / np.pi)
+    power = (np.abs(np.fft.fft2(maps)) ** 2 * pix_rad**2 / n**2).mean(axis=0)
+    f = np.fft.fftfreq(n)
+    ell_grid = 2 * np.pi * np.hypot(f[:, None], f[None, :]) / pix_rad
+    for lo, hi in ((1000, 3000), (3000, 8000), (8000, 20000)):
+        sel = (ell_grid >= lo) & (ell_grid < hi)
+        expected = np.interp(ell_grid[sel], ell, cl).mean()
+        assert power[sel].mean() == pytest.approx(expected, rel=0.05), (lo, hi)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("100 1\n50 2\n")
+    with pytest.raises(ValueError, match=r"bad.txt: sky_cl_file: expected finite values, ell increasing"):
+        load_cl(str(bad))
+
+
+def test_highpass_transfer_is_one_half_at_its_multipole():
+    from massmaps.observe.observe import highpass
+
+    n, p = 64, 1.0
+    pix_rad = p / (180 * 60 / np.pi)
+    x = np.arange(n)
+    for m in (2, 8, 20):  # a pure mode of m cycles across the map
+        mode = np.cos(2 * np.pi * m * x / n)[None, :] * np.ones((n, 1))
+        ell = 2 * np.pi * (m / n) / pix_rad
+        out = highpass(mode, ell, p)
+        np.testing.assert_allclose(out, 0.5 * mode, atol=1e-12)
+    assert abs(highpass(np.ones((n, n)) + mode, 100.0, p).mean()) < 1e-12  # the mean goes

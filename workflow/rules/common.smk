@@ -33,6 +33,12 @@ def get_user_catalog_file(wildcards):
     return [config["catalog"]["file"]] if config["catalog"]["source"] == "file" else []
 
 
+def get_sky_cl_files(wildcards):
+    # a tSZ sky spectrum table is an input: editing it reruns observe_dataset and what follows
+    sky = config["observe"]["tsz"].get("sky_cl_file")
+    return [sky] if sky else []
+
+
 def get_group_catalog_files(wildcards):
     if config["catalog"]["source"] != "group_catalog":
         return []

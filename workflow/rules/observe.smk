@@ -1,6 +1,7 @@
 rule observe_dataset:
     input:
         dataset=rules.assemble_dataset.output.store,
+        sky=get_sky_cl_files,
     output:
         store=directory(f"{RESULTS}/observed/maps.zarr"),
     log:

@@ -20,19 +20,24 @@ __all__ = ["TSZ_PRESETS", "XRAY_PRESETS", "PSF", "TSZInstrument", "XrayInstrumen
 @dataclass(frozen=True)
 class TSZInstrument:
     """unit ``y`` (Compton y) or ``microK`` (Delta T at ``frequency_GHz``); beam FWHM in arcmin (0: none);
-    white noise in the map's unit times arcmin (microK-arcmin, or y-arcmin for ``y``; 0: none)."""
+    white noise in the map's unit times arcmin (microK-arcmin, or y-arcmin for ``y``; 0: none);
+    ``sky_cl_file``: a table of (ell, C_ell) in the map's unit squared (primary CMB plus foreground
+    residuals), added as a Gaussian random field before the beam; ``highpass_ell``: a high-pass filter
+    whose transfer falls to 1/2 at that multipole (0: none), applied after the beam, before the noise."""
 
     unit: str = "y"
     frequency_GHz: float | None = None
     beam_fwhm_arcmin: float = 0.0
     noise_arcmin: float = 0.0
+    sky_cl_file: str | None = None
+    highpass_ell: float = 0.0
 
     def __post_init__(self):
         if self.unit not in ("y", "microK"):
             raise ValueError(f"tSZ unit must be 'y' or 'microK', got {self.unit!r}")
         if self.unit == "microK" and not (self.frequency_GHz and self.frequency_GHz > 0):
             raise ValueError(f"a tSZ map in microK needs frequency_GHz > 0, got {self.frequency_GHz!r}")
-        for name in ("beam_fwhm_arcmin", "noise_arcmin"):
+        for name in ("beam_fwhm_arcmin", "noise_arcmin", "highpass_ell"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"tSZ {name} must be >= 0, got {getattr(self, name)!r}")
 

@@ -7,8 +7,9 @@ redshift z: a pixel of ``pixel_Mpc`` spans pixel_Mpc / D_A(z) radians, with D_A 
 config's cosmology.
 
 tSZ: y = tsz / (T_cmb 1e6); in microK, Delta T = f(nu) T_cmb 1e6 y; a Gaussian beam (FFT, zero-padded,
-so signal leaves through the edges as it would off a cut-out); white noise of sigma = w / (pixel side in
-arcmin) per pixel.
+so signal leaves through the edges as it would off a cut-out); optionally a Gaussian random field of a
+tabulated C_ell (primary CMB, foreground residuals) before the beam and a high-pass filter after it; white
+noise of sigma = w / (pixel side in arcmin) per pixel.
 
 X-ray: I = S / (4 pi (1 + z)^4) erg s^-1 cm^-2 sr^-1 (bolometric surface brightness; the (1 + z)^-4 dimming)
 times the band fraction of gas at kT_x (:func:`~massmaps.observe.spectra.band_fraction`, with the
@@ -20,6 +21,7 @@ uniform background x exposure x pixel area in arcmin^2, then one Poisson draw.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
@@ -96,12 +98,59 @@ def psf_kernel(psf: PSF, pixel_arcmin: float, n: int) -> np.ndarray | None:
     return None
 
 
+def _ell(n: int, pixel_arcmin: float) -> np.ndarray:
+    """Multipole ell = 2 pi |f| / pixel angle of each Fourier mode of an (n, n) map (flat sky)."""
+    f = np.fft.fftfreq(n)
+    return 2.0 * np.pi * np.hypot(f[:, None], f[None, :]) / (pixel_arcmin / RAD_ARCMIN)
+
+
+@lru_cache(maxsize=16)
+def load_cl(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ell, C_ell) from a whitespace table (comment lines with #); errors name the file and what is wrong."""
+    try:
+        table = np.loadtxt(path, comments="#", ndmin=2)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: sky_cl_file: expected a table of two numeric columns (ell, C_ell): {err}") from None
+    if table.shape[1] != 2 or table.shape[0] < 2:
+        raise ValueError(
+            f"{path}: sky_cl_file: expected two columns (ell, C_ell) and two rows or more, got {table.shape}"
+        )
+    ell, cl = table[:, 0], table[:, 1]
+    if not (np.all(np.isfinite(table)) and np.all(np.diff(ell) > 0) and np.all(cl >= 0)):
+        raise ValueError(f"{path}: sky_cl_file: expected finite values, ell increasing and C_ell >= 0")
+    return ell, cl
+
+
+def gaussian_random_field(
+    ell_tab: np.ndarray, cl_tab: np.ndarray, n: int, pixel_arcmin: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A periodic (n, n) Gaussian random field whose flat-sky power spectrum is C_ell (interpolated in the
+    table, 0 outside it and at ell = 0): unit white noise times sqrt(C_ell / pixel solid angle) in Fourier space."""
+    pix_sr = (pixel_arcmin / RAD_ARCMIN) ** 2
+    ell = _ell(n, pixel_arcmin)
+    cl = np.interp(ell, ell_tab, cl_tab, left=0.0, right=0.0)
+    cl[0, 0] = 0.0
+    return np.fft.ifft2(np.fft.fft2(rng.standard_normal((n, n))) * np.sqrt(cl / pix_sr)).real
+
+
+def highpass(image: np.ndarray, ell_c: float, pixel_arcmin: float) -> np.ndarray:
+    """The map filtered by F(ell) = ell^4 / (ell^4 + ell_c^4) (periodic; F = 1/2 at ell_c, the mean removed):
+    a stand-in for the transfer function of scan-filtered ground-based maps."""
+    ell4 = _ell(image.shape[0], pixel_arcmin) ** 4
+    return np.fft.ifft2(np.fft.fft2(image) * ell4 / (ell4 + ell_c**4)).real
+
+
 def observe_tsz(tsz_uK: np.ndarray, inst: TSZInstrument, pixel_arcmin: float, rng: np.random.Generator) -> np.ndarray:
-    """Clean T_cmb y [microK] -> beam-smoothed y or Delta T [microK] plus white noise (float64)."""
+    """Clean T_cmb y [microK] -> y or Delta T [microK]: plus the sky's random field, beam-smoothed, high-pass
+    filtered, plus white noise (float64)."""
     y = np.asarray(tsz_uK, dtype=np.float64) / (T_CMB_K * 1e6)
     signal = y if inst.unit == "y" else sz_spectral_function(inst.frequency_GHz) * T_CMB_K * 1e6 * y
+    if inst.sky_cl_file:
+        signal = signal + gaussian_random_field(*load_cl(str(inst.sky_cl_file)), signal.shape[0], pixel_arcmin, rng)
     if inst.beam_fwhm_arcmin > 0:
         signal = convolve(signal, gaussian_kernel(inst.beam_fwhm_arcmin / pixel_arcmin, signal.shape[0]))
+    if inst.highpass_ell > 0:
+        signal = highpass(signal, inst.highpass_ell, pixel_arcmin)
     noise = rng.standard_normal(signal.shape)  # drawn whatever the level, so streams do not shift
     return signal + (inst.noise_arcmin / pixel_arcmin) * noise
 
