@@ -158,3 +158,34 @@ def test_bad_input_names_the_file_and_keyword(run, tmp_path):
     meta.write_text(meta.read_text().replace('"data"', '"_data"'))
     with pytest.raises(PredictError, match=r"massmaps_model.json: no 'data' record"):
         predict(old, good_t, good_x, **kw)
+
+
+def test_exposure_map_and_masked_pixels(run, tmp_path):
+    """Counts of twice the model's exposure with a 400 s exposure map give the round trip's samples; a few NaN
+    pixels inside the field take their nearest neighbour's value, too many are an error naming the file."""
+    res = run / "results" / "tiny"
+    one, sid = _sightline(run)
+    record = model_record(res / "model")
+    z = float(one["redshift"])
+    wcs = grid_wcs(record, 150.1, 2.2, z)
+    tsz_map = one["maps"].sel(field="tsz").values
+    counts = one["maps"].sel(field="xray").values
+    kw = dict(ra=150.1, dec=2.2, redshift=z, n_samples=3, steps=3, seed=3, sightline_id=sid, quicklook=False)
+    tsz = _write(tmp_path / "tsz.fits", tsz_map, wcs, "y")
+    ref = predict(res / "model", tsz, _write(tmp_path / "x.fits", counts, wcs, "counts"), out=tmp_path / "a.fits", **kw)
+    double = _write(tmp_path / "x2.fits", 2 * counts, wcs, "counts")
+    expo = _write(tmp_path / "expo.fits", np.full_like(counts, 2 * record["observe_exposure_s"]), wcs, "s")
+    got = predict(res / "model", tsz, double, exposure=expo, out=tmp_path / "b.fits", **kw)
+    with fits.open(ref) as a, fits.open(got) as b:
+        np.testing.assert_allclose(b["SAMPLES"].data, a["SAMPLES"].data, rtol=1e-4, atol=1e-5)
+    masked = tsz_map.copy()
+    masked[5, 6] = masked[10, 2] = np.nan
+    out = predict(res / "model", _write(tmp_path / "m.fits", masked, wcs, "y"), double, exposure=expo,
+                  out=tmp_path / "c.fits", **kw)  # fmt: skip
+    with fits.open(out) as c:
+        assert c[0].header["NMASKSZ"] == 2 and c[0].header["NMASKX"] == 0
+        assert np.isfinite(c["SAMPLES"].data).all()
+    masked[:4] = np.nan  # 64 + 2 of 256 pixels
+    with pytest.raises(PredictError, match=r"m2.fits: 66 of 256 pixels are masked \(NaN\), more than max_masked"):
+        predict(res / "model", _write(tmp_path / "m2.fits", masked, wcs, "y"), double, exposure=expo,
+                out=tmp_path / "d.fits", **kw)  # fmt: skip
