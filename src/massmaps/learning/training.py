@@ -26,7 +26,11 @@ summed over pixels, divided by the batch size) and owns the loop:
   ``SystemExit`` with code 75 (EX_TEMPFAIL), so Snakemake's ``retries`` resubmit and the next
   attempt resumes;
 - the final model (EMA weights + hyper-parameters + normalisation) written to ``model_dir`` only at
-  the end, atomically (``score.save_model``).
+  the end, atomically (``score.save_model``);
+- data-parallel training when the caller started several processes and joined them in a process group
+  (:mod:`massmaps.learning.distributed`, launched by :mod:`massmaps.learning.launch`): the same global
+  batches, noise and steps as one process, rank 0 alone writing; one process never touches
+  ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch_ema import ExponentialMovingAverage
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import score as score_mod
 from .checkpoints import (
     CHECKPOINT_FILE,
@@ -255,12 +260,13 @@ def train(
     t_start = time.monotonic() if budget_start is None else float(budget_start)
     model_dir, checkpoint_dir = Path(model_dir), Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    device = score_mod.resolve_device(config.device)
+    world = distributed.current()
+    device = distributed.rank_device(score_mod.resolve_device(config.device), world)
     if normaliser is None:
         normaliser = getattr(train_dataset, "normaliser", None)
 
-    lock = DirLock(checkpoint_dir, config.lock_stale_s, log)
-    lock.acquire()
+    lock = DirLock(checkpoint_dir, config.lock_stale_s, log) if world.main else _NoLock()
+    distributed.main_only(lock.acquire, world)
     stop = {"reason": None}
     old_handlers = {}
 
@@ -283,11 +289,24 @@ def train(
             lock,
             stop,
             t_start,
+            world,
         )
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
         lock.release()
+
+
+_ONE_PROCESS = distributed.World()
+
+
+class _NoLock:
+    """The lock of a rank other than 0, which never writes into the checkpoint directory."""
+
+    def acquire(self) -> None:
+        pass
+
+    verify = heartbeat = release = acquire
 
 
 @dataclass
@@ -352,14 +371,18 @@ def _resume(run: _Run, config: TrainConfig, checkpoint_dir: Path, log) -> dict |
     return ckpt["rng"]
 
 
-def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int):
-    """The training batch stream, starting where step ``step`` left it, and the validation loader."""
+def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int, world=_ONE_PROCESS):
+    """The training batch stream, starting where step ``step`` left it (this rank's part of each global
+    batch), and the validation loader."""
     pin = device.type == "cuda"
     loader_gen = torch.Generator().manual_seed(config.seed)  # keeps worker seeding off the global RNG
+    sampler = StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment)
+    if world.size > 1:
+        sampler = distributed.ShardSampler(sampler, config.batch_size, world)
     train_loader = DataLoader(
         train_dataset,
-        batch_size=config.batch_size,
-        sampler=StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment),
+        batch_size=config.batch_size // world.size,
+        sampler=sampler,
         num_workers=config.num_workers,
         pin_memory=pin,
         persistent_workers=config.num_workers > 0,
@@ -411,15 +434,21 @@ def _save_checkpoint(run: _Run, config: TrainConfig, checkpoint_dir: Path, lock,
     return time.monotonic() - t0
 
 
-def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device) -> float:
-    """One step of the optimiser and the EMA on ``batch``; returns the loss."""
+def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device, world=_ONE_PROCESS) -> float:
+    """One step of the optimiser and the EMA on ``batch`` (this rank's part of the global batch); returns
+    the loss (of the global batch)."""
     pin = device.type == "cuda"
     x, cond = (t.to(device, non_blocking=pin) for t in batch)
     run.optimizer.zero_grad(set_to_none=True)
-    loss = score_mod.training_loss(denoiser, x, cond)  # score_models' DSM loss unchanged, or EDM's
+    shard = None if world.size == 1 else (world.rank * x.shape[0], config.batch_size)
+    loss = score_mod.training_loss(denoiser, x, cond, shard)  # score_models' DSM loss unchanged, or EDM's
+    if shard is not None:  # every rank takes part in the gradient all-reduce before any may stop
+        loss.backward()
+        loss = distributed.average(loss.detach(), world)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {float(loss)} at step {run.step}; last checkpoint kept")
-    loss.backward()
+    if shard is None:
+        loss.backward()
     if config.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(run.model.model.parameters(), max_norm=config.grad_clip)
     run.optimizer.step()
@@ -471,17 +500,22 @@ def _write_model(
 
 
 def _train_locked(
-    model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log, device, lock, stop, t_start
+    model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log, device, lock, stop, t_start, world
 ) -> TrainResult:
     """The training loop, in named steps: build, resume, data, then optimise, log, validate, checkpoint
-    and check for a stop at each step; the EMA model is written at the end."""
+    and check for a stop at each step; the EMA model is written at the end. With several ranks, rank 0
+    resumes first (it sets a damaged checkpoint aside), and it alone validates and writes."""
     run = _build(config, train_dataset, device)
-    rng_state = _resume(run, config, checkpoint_dir, log)
+    rng_state = distributed.main_only(lambda: _resume(run, config, checkpoint_dir, log), world)
+    if not world.main:
+        rng_state = _resume(run, config, checkpoint_dir, lambda *a: None)
+    distributed.check_identical([torch.tensor(float(run.step))], "resumed steps", world)
     run.ema.to(device)
-    batches, val_loader = _loaders(train_dataset, val_dataset, config, device, run.step)
+    batches, val_loader = _loaders(train_dataset, val_dataset, config, device, run.step, world)
     _seed_rng(rng_state, config, device)  # after the loader's iterator: it must not draw from this stream
 
     denoiser = _denoiser(run.model, config)
+    denoiser.net = distributed.wrap(run.model.model, device, world)
     run.model.model.train()
     t_loop = time.monotonic()
     steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
@@ -498,7 +532,7 @@ def _train_locked(
     )  # few lines in a log file
     while run.step < config.steps:
         t_step = time.monotonic()
-        running += _optimisation_step(run, denoiser, next(batches), config, device)
+        running += _optimisation_step(run, denoiser, next(batches), config, device, world)
         running_n += 1
         steps_this_run += 1
         step = run.step
@@ -513,17 +547,21 @@ def _train_locked(
             log(f"step {step}: loss {running / running_n:.5g} (per pixel {running / running_n / run.pixels:.4g})")
             running, running_n = 0.0, 0
         if step % config.val_every == 0 or step == config.steps:
-            val_loss = _validation_loss(run.model, run.ema, val_loader, config, device)
+            val_loss = distributed.main_only(
+                lambda: _validation_loss(run.model, run.ema, val_loader, config, device), world
+            )
             if val_loss is not None:
                 history["val"].append([step, val_loss])
                 log(f"step {step}: validation loss (EMA) {val_loss:.5g}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if (step % config.checkpoint_every == 0 or step == config.steps) and world.main:
             ckpt_time = _save_checkpoint(run, config, checkpoint_dir, lock, device)
         lock.heartbeat()
 
         reason = _stop_reason(stop, config, step, t_start, step_time, ckpt_time)
+        if distributed.any_rank(reason is not None, world) and reason is None:
+            reason = "stopped by another rank"
         if reason is not None and step < config.steps:
-            _save_checkpoint(run, config, checkpoint_dir, lock, device)
+            distributed.main_only(lambda: _save_checkpoint(run, config, checkpoint_dir, lock, device), world)
             pbar.close()
             log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
             raise TrainingInterrupted(reason, step)
@@ -531,7 +569,10 @@ def _train_locked(
     wall = time.monotonic() - t_loop
     images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
 
-    summary = _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
+    summary = distributed.main_only(
+        lambda: _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s), world
+    )
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
     return TrainResult(
         model_dir=model_dir,
