@@ -152,6 +152,66 @@ def test_stop_on_one_rank_stops_both_and_resume_matches(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), _max_diff(a, b)
 
 
+def test_launch_trains_from_the_store_like_one_process(tmp_path):
+    """The workflow's path: launch() starts 2 local ranks of ``python -m massmaps.learning.launch``; with
+    rotations and flips (drawn per item by the stream) they reach the weights of one process."""
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from massmaps import store
+    from massmaps.learning import reconstruct
+
+    rng = np.random.default_rng(0)
+    maps = rng.lognormal(0, 1, (16, 4, 16, 16)).astype(np.float32)
+    ds = xr.Dataset(
+        {"maps": (("sightline", "field", "y", "x"), maps)},
+        coords={"field": ["gas", "dm", "tsz", "xray"], "halo_id": ("sightline", np.arange(16))},
+    )
+    store.write_store(ds, tmp_path / "maps.zarr", chunk_sightlines=4)
+    splits = pd.DataFrame({"index": np.arange(16), "split": ["train"] * 12 + ["val"] * 4})
+    splits.to_parquet(tmp_path / "splits.parquet")
+    tiny = {"nf": 8, "ch_mult": [1, 2], "attention": False, "fir": False}
+    training_block = dict(CONFIG, steps=6, batch_size=4, checkpoint_every=3, val_every=3, log_every=3, lr=2e-3)
+    training_block.update(seed=2, device="cpu", network=tiny, augment=True, preconditioning="score_models")
+    torch.set_num_threads(1)
+    reconstruct.train_from_store(
+        tmp_path / "maps.zarr", splits, tmp_path / "one", tmp_path / "ckpt1", training=training_block, progress=False
+    )
+    job = {
+        "store": str(tmp_path / "maps.zarr"),
+        "splits": str(tmp_path / "splits.parquet"),
+        "model_dir": str(tmp_path / "two"),
+        "checkpoint_dir": str(tmp_path / "ckpt2"),
+        "training": training_block,
+        "log": str(tmp_path / "train.log"),
+    }
+    assert launch.launch(job, tmp_path / "ckpt2" / "launch.json", nodes=1, processes_per_node=2, threads=2) == 0
+    diff = _max_diff(_weights(tmp_path / "two"), _weights(tmp_path / "one"))
+    print(f"launch, 2 ranks vs 1 process, augment: max |dw| = {diff:.3g}")
+    assert diff < ATOL
+    assert "rank 0 of 2" in (tmp_path / "train.log").read_text()
+    assert "rank 1 of 2" in (tmp_path / "ckpt2" / "rank1.log").read_text()
+    with pytest.raises(ValueError, match="training.nodes is 2, but this job runs outside Slurm"):
+        launch.launch(job, tmp_path / "job.json", nodes=2, processes_per_node=1, threads=1)
+
+
+@pytest.mark.parametrize(
+    "block, want",
+    [
+        ({}, {"gpu": 1}),
+        ({"device": "cpu"}, {"gpu": 0}),
+        ({"device": "cpu", "processes_per_node": 2}, {"gpu": 0, "tasks": 2, "nodes": 1, "mpi": "srun"}),
+        (
+            {"device": "cuda", "nodes": 2, "processes_per_node": 4},
+            {"gpu": 0, "tasks": 8, "nodes": 2, "mpi": "srun", "gres": "gpu:4", "tasks_per_gpu": 1},
+        ),
+    ],
+)
+def test_rule_resources(block, want):
+    assert launch.rule_resources(block) == want
+
+
 def test_batch_not_divisible_by_ranks_is_refused():
     with pytest.raises(ValueError, match="training.batch_size 9 is not divisible by the 2"):
         distributed.ShardSampler(range(4), 9, distributed.World(0, 2, 0))

@@ -170,6 +170,12 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
             f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max"
         )
+    ranks = training["nodes"] * training["processes_per_node"]
+    if training["batch_size"] % ranks:
+        errors.append(
+            f"config: training.batch_size: {training['batch_size']} is not divisible by training.nodes x "
+            f"training.processes_per_node = {ranks}; expected a multiple of the number of training processes"
+        )
     from .learning.samplers import get_sampler
 
     solver = get_sampler(sampling["sampler"]).solver
@@ -224,7 +230,15 @@ DATA_KEYS = ("seed", "cosmology", "catalog", "sightlines", "particles", "project
 #: writes the same bytes for any number of threads).
 DATA_IGNORED = {"projection": ("threads",)}
 #: Training keys that change how or where training runs, not the model it converges to.
-TRAINING_IGNORED = ("time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s")
+TRAINING_IGNORED = (
+    "time_budget_s",
+    "runtime_margin_s",
+    "device",
+    "num_workers",
+    "lock_stale_s",
+    "nodes",  # data-parallel ranks reach one process's weights (to float32 rounding; tests/test_distributed.py)
+    "processes_per_node",
+)
 
 
 def data_settings(config: Mapping) -> dict:

@@ -125,17 +125,21 @@ def launch(
     processes_per_node: int,
     threads: int,
     log=print,
+    started_unix: float | None = None,
 ) -> int:
-    """Write ``job`` (the keywords of :func:`run_job`) to ``job_file`` and run one rank per process:
-    through srun inside a Slurm job, else locally (``nodes`` must then be 1; the ``threads`` are shared
-    among the local ranks). Returns the combined exit code."""
+    """Write ``job`` (the keywords of :func:`run_job`) to ``job_file`` and run one rank per process.
+
+    Through srun inside a Slurm job, else locally (``nodes`` must then be 1; the ``threads`` are shared
+    among the local ranks). ``started_unix``: when the attempt's time budget started (``time.time()``;
+    default now). Returns the combined exit code.
+    """
     bad = sorted(set(job) - JOB_KEYS)
     if bad:
         raise ValueError(f"unknown training job key(s) {bad}; valid: {sorted(JOB_KEYS)}")
     world_size = nodes * processes_per_node
     Path(job_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(job_file).with_name(f".{Path(job_file).name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({**job, "started_unix": time.time()}, indent=2))
+    tmp.write_text(json.dumps({**job, "started_unix": started_unix or time.time()}, indent=2))
     os.replace(tmp, job_file)
     command = rank_command(job_file)
     if os.environ.get("SLURM_JOB_ID") and shutil.which("srun"):
@@ -153,6 +157,26 @@ def launch(
         )
     log(f"starting {world_size} local training ranks: {' '.join(command)}")
     return spawn_local(command, world_size, threads=max(1, threads // world_size), log=log)
+
+
+def rule_resources(training: Mapping) -> dict:
+    """The train_model rule's device and task resources, from the config's training block.
+
+    One process: ``gpu`` 1 when ``training.device`` may be CUDA (as ever). Several: one Slurm task per
+    rank (``tasks``, ``nodes``) and ``mpi`` (snakemake-executor-plugin-slurm then runs the job's script
+    directly in the batch job, not inside a one-task ``srun``, so that :func:`launch` may start its own
+    ``srun`` step with every task); on CUDA one GPU per rank, asked per node as ``gres: gpu:P`` (the
+    plugin's ``gpu`` is a total, ``--gpus``), with ``tasks_per_gpu: 1`` (else the plugin would pass
+    ``tasks`` as ``--ntasks-per-gpu``).
+    """
+    nodes, per_node = int(training.get("nodes", 1)), int(training.get("processes_per_node", 1))
+    cuda = training.get("device", "auto") in ("auto", "cuda")
+    if nodes * per_node == 1:
+        return {"gpu": 1 if cuda else 0}
+    out = {"gpu": 0, "tasks": nodes * per_node, "nodes": nodes, "mpi": "srun"}
+    if cuda:
+        out.update({"gres": f"gpu:{per_node}", "tasks_per_gpu": 1})
+    return out
 
 
 def run_job(job: Mapping) -> int:
