@@ -106,15 +106,11 @@ def threading_main() -> bool:
 
 
 def srun_command(command: Sequence[str], world_size: int, nodes: int, threads: int) -> list[str]:
-    """``srun`` starting one task per rank in the current Slurm job (a failing task ends the others)."""
-    return [
-        "srun",
-        f"--ntasks={world_size}",
-        f"--nodes={nodes}",
-        f"--cpus-per-task={threads}",
-        "--kill-on-bad-exit=1",
-        *command,
-    ]
+    """``srun`` starting one task per rank in the current Slurm job. Not --kill-on-bad-exit: the ranks of
+    an interrupted training all exit 75, and a rank killed while it exits would turn srun's exit code (the
+    highest of its tasks) into 137; a rank that fails makes the others fail at their next collective."""
+    options = [f"--ntasks={world_size}", f"--nodes={nodes}", f"--cpus-per-task={threads}", "--kill-on-bad-exit=0"]
+    return ["srun", *options, *command]
 
 
 def launch(

@@ -561,7 +561,10 @@ def _train_locked(
         if distributed.any_rank(reason is not None, world) and reason is None:
             reason = "stopped by another rank"
         if reason is not None and step < config.steps:
-            distributed.main_only(lambda: _save_checkpoint(run, config, checkpoint_dir, lock, device), world)
+            # rank 0 checkpoints and releases the lock before any rank exits (a launcher may end the rest then)
+            distributed.main_only(
+                lambda: (_save_checkpoint(run, config, checkpoint_dir, lock, device), lock.release()), world
+            )
             pbar.close()
             log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
             raise TrainingInterrupted(reason, step)
@@ -570,9 +573,8 @@ def _train_locked(
     images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
 
     distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
-    summary = distributed.main_only(
-        lambda: _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s), world
-    )
+    written = lambda: _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    summary = distributed.main_only(lambda: (written(), lock.release())[0], world)  # before any rank exits
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
     return TrainResult(
         model_dir=model_dir,
