@@ -238,7 +238,13 @@ TRAINING_IGNORED = (
     "lock_stale_s",
     "nodes",  # data-parallel ranks reach one process's weights (to float32 rounding; tests/test_distributed.py)
     "processes_per_node",
+    "compile",  # the compiled network computes the eager one's loss to float32 rounding
 )
+
+
+#: Training keys added after models were trained, at the value that trains those models: left out of the
+#: hash at that value, so that a model trained before the key existed keeps its checkpoint folder.
+TRAINING_LATER_DEFAULTS = {"precision": "float32"}
 
 
 def data_settings(config: Mapping) -> dict:
@@ -269,7 +275,11 @@ def training_hash(config: Mapping) -> str:
     never resumes another model's checkpoint)."""
     from .store import config_hash
 
-    training = {k: v for k, v in config["training"].items() if k not in TRAINING_IGNORED}
+    training = {
+        k: v
+        for k, v in config["training"].items()
+        if k not in TRAINING_IGNORED and not (k in TRAINING_LATER_DEFAULTS and v == TRAINING_LATER_DEFAULTS[k])
+    }
     return config_hash({"data": data_hash(config), "normalisation": config["normalisation"], "training": training})
 
 

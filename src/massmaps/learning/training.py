@@ -35,6 +35,7 @@ summed over pixels, divided by the batch size) and owns the loop:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -56,11 +57,12 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from . import score as score_mod
-from .checkpoints import (
+from .checkpoints import (  # noqa: F401  (attempt_time_budget: for the training script and the tests)
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
     DirLock,
     atomic_torch_save,
+    attempt_time_budget,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -75,6 +77,7 @@ TRAIN_LOG_FILE = "training.json"
 # defaults (nf=128, ch_mult=(2, 2, 2, 2), attention, FIR), which PAPER_NETWORK = {} keeps.
 LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
 PAPER_NETWORK: dict = {}
+PRECISIONS = ("float32", "bf16")
 
 
 class TrainingInterrupted(SystemExit):
@@ -87,40 +90,6 @@ class TrainingInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"training interrupted at step {self.step} ({self.reason}); checkpoint written, exit {self.code}"
-
-
-def attempt_time_budget(
-    time_budget_s: float | None,
-    runtime_min: float | None,
-    margin_s: float | None,
-    *,
-    under_scheduler: bool,
-) -> float | None:
-    """Wall time in seconds that one training attempt may use, or None for no limit.
-
-    An explicit ``time_budget_s`` always wins. Otherwise, inside a batch job (``under_scheduler``:
-    the caller saw e.g. ``SLURM_JOB_ID``) whose time limit is ``runtime_min`` minutes, the budget is
-    that limit less ``margin_s`` seconds for what the attempt does outside the training loop (the
-    scheduler's and the workflow manager's start-up, the final model write, the job's epilogue); the
-    attempt then checkpoints and exits with :data:`EXIT_RESUMABLE` before the scheduler kills it, and a
-    resubmitted job resumes. Outside a batch job the runtime is only a scheduling hint that nobody
-    enforces, so there is no budget; ``margin_s=None`` turns the derived budget off.
-    """
-    if time_budget_s is not None:
-        if not time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive or None, got {time_budget_s!r}")
-        return float(time_budget_s)
-    if not under_scheduler or runtime_min is None or margin_s is None:
-        return None
-    if margin_s < 0:
-        raise ValueError(f"the runtime margin must be >= 0 s, got {margin_s!r}")
-    budget = float(runtime_min) * 60.0 - float(margin_s)
-    if budget <= 0:
-        raise ValueError(
-            f"a runtime of {runtime_min} min leaves no training time after a margin of {margin_s} s: "
-            "raise the rule's runtime or lower training.runtime_margin_s"
-        )
-    return budget
 
 
 # ------------------------------------------------------------------------------------ config
@@ -156,6 +125,11 @@ class TrainConfig:
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
     augment: bool = False
+    # bf16: the forward pass and the loss under torch.autocast (bfloat16 matrix products and convolutions;
+    # weights, gradients, Adam and EMA stay float32); compile: torch.compile the network (True: inductor,
+    # or a torch.compile backend name such as "aot_eager")
+    precision: str = "float32"
+    compile: bool | str = False
     progress: bool = True
 
     def __post_init__(self):
@@ -180,6 +154,12 @@ class TrainConfig:
         if self.preconditioning not in score_mod.PRECONDITIONINGS:
             raise ValueError(
                 f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, got {self.preconditioning!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, (bool, str)):
+            raise ValueError(
+                f"TrainConfig.compile must be true, false or a torch.compile backend, got {self.compile!r}"
             )
         if self.preconditioning == "edm" and not (self.sigma_data and self.sigma_data > 0):
             raise ValueError(
@@ -216,6 +196,20 @@ def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
     return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
 
 
+def _autocast(config: TrainConfig, device):
+    """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
+    if config.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _network(module, config: TrainConfig):
+    """The network the loss calls: ``module`` itself, or compiled (``config.compile``)."""
+    if not config.compile:
+        return module
+    return torch.compile(module, **({} if config.compile is True else {"backend": config.compile}))
+
+
 @torch.no_grad()
 def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
     """Mean training loss of the EMA weights over the validation set, at a fixed random state."""
@@ -231,7 +225,8 @@ def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float |
             if config.val_batches is not None and k >= config.val_batches:
                 break
             x, cond = x.to(device), cond.to(device)
-            total += float(score_mod.training_loss(denoiser, x, cond)) * x.shape[0]
+            with _autocast(config, device):
+                total += float(score_mod.training_loss(denoiser, x, cond)) * x.shape[0]
             n += x.shape[0]
     model.model.train()
     return total / n if n else None
@@ -440,8 +435,11 @@ def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device, 
     pin = device.type == "cuda"
     x, cond = (t.to(device, non_blocking=pin) for t in batch)
     run.optimizer.zero_grad(set_to_none=True)
-    shard = None if world.size == 1 else (world.rank * x.shape[0], config.batch_size)
-    loss = score_mod.training_loss(denoiser, x, cond, shard)  # score_models' DSM loss unchanged, or EDM's
+    # score_models' own DSM loss calls the raw network: several ranks or a compiled network take the loss
+    # of the same draws that calls denoiser.net (shard (0, B) is the same loss, bit for bit)
+    shard = None if world.size == 1 and not config.compile else (world.rank * x.shape[0], config.batch_size)
+    with _autocast(config, device):
+        loss = score_mod.training_loss(denoiser, x, cond, shard)  # score_models' DSM loss unchanged, or EDM's
     if shard is not None:  # every rank takes part in the gradient all-reduce before any may stop
         loss.backward()
         loss = distributed.average(loss.detach(), world)
@@ -515,7 +513,7 @@ def _train_locked(
     _seed_rng(rng_state, config, device)  # after the loader's iterator: it must not draw from this stream
 
     denoiser = _denoiser(run.model, config)
-    denoiser.net = distributed.wrap(run.model.model, device, world)
+    denoiser.net = _network(distributed.wrap(run.model.model, device, world), config)
     run.model.model.train()
     t_loop = time.monotonic()
     steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
