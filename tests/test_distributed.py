@@ -82,24 +82,23 @@ def _max_diff(a, b):
 CONFIG = dict(steps=12, batch_size=8, checkpoint_every=4, val_every=6, log_every=4)
 
 
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    """The reference: one process, no torch.distributed."""
-    d = tmp_path_factory.mktemp("one")
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"preconditioning": "edm", "sigma_data": 0.3}, {"compile": "aot_eager"}],
+    ids=["score_models", "edm", "compiled"],
+)
+def test_two_ranks_reach_the_weights_of_one_process(tmp_path, extra):
     torch.set_num_threads(1)
     train, val = _data()
-    result = training.train(d / "model", train, val, config=_config(**CONFIG), checkpoint_dir=d / "ckpt", log=print)
-    return result, d
-
-
-def test_two_ranks_reach_the_weights_of_one_process(tmp_path, one_process):
-    ref, ref_dir = one_process
+    config = dict(CONFIG, **extra)
+    ref_dir = tmp_path / "one"
+    training.train(ref_dir / "model", train, val, config=_config(**config), checkpoint_dir=ref_dir / "ckpt", log=print)
     t0 = time.monotonic()
-    assert _start(tmp_path, "two", CONFIG) == 0
+    assert _start(tmp_path, "two", config) == 0
     wall = time.monotonic() - t0
     a, b = _weights(tmp_path / "two" / "model"), _weights(ref_dir / "model")
     diff = _max_diff(a, b)
-    print(f"2 ranks vs 1 process after {CONFIG['steps']} steps: max |dw| = {diff:.3g} ({wall:.1f} s)")
+    print(f"2 ranks vs 1 process ({extra}) after {CONFIG['steps']} steps: max |dw| = {diff:.3g} ({wall:.1f} s)")
     assert diff < ATOL
     ckpt2 = checkpoints.load_checkpoint(tmp_path / "two" / "ckpt")
     ckpt1 = checkpoints.load_checkpoint(ref_dir / "ckpt")

@@ -190,7 +190,10 @@ def run_job(job: Mapping) -> int:
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     budget_start = time.monotonic() - (time.time() - float(job.get("started_unix", time.time())))
-    distributed.init_from_env()
+    cuda = job["training"].get("device", "auto") == "cuda" or (
+        job["training"].get("device", "auto") == "auto" and torch.cuda.is_available()
+    )
+    distributed.init_from_env("nccl" if cuda else "gloo")  # gloo for CPU training on a machine with GPUs
     try:
         log.info("rank %d of %d (local rank %d) on %s", world.rank, world.size, world.local_rank, socket.gethostname())
         result = train_from_store(
