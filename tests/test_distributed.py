@@ -143,12 +143,35 @@ def test_stop_on_one_rank_stops_both_and_resume_matches(tmp_path):
     assert 10 <= step < 60
     assert f"stopping at step {step}: SIGTERM" in outs[1] and f"stopping at step {step}: stopped by another" in outs[0]
     assert not (tmp_path / "cut" / "model").exists()
+    import shutil
+
+    shutil.copytree(ckpt_dir, tmp_path / "one_process_ckpt")
 
     assert _start(tmp_path, "cut", config) == 0
     ckpt = checkpoints.load_checkpoint(ckpt_dir)
     assert ckpt["step"] == 60
     a, b = _weights(tmp_path / "cut" / "model"), _weights(tmp_path / "straight" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a), _max_diff(a, b)
+
+    # the same checkpoint resumed by one process: the 2-rank weights to float32 rounding
+    torch.set_num_threads(1)
+    result = training.train(
+        tmp_path / "one_process",
+        *_data(),
+        config=_config(**config),
+        checkpoint_dir=tmp_path / "one_process_ckpt",
+        log=print,
+    )
+    assert result.resumed_from == step and result.step == 60
+    assert _max_diff(_weights(tmp_path / "one_process"), b) < ATOL
+
+
+def test_time_budget_on_two_ranks_stops_both_at_one_step(tmp_path):
+    config = dict(CONFIG, steps=100_000, checkpoint_every=100_000, val_every=100_000, time_budget_s=4.0)
+    assert _start(tmp_path, "budget", config) == 75
+    step = checkpoints.load_checkpoint(tmp_path / "budget" / "ckpt")["step"]
+    assert 0 < step < 100_000
+    assert not (tmp_path / "budget" / "ckpt" / checkpoints.LOCK_FILE).exists()
 
 
 def test_launch_trains_from_the_store_like_one_process(tmp_path):
