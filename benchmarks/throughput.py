@@ -236,6 +236,7 @@ def main() -> None:
             args.json.write_text(json.dumps(rows, indent=1, default=str))
         return
     modes = [False, True] if (args.cudnn_benchmark and device.type == "cuda") else [False]
+    step = dict(precision=args.precision, compile=args.compile)  # as training.precision, training.compile
     for size in args.sizes:
         cfg = resolve(SIZES[size])
         tr, sa, npix = cfg["training"], cfg["sampling"], int(cfg["projection"]["npix"])
@@ -252,16 +253,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             img_s = time_training(
-                model,
-                train_batch,
-                npix,
-                args.train_steps,
-                args.warmup,
-                tr["lr"],
-                tr["ema_decay"],
-                device,
-                precision=args.precision,
-                compile=args.compile,
+                model, train_batch, npix, args.train_steps, args.warmup, tr["lr"], tr["ema_decay"], device, **step
             )
             peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             if device.type == "cuda":
