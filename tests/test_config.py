@@ -275,6 +275,14 @@ BAD_CONFIGS = [
     ("training.batch_size", {"training": {"batch_size": 30, "nodes": 2, "processes_per_node": 2}}),
     ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),
     ("particles.mock", {"particles": {"mock": {"n_ngbb": 3}}}),
+    (
+        "observe.xray",
+        {"observe": {"xray": {"preset": "xmm_pn"}}, "projection": {"fields": ["gas", "dm", "tsz", "xray"]}},
+    ),
+    ("observe.tsz", {"observe": {"tsz": {"preset": "none", "beam_fwhm_arcmin": 1.0}}}),
+    ("observe.tsz", {"observe": {"tsz": {"preset": "custom", "unit": "microK"}}}),
+    ("observe.xray", {"observe": {"xray": {"preset": "xmm_pn", "band_keV": [2.0, 0.5]}}}),
+    ("observe.tsz.preset", {"observe": {"tsz": {"preset": "act"}}}),
 ]
 
 
@@ -393,7 +401,9 @@ def test_hash_policy_every_key():
         d, t = data_hash(new), training_hash(new)
         top = path[0]
         in_data = top in DATA_KEYS and not (len(path) > 1 and path[1] in DATA_IGNORED.get(top, ()))
-        in_training = in_data or top == "normalisation" or (top == "training" and path[1] not in TRAINING_IGNORED)
+        in_training = (
+            in_data or top in ("normalisation", "observe") or (top == "training" and path[1] not in TRAINING_IGNORED)
+        )
         assert (d != d0) == in_data, path
         assert (t != t0) == in_training, path
         seen["data"] += in_data

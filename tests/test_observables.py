@@ -67,7 +67,7 @@ def test_image_axes_and_rotation_convention():
         project_fields(cl, None, 2, fields=("sz",), **GRID)
     with pytest.raises(ValueError, match="axis"):
         project_fields(cl, None, 3, **GRID)
-    assert set(FIELDS) == {"gas", "dm", "tsz", "xray"} and FIELDS["tsz"][0] == "microK"
+    assert set(FIELDS) == {"gas", "dm", "tsz", "xray", "xray_kT"} and FIELDS["tsz"][0] == "microK"
 
 
 def test_single_particle_units():

@@ -532,7 +532,9 @@ def test_workflow_from_group_catalog_to_dataset(tmp_path):
     np.testing.assert_allclose(cat[CENTRE_COLUMNS].to_numpy(), centres[:2], rtol=1e-6)
     ds = store.open_store(res / "dataset" / "maps.zarr")
     maps = ds["maps"].values
-    assert maps.shape[1:] == (4, 16, 16) and np.isfinite(maps).all()
+    assert maps.shape[1:] == (5, 16, 16) and np.isfinite(maps).all()
+    emits = maps[:, 3] > 0  # the snapshot gas's emission-weighted temperature, where it emits
+    assert emits.any() and (maps[:, 4][emits] > 0).all() and (maps[:, 4][~emits] == 0).all()
     assert ds.attrs["particle_source"] == "snapshot"
     assert sorted(set(ds["halo_id"].values.tolist())) == [0, 1]
     # every DM map holds the halo's clump: the mass in the 12.8 Mpc cube over the mean at z = 0.25

@@ -38,9 +38,10 @@ def test_outputs_exist_and_dataset_is_complete(runs):
     ds = store.open_store(res / "dataset" / "maps.zarr")
     assert ds["maps"].chunks[0][0] == 4  # lazy, chunked by sightline
     maps = ds["maps"].values
-    assert maps.shape[1:] == (4, 16, 16)
+    assert maps.shape[1:] == (5, 16, 16)
     assert np.isfinite(maps).all() and (maps[:, :3] > 0).all()
-    assert list(ds["field"].values) == ["gas", "dm", "tsz", "xray"]
+    assert list(ds["field"].values) == ["gas", "dm", "tsz", "xray", "xray_kT"]
+    assert not (res / "observed").exists()  # no instrument configured: the observe stage does not run
     assert ds.attrs["config_hash"] and ds.attrs["massmaps_version"]
     import pandas as pd
 

@@ -213,10 +213,37 @@ def _check_library_configs(config: Mapping, errors: list) -> None:
             errors.append(message if message.startswith("config:") else f"config: {key}: {message}")
 
 
+def _check_observe(config: Mapping, errors: list) -> None:
+    """The instruments build from their presets and overrides; an observed X-ray map has its temperature map."""
+    from .observe.instruments import from_config
+
+    try:
+        _, xray, _ = from_config(config["observe"])
+    except (TypeError, ValueError) as err:
+        errors.append(f"config: {err}")
+        return
+    fields = config["projection"]["fields"]
+    if xray is not None and "xray_kT" not in fields:
+        errors.append(
+            f"config: observe.xray: an observed X-ray map needs the projected gas temperature; "
+            f"expected xray_kT in projection.fields, got {fields}"
+        )
+    missing = [f for f in ("tsz", "xray") if f not in fields]
+    if missing and (xray is not None or config["observe"].get("tsz", {}).get("preset", "none") != "none"):
+        errors.append(f"config: observe: the observed inputs need {missing} in projection.fields, got {fields}")
+
+
 def check(config: Mapping) -> None:
     """Checks across keys, on a config that passed :func:`validate`; every problem found is reported at once."""
     errors: list[str] = []
-    for step in (_check_run, _check_catalog, _check_split_and_bins, _check_learning, _check_library_configs):
+    for step in (
+        _check_run,
+        _check_catalog,
+        _check_split_and_bins,
+        _check_learning,
+        _check_observe,
+        _check_library_configs,
+    ):
         step(config, errors)
     if not errors:
         _check_shards(config, errors)
@@ -270,9 +297,9 @@ def data_hash(config: Mapping) -> str:
 
 
 def training_hash(config: Mapping) -> str:
-    """Hash of everything that shapes a trained model: the data hash, the normalisation and the training
-    block less :data:`TRAINING_IGNORED` (names the model's checkpoint folder, so that a changed setting
-    never resumes another model's checkpoint)."""
+    """Hash of everything that shapes a trained model: the data hash, the observe block (the inputs the model
+    sees), the normalisation and the training block less :data:`TRAINING_IGNORED` (names the model's
+    checkpoint folder, so that a changed setting never resumes another model's checkpoint)."""
     from .store import config_hash
 
     training = {
@@ -280,7 +307,8 @@ def training_hash(config: Mapping) -> str:
         for k, v in config["training"].items()
         if k not in TRAINING_IGNORED and not (k in TRAINING_LATER_DEFAULTS and v == TRAINING_LATER_DEFAULTS[k])
     }
-    return config_hash({"data": data_hash(config), "normalisation": config["normalisation"], "training": training})
+    shaped = {"data": data_hash(config), "normalisation": config["normalisation"], "training": training}
+    return config_hash({**shaped, "observe": config["observe"]})
 
 
 def merge(base: dict, extra: Mapping) -> dict:
@@ -293,6 +321,20 @@ def merge(base: dict, extra: Mapping) -> dict:
     return base
 
 
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+
+
+def load_merged(files, schema: str | os.PathLike = DEFAULT_SCHEMA) -> dict:
+    """Config files merged in order (as Snakemake merges config/config.yaml and each --configfile), validated
+    with the schema's defaults filled in and checked; raises :class:`ConfigError`."""
+    config: dict = {}
+    for path in files:
+        merge(config, load_yaml(path))
+    validate(config, schema)
+    check(config)
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m massmaps.config FILE [FILE ...]``: check config files as the workflow would merge them
     (config/config.yaml first, then each --configfile), without running anything."""
@@ -302,17 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m massmaps.config", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="config files, in the order Snakemake would merge them")
     parser.add_argument(
-        "--schema",
-        default=Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml",
-        help="the JSON schema (default: the workflow's, beside this source tree)",
+        "--schema", default=DEFAULT_SCHEMA, help="the JSON schema (default: the workflow's, beside this source tree)"
     )
     args = parser.parse_args(argv)
     try:
-        config: dict = {}
-        for path in args.files:
-            merge(config, load_yaml(path))
-        validate(config, args.schema)
-        check(config)
+        config = load_merged(args.files, args.schema)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1

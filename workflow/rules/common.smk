@@ -3,6 +3,7 @@ from massmaps import config as config_checks
 from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS  # name, rule, inputs, caption of each
 from massmaps.data.snapshot_config import GROUP_CATALOG_KEYS
 from massmaps.data.snapshot_files import expand_files
+from massmaps.observe.instruments import is_ideal
 
 # Every bad key fails here, before any job runs, naming the key path and what was expected.
 config_checks.validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -21,11 +22,21 @@ PROJECTION = config_checks.data_settings(config)["projection"]
 # (its checkpoints live in a folder of that name): the policy is massmaps.config.data_hash/training_hash
 DATA_HASH = config_checks.data_hash(config)
 TRAINING_HASH = config_checks.training_hash(config)
+# The maps the model learns from and is evaluated on: the observed ones when an instrument is configured
+# (rule observe_dataset), else the clean dataset itself (the observe stage does not run).
+OBSERVED = not is_ideal(config["observe"])
+MODEL_DATASET = f"{RESULTS}/observed/maps.zarr" if OBSERVED else f"{RESULTS}/dataset/maps.zarr"
 
 
 def get_user_catalog_file(wildcards):
     # the user's catalogue is an input: editing it reruns halo_catalog and what depends on it
     return [config["catalog"]["file"]] if config["catalog"]["source"] == "file" else []
+
+
+def get_sky_cl_files(wildcards):
+    # a tSZ sky spectrum table is an input: editing it reruns observe_dataset and what follows
+    sky = config["observe"]["tsz"].get("sky_cl_file")
+    return [sky] if sky else []
 
 
 def get_group_catalog_files(wildcards):

@@ -1,7 +1,7 @@
 rule evaluate_posterior:
     input:
         samples=SAMPLE_STORES,
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
     output:
         evaluation=directory(f"{RESULTS}/metrics/evaluation.zarr"),
         summary=f"{RESULTS}/metrics/posterior_summary.json",
@@ -21,7 +21,7 @@ rule evaluate_posterior:
 
 rule linear_baselines:
     input:
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
     output:
         per_k=report(
             f"{RESULTS}/metrics/linear_baselines.csv", caption="../report/linear_baselines.rst", category="Evaluation"
@@ -63,7 +63,7 @@ rule table1:
 rule diffusion_trajectory:
     input:
         model=rules.train_model.output.model,
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
         samples=SAMPLE_STORES,
         splits=rules.split_dataset.output.splits,
     output:

@@ -3,7 +3,7 @@
 FIGURE_INPUTS = {
     "catalog": rules.halo_catalog.output.catalog,
     "plan": rules.sightline_plan.output.plan,
-    "dataset": rules.assemble_dataset.output.store,
+    "dataset": MODEL_DATASET,
     "splits": rules.split_dataset.output.splits,
     "trajectory": rules.diffusion_trajectory.output.trajectory,
     "samples": SAMPLE_STORES,

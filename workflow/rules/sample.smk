@@ -13,7 +13,7 @@ SAMPLE_STORES = (
 rule sample_posterior:
     input:
         model=rules.train_model.output.model,
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
         splits=rules.split_dataset.output.splits,
     output:
         samples=directory(f"{SAMPLES_NAME}{SAMPLES_GROUP}.zarr"),

@@ -3,7 +3,7 @@ from massmaps.learning.launch import rule_resources as training_resources
 
 rule train_model:
     input:
-        dataset=rules.assemble_dataset.output.store,
+        dataset=MODEL_DATASET,
         splits=rules.split_dataset.output.splits,
     output:
         model=directory(f"{RESULTS}/model"),
@@ -21,6 +21,8 @@ rule train_model:
     params:
         training=config["training"],
         normalisation=config["normalisation"],
+        # recorded in the model directory for `massmaps predict`
+        provenance={"cosmology": config["cosmology"], "observe": config["observe"], "training_hash": TRAINING_HASH},
         # checkpoints live outside the declared output (Snakemake deletes that on failure),
         # in a folder keyed by everything that shapes the model, so a changed config starts afresh
         checkpoint_dir=f"{RESULTS}/checkpoints/{TRAINING_HASH}",

@@ -59,6 +59,7 @@ if nodes * per_node > 1:  # one process per rank (srun inside Slurm, else local 
             "stretch": snakemake.params.normalisation["stretch"],  # noqa: F821
             "log_decades": snakemake.params.normalisation["log_decades"],  # noqa: F821
             "log": snakemake.log[0],  # noqa: F821
+            "provenance": snakemake.params.provenance,  # noqa: F821
         },
         Path(snakemake.params.checkpoint_dir) / "launch.json",  # noqa: F821
         nodes=nodes,
@@ -78,6 +79,7 @@ result = reconstruct.train_from_store(
     stretch=snakemake.params.normalisation["stretch"],  # noqa: F821
     log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
     budget_start=T0,
+    provenance=snakemake.params.provenance,  # noqa: F821
 )
 log.info(
     "trained to step %d (resumed from %s): train loss %s, val loss %s, %.1f images/s",

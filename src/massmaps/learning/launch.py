@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 EXIT_RESUMABLE = 75  # as massmaps.learning.training.EXIT_RESUMABLE (not imported: torch loads slowly)
-JOB_KEYS = {"store", "splits", "model_dir", "checkpoint_dir", "training", "stretch", "log_decades", "log"}
+JOB_KEYS = {"store", "splits", "model_dir", "checkpoint_dir", "training", "stretch", "log_decades", "log", "provenance"}
 
 
 def free_port() -> int:
@@ -206,6 +206,7 @@ def run_job(job: Mapping) -> int:
             log_decades=job.get("log_decades", 6.0),
             progress=False,
             budget_start=budget_start,
+            provenance=job.get("provenance"),
         )
         log.info("rank %d: trained to step %d (resumed from %s)", world.rank, result.step, result.resumed_from)
         return 0

@@ -18,7 +18,7 @@ import xarray as xr
 from .. import __version__, store
 from ..files import atomic_path, write_text_atomic
 from ..store import INPUTS, TARGETS
-from . import normalise, samplers, score
+from . import distributed, normalise, samplers, score
 from .normalise import Normaliser
 from .training import TrainConfig, train
 from .training_data import ZarrMapsDataset
@@ -53,11 +53,13 @@ def train_from_store(
     log_decades: float = 6.0,
     progress: bool = True,
     budget_start: float | None = None,
+    provenance: Mapping | None = None,
 ):
     """Fit the normalisation on the training split, then train (or resume) the score model.
 
     ``training["time_budget_s"]`` counts from ``budget_start`` (``time.monotonic()``; default: when
-    training starts, after the normalisation).
+    training starts, after the normalisation). ``provenance`` (the run's cosmology, observe block and
+    training hash) joins the model's data record (:func:`data_record`), which ``massmaps predict`` reads.
     """
     ds = store.open_store(store_path)
     train_idx = splits.loc[splits["split"] == "train", "index"].to_numpy()
@@ -76,7 +78,7 @@ def train_from_store(
     config = TrainConfig.from_dict({**training, "progress": progress})
     train_ds = ZarrMapsDataset(store_path, train_idx, normaliser, inputs=INPUTS, targets=TARGETS)
     val_ds = ZarrMapsDataset(store_path, val_idx, normaliser, inputs=INPUTS, targets=TARGETS) if val_idx.size else None
-    return train(
+    result = train(
         model_dir,
         train_ds,
         val_ds,
@@ -86,6 +88,30 @@ def train_from_store(
         log=log.info,
         budget_start=budget_start,
     )
+    if distributed.current().main:  # rank 0 alone writes (one process: always)
+        score.update_metadata(model_dir, {"data": data_record(ds, provenance or {})})
+    return result
+
+
+def data_record(ds: xr.Dataset, provenance: Mapping) -> dict:
+    """What applying a model to new images needs: the grid, the input units, the cosmology, the observe
+    block (and the exposure counts were made with) and the hashes of the data and the model."""
+    from ..observe.instruments import from_config
+
+    units = dict(zip((str(f) for f in ds["field"].values), (str(u) for u in ds["units"].values)))
+    observe = dict(provenance.get("observe") or {})
+    xray = from_config(observe)[1] if observe else None
+    return {
+        "npix": int(ds.attrs["npix"]),
+        "pixel_Mpc": float(ds.attrs["pixel_Mpc"]),
+        "config_hash": str(ds.attrs.get("config_hash", "")),
+        "inputs": {f: units[f] for f in INPUTS},
+        "targets": {f: units[f] for f in TARGETS},
+        "cosmology": dict(provenance.get("cosmology") or {}),
+        "observe": observe,
+        "observe_exposure_s": xray.exposure_s if xray is not None and xray.output == "counts" else None,
+        "training_hash": provenance.get("training_hash"),
+    }
 
 
 def _first_nonfinite(ds: xr.Dataset, index: np.ndarray, chunk_size: int = 256) -> str:

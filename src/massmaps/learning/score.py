@@ -327,6 +327,15 @@ def save_model(
     return final
 
 
+def update_metadata(model_dir: str | os.PathLike, extra: Mapping[str, Any]) -> None:
+    """Add ``extra`` to a model directory's metadata file (rewritten atomically)."""
+    path = Path(model_dir) / META_FILE
+    meta = {**json.loads(path.read_text()), **to_jsonable(dict(extra))}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)
+
+
 def load_model(model_dir: str | os.PathLike, *, device: str | torch.device = "auto") -> TrainedModel:
     """Load a directory written by :func:`save_model` onto ``device``, in eval mode."""
     model_dir = Path(model_dir)

@@ -2,7 +2,9 @@
 
 Eq. 3: S_x = sum_j m_j W2D / (rho_bar_x L), rho_bar_DM = (Om - Ob) rho_crit, rho_bar_gas = Ob rho_crit;
 Eq. 4-5: S_tsz = T_cmb y 1e6 microK, y = 4.017101e-3 sum_j (m_j / rho_j)[Mpc^3] P_e,j W2D [Mpc^-2];
-Eq. 7: S_xy = 3.0857e24 sum_j (m_j / rho_j) l_j W2D in erg s^-1 cm^-2.
+Eq. 7: S_xy = 3.0857e24 sum_j (m_j / rho_j) l_j W2D in erg s^-1 cm^-2;
+kT_x = sum_j (m_j / rho_j) l_j kT_j W2D / sum_j (m_j / rho_j) l_j W2D in keV (what the observe stage needs
+for the X-ray band), 0 where no particle emits.
 W2D is integrated exactly over each pixel by :func:`massmaps.projection.pixels.project`.
 """
 
@@ -25,6 +27,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "dm": ("1", "dark-matter surface density over the cosmic mean"),
     "tsz": ("microK", "thermal SZ signal T_cmb y"),
     "xray": ("erg s-1 cm-2", "bolometric X-ray surface brightness (source frame)"),
+    "xray_kT": ("keV", "X-ray emission-weighted gas temperature (0 where nothing emits)"),
 }
 
 
@@ -53,7 +56,7 @@ def project_fields(
     pixel_Mpc: float,
     backend: str = "exact",
     cosmo: CosmologyParams = PAPER,
-    fields: Sequence[str] = ("gas", "dm", "tsz", "xray"),
+    fields: Sequence[str] = ("gas", "dm", "tsz", "xray", "xray_kT"),
     redshift: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Project a cluster along one axis after rotating it about the host DM centre (the origin).
@@ -102,6 +105,8 @@ def project_fields(
         out["dm"] = img[0] / (pix_area * rho_bar["dm"] * L)
 
     gas_fields = [f for f in ("gas", "tsz", "xray") if f in fields]
+    if "xray_kT" in fields:  # the weighted sum, divided by the X-ray map below
+        gas_fields = [f for f in gas_fields if f != "xray"] + ["xray", "xray_kT"]
     if gas_fields:
         g = cluster.gas
         pos, inside = prepare(g)
@@ -120,8 +125,13 @@ def project_fields(
                 rows.append(vol * g.pressure_e[inside])
             else:
                 if g.xray_emissivity is None:
-                    raise ValueError("field 'xray' needs the gas X-ray emissivity")
-                rows.append(vol * g.xray_emissivity[inside])
+                    raise ValueError(f"field {f!r} needs the gas X-ray emissivity")
+                if f == "xray":
+                    rows.append(vol * g.xray_emissivity[inside])
+                elif g.temperature_keV is None:
+                    raise ValueError("field 'xray_kT' needs the gas temperature")
+                else:
+                    rows.append(vol * g.xray_emissivity[inside] * g.temperature_keV[inside])
         img = run(pos, g.hsml[inside], np.stack(rows))
         for k, f in enumerate(gas_fields):
             per_area = img[k] / pix_area
@@ -129,6 +139,9 @@ def project_fields(
                 out[f] = per_area / (rho_bar["gas"] * L)
             elif f == "tsz":
                 out[f] = T_CMB_K * 1e6 * Y_COEFF_PER_KEV_CM3_MPC * per_area
-            else:
+            elif f == "xray":
                 out[f] = MPC_CM * per_area
+            else:
+                lum = out["xray"]
+                out[f] = np.divide(MPC_CM * per_area, lum, out=np.zeros_like(lum), where=lum > 0)
     return {f: np.ascontiguousarray(out[f], dtype=np.float64) for f in fields}

@@ -36,7 +36,7 @@ def project_shard(
     npix: int = 32,
     pixel_Mpc: float = 0.4,
     backend: str = "exact",
-    fields: Sequence[str] = ("gas", "dm", "tsz", "xray"),
+    fields: Sequence[str] = ("gas", "dm", "tsz", "xray", "xray_kT"),
     attrs: Mapping | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -139,8 +139,8 @@ def _particle_source(
             rotations,
             half_Mpc,
             params=params,
-            thermo=any(f in fields for f in ("tsz", "xray")),
-            gas=any(f in fields for f in ("gas", "tsz", "xray")),
+            thermo=any(f in fields for f in ("tsz", "xray", "xray_kT")),
+            gas=any(f in fields for f in ("gas", "tsz", "xray", "xray_kT")),
             dm="dm" in fields,
         )
         return particles.cluster, particles.attrs(), {"cosmo": params, "redshift": particles.redshift}

@@ -1,0 +1,362 @@
+"""``massmaps predict``: posterior gas and DM mass maps of one cluster from tSZ and X-ray FITS images.
+
+The images (any celestial WCS astropy reads: TAN, CAR, ...) are reprojected onto the model's grid, a
+gnomonic (TAN) grid of the model's npix x npix pixels of pixel_Mpc physical Mpc centred on the cluster's
+RA, Dec, with the pixel's angle from the angular-diameter distance at the cluster's redshift (the model's
+cosmology); RA runs to the left (east), Dec up. Intensive maps (y, microK, surface brightness) are
+interpolated bilinearly; counts are turned into counts per unit solid angle first, interpolated, and
+multiplied by the model pixel's solid angle, and, with an exposure map, scaled to the exposure the model
+was trained with. Masked (NaN) pixels inside the grid take the value of the nearest unmasked pixel; more
+than ``max_masked`` of them is an error. The inputs are then normalised as in training, N posterior samples
+drawn with the pipeline's sampler, and written as FITS: the posterior mean, std and samples as image
+extensions with the grid's WCS, and a header naming the model, its hashes, the instrument and the units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .store import INPUTS, TARGETS
+
+__all__ = ["PredictError", "grid_wcs", "load_input", "main", "predict"]
+
+#: Spellings of BUNIT accepted for each unit the model may expect.
+UNIT_ALIASES = {
+    "microK": {"microk", "uk", "mk_cmb", "uk_cmb", "muk", "microkelvin"},
+    "1": {"1", "y", "compton-y", "compton_y", "comptony", ""},
+    "counts": {"counts", "count", "ct", "cts"},
+    "erg s-1 cm-2 arcmin-2": {"erg s-1 cm-2 arcmin-2", "erg/s/cm2/arcmin2", "erg/(s cm2 arcmin2)"},
+    "erg s-1 cm-2": {"erg s-1 cm-2", "erg/s/cm2", "erg/(s cm2)"},
+}
+
+
+class PredictError(ValueError):
+    """Bad input to ``predict``; the message names the file and the keyword."""
+
+
+def _unit_of(bunit: str) -> str | None:
+    key = bunit.strip().lower()
+    return next((unit for unit, names in UNIT_ALIASES.items() if key in names or key == unit.lower()), None)
+
+
+def model_record(model_dir: str | os.PathLike) -> dict:
+    """The data record of a model directory (grid, cosmology, input units, observe block, hashes)."""
+    from .learning.score import META_FILE
+
+    meta_path = Path(model_dir) / META_FILE
+    if not meta_path.is_file():
+        raise PredictError(f"{model_dir}: not a massmaps model directory (no {META_FILE})")
+    record = json.loads(meta_path.read_text()).get("data")
+    if not record:
+        raise PredictError(
+            f"{meta_path}: no 'data' record (grid, cosmology, input units); the model was trained by an older "
+            "massmaps: train it again"
+        )
+    return record
+
+
+def pixel_deg(record: Mapping, redshift: float) -> float:
+    from .observe.observe import angular_pixel_arcmin
+
+    return angular_pixel_arcmin(float(record["pixel_Mpc"]), redshift, record["cosmology"]) / 60.0
+
+
+def grid_wcs(record: Mapping, ra: float, dec: float, redshift: float):
+    """The model's grid on the sky: TAN, centred on (ra, dec) between the four central pixels."""
+    from astropy.wcs import WCS
+
+    n = int(record["npix"])
+    step = pixel_deg(record, redshift)
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [float(ra), float(dec)]
+    w.wcs.crpix = [n / 2 + 0.5, n / 2 + 0.5]
+    w.wcs.cdelt = [-step, step]
+    w.wcs.cunit = ["deg", "deg"]
+    return w
+
+
+def _read_image(path: Path, what: str):
+    from astropy.io import fits
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    if not path.is_file():
+        raise PredictError(f"{path}: {what} FITS file not found")
+    try:
+        with fits.open(path) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
+            if hdu is None:
+                raise PredictError(f"{path}: no image HDU ({what})")
+            header, data = hdu.header.copy(), np.asarray(hdu.data, dtype=np.float64)
+    except OSError as err:
+        raise PredictError(f"{path}: not a readable FITS file ({err})") from None
+    data = np.squeeze(data)
+    if data.ndim != 2:
+        raise PredictError(f"{path}: expected a 2-D image ({what}), got shape {data.shape}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header).celestial
+    if not wcs.has_celestial or not header.get("CTYPE1"):
+        raise PredictError(f"{path}: no celestial WCS (keywords CTYPE1/CTYPE2, CRVAL, CRPIX, CDELT or CD) ({what})")
+    return header, data, wcs
+
+
+def load_input(
+    path: str | os.PathLike,
+    field: str,
+    record: Mapping,
+    target_wcs,
+    *,
+    exposure: str | os.PathLike | None = None,
+    max_masked: float = 0.05,
+) -> tuple[np.ndarray, int]:
+    """One input map on the model's grid, in the units the model expects; returns (map, masked pixels)."""
+    from reproject import reproject_interp
+    from scipy import ndimage
+
+    path = Path(path)
+    header, data, wcs = _read_image(path, field)
+    expected = record["inputs"][field]
+    if "BUNIT" not in header:
+        raise PredictError(f"{path}: no BUNIT keyword; the model expects {field} in {expected!r}")
+    unit = _unit_of(str(header["BUNIT"]))
+    if unit != expected:
+        raise PredictError(f"{path}: BUNIT = {header['BUNIT']!r}, but the model expects {field} in {expected!r}")
+    n = int(record["npix"])
+    if unit == "counts":
+        data = data / _pixel_sr(wcs, data.shape)
+        if exposure is not None:
+            e_header, e_data, e_wcs = _read_image(Path(exposure), "exposure map")
+            e_grid, _ = reproject_interp((e_data, e_wcs), target_wcs, shape_out=(n, n))
+            data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
+            scale = float(record["observe_exposure_s"]) / np.where(e_grid > 0, e_grid, np.nan)
+            data_grid = data_grid * scale
+        else:
+            data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
+        data_grid = data_grid * _pixel_sr(target_wcs, (n, n))
+    else:
+        data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
+    if np.any(footprint < 1):
+        outside = int(np.sum(footprint < 1))
+        raise PredictError(
+            f"{path}: the image does not cover the model's field ({n} x {n} pixels of {record['pixel_Mpc']} Mpc "
+            f"around the cluster); {outside} pixels fall outside it"
+        )
+    bad = ~np.isfinite(data_grid)
+    if bad.mean() > max_masked:
+        raise PredictError(f"{path}: {bad.sum()} of {n * n} pixels are masked (NaN), more than max_masked {max_masked}")
+    if bad.any():  # nearest unmasked pixel
+        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+        data_grid = data_grid[tuple(idx)]
+    return data_grid, int(bad.sum())
+
+
+def _pixel_sr(wcs, shape) -> np.ndarray | float:
+    """Solid angle of each pixel (sr), from the WCS's pixel scales at the reference point."""
+    from astropy.wcs.utils import proj_plane_pixel_area
+
+    return proj_plane_pixel_area(wcs) * (np.pi / 180.0) ** 2
+
+
+def predict(
+    model_dir: str | os.PathLike,
+    tsz: str | os.PathLike,
+    xray: str | os.PathLike,
+    *,
+    ra: float,
+    dec: float,
+    redshift: float,
+    out: str | os.PathLike,
+    n_samples: int = 50,
+    sampler: str = "dpmpp_2m_sde",
+    steps: int | None = None,
+    sampler_kwargs: Mapping | None = None,
+    seed: int = 0,
+    sightline_id: int = 0,
+    exposure: str | os.PathLike | None = None,
+    max_masked: float = 0.05,
+    device: str = "auto",
+    config_files: Sequence[str] = (),
+    quicklook: bool = True,
+) -> Path:
+    """Write the posterior FITS file ``out`` (and ``out`` with .png, a quick look); returns ``out``."""
+    from .learning import samplers, score
+
+    if not redshift > 0:
+        raise PredictError(f"redshift must be > 0, got {redshift}")
+    record = model_record(model_dir)
+    if config_files:
+        _check_config(model_dir, record, config_files)
+    target = grid_wcs(record, ra, dec, redshift)
+    inputs, masked = [], {}
+    for field, path in zip(INPUTS, (tsz, xray)):
+        grid, masked[field] = load_input(
+            path, field, record, target, exposure=exposure if field == "xray" else None, max_masked=max_masked
+        )
+        inputs.append(grid)
+    trained = score.load_model(model_dir, device=device)
+    norm = trained.normaliser
+    cond = norm.apply(np.stack(inputs)[None], INPUTS, field_axis=1).astype(np.float32)
+    steps = samplers.get_sampler(sampler).default_steps if steps is None else int(steps)
+    u = samplers.draw_posterior_samples(
+        trained.denoiser, cond, n_samples, sampler=sampler, steps=steps, seed=seed,
+        sightline_ids=[int(sightline_id)], sampler_kwargs=dict(sampler_kwargs or {}),
+    )  # fmt: skip
+    samples = norm.invert(u[0], TARGETS, field_axis=1).astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise PredictError(f"{model_dir}: non-finite posterior samples for {tsz}, {xray}")
+    meta = dict(
+        model=str(model_dir), record=record, ra=ra, dec=dec, redshift=redshift, sampler=sampler, steps=steps,
+        seed=seed, sightline_id=sightline_id, masked=masked, inputs=(str(tsz), str(xray)),
+    )  # fmt: skip
+    out = write_posterior_fits(out, samples, target, meta)
+    if quicklook:
+        _quicklook(out.with_suffix(".png"), np.stack(inputs), samples, meta)
+    return out
+
+
+def _check_config(model_dir, record: Mapping, config_files: Sequence[str]) -> None:
+    from . import config as config_mod
+
+    merged = config_mod.load_merged(config_files)
+    expected = config_mod.training_hash(merged)
+    if record.get("training_hash") != expected:
+        raise PredictError(
+            f"{model_dir}: the model was trained with training hash {record.get('training_hash')!r}, but "
+            f"{', '.join(config_files)} gives {expected!r}: a model directory from another config"
+        )
+
+
+def write_posterior_fits(out, samples: np.ndarray, wcs, meta: Mapping) -> Path:
+    """Primary header (provenance) + MEAN, STD (2, y, x) and SAMPLES (n, 2, y, x) extensions, written atomically."""
+    from astropy.io import fits
+
+    out = Path(out)
+    record = meta["record"]
+    header = fits.Header()
+    cards = {
+        "MODEL": (Path(meta["model"]).name, "model directory"),
+        "CFGHASH": (record.get("config_hash", ""), "data config hash of the training set"),
+        "TRNHASH": (record.get("training_hash", ""), "training hash of the model"),
+        "TSZINST": (str(record.get("observe", {}).get("tsz", {}).get("preset", "none")), "tSZ instrument preset"),
+        "XRAYINST": (str(record.get("observe", {}).get("xray", {}).get("preset", "none")), "X-ray instrument preset"),
+        "TSZUNIT": (record["inputs"]["tsz"], "units of the tSZ input"),
+        "XRAYUNIT": (record["inputs"]["xray"], "units of the X-ray input"),
+        "REDSHIFT": (float(meta["redshift"]), "cluster redshift"),
+        "RA_CL": (float(meta["ra"]), "[deg] cluster RA (grid centre)"),
+        "DEC_CL": (float(meta["dec"]), "[deg] cluster Dec (grid centre)"),
+        "PIXMPC": (float(record["pixel_Mpc"]), "[Mpc] physical pixel side"),
+        "SAMPLER": (meta["sampler"], "posterior sampler"),
+        "STEPS": (int(meta["steps"]), "sampler steps"),
+        "NSAMPLE": (int(samples.shape[0]), "posterior samples"),
+        "SEED": (int(meta["seed"]), "sampling seed"),
+        "SEEDKEY": (int(meta["sightline_id"]), "sightline id the seeds are keyed by"),
+        "NMASKSZ": (int(meta["masked"]["tsz"]), "masked tSZ pixels filled from the nearest"),
+        "NMASKX": (int(meta["masked"]["xray"]), "masked X-ray pixels filled from the nearest"),
+        "FIELDS": (",".join(TARGETS), "axis 3 of MEAN/STD (FITS order)"),
+    }
+    for key, (value, comment) in cards.items():
+        header[key] = (value, comment)
+    wcs_header = wcs.to_header()
+    hdus = [fits.PrimaryHDU(header=header)]
+    for name, data, what in (
+        ("MEAN", samples.mean(axis=0), "posterior mean"),
+        ("STD", samples.std(axis=0, ddof=1), "posterior standard deviation"),
+        ("SAMPLES", samples, "posterior samples"),
+    ):
+        hdu = fits.ImageHDU(data=np.asarray(data, dtype=np.float32), name=name, header=wcs_header.copy())
+        hdu.header["BUNIT"] = ("1", "surface density over the cosmic mean")
+        hdu.header["CONTENT"] = what
+        hdu.header["FIELDS"] = ",".join(TARGETS)
+        hdus.append(hdu)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _quicklook(path: Path, inputs: np.ndarray, samples: np.ndarray, meta: Mapping) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
+    panels = [
+        (inputs[0], f"tSZ [{meta['record']['inputs']['tsz']}]"),
+        (inputs[1], f"X-ray [{meta['record']['inputs']['xray']}]"),
+        (mean[0], "gas mean"),
+        (std[0], "gas std"),
+        (mean[1], "DM mean"),
+        (std[1], "DM std"),
+    ]
+    fig, axes = plt.subplots(1, 6, figsize=(18, 3.2))
+    for ax, (img, title) in zip(axes, panels):
+        im = ax.imshow(img, origin="lower", cmap="viridis")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"z = {meta['redshift']:g}, {samples.shape[0]} samples ({meta['sampler']}, {meta['steps']} steps)")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="massmaps predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="a trained model directory (results/<run>/model)")
+    p.add_argument("--tsz", required=True, help="tSZ FITS image with a WCS and BUNIT (y or microK)")
+    p.add_argument("--xray", required=True, help="X-ray FITS image with a WCS and BUNIT (counts or brightness)")
+    p.add_argument("--exposure", help="exposure map (s) of a counts image, rescaled to the model's exposure")
+    p.add_argument("--ra", type=float, required=True, help="cluster RA in degrees")
+    p.add_argument("--dec", type=float, required=True, help="cluster Dec in degrees")
+    p.add_argument("--z", type=float, required=True, help="cluster redshift (> 0)")
+    p.add_argument("--out", required=True, help="output FITS file (a quick-look PNG is written beside it)")
+    p.add_argument("--n-samples", type=int, default=50)
+    p.add_argument("--sampler", default="dpmpp_2m_sde")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sightline-id", type=int, default=0, help="the key of the sampling seeds (default 0)")
+    p.add_argument("--max-masked", type=float, default=0.05, help="largest fraction of NaN pixels filled")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--config", nargs="*", default=[], help="config files the model must have been trained with")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "predict":
+        print("usage: massmaps predict --model DIR --tsz FITS --xray FITS --ra DEG --dec DEG --z Z --out FITS")
+        return 2
+    args = build_parser().parse_args(argv[1:])
+    try:
+        out = predict(
+            args.model, args.tsz, args.xray, ra=args.ra, dec=args.dec, redshift=args.z, out=args.out,
+            n_samples=args.n_samples, sampler=args.sampler, steps=args.steps, seed=args.seed,
+            sightline_id=args.sightline_id, exposure=args.exposure, max_masked=args.max_masked,
+            device=args.device, config_files=args.config,
+        )  # fmt: skip
+    except (PredictError, FileNotFoundError) as err:
+        print(f"massmaps predict: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
