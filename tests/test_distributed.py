@@ -179,16 +179,20 @@ def test_launch_trains_from_the_store_like_one_process(tmp_path):
     rotations and flips (drawn per item by the stream) they reach the weights of one process."""
     import numpy as np
     import pandas as pd
-    import xarray as xr
 
     from massmaps import store
     from massmaps.learning import reconstruct
 
     rng = np.random.default_rng(0)
     maps = rng.lognormal(0, 1, (16, 4, 16, 16)).astype(np.float32)
-    ds = xr.Dataset(
-        {"maps": (("sightline", "field", "y", "x"), maps)},
-        coords={"field": ["gas", "dm", "tsz", "xray"], "halo_id": ("sightline", np.arange(16))},
+    ds = store.maps_dataset(
+        maps,
+        fields=["gas", "dm", "tsz", "xray"],
+        units=["1", "1", "microK", "erg/s/cm^2"],
+        long_names=["gas", "dm", "tsz", "xray"],
+        pixel_Mpc=0.4,
+        sightline_coords={"sightline_id": np.arange(16), "halo_id": np.arange(16)},
+        attrs={"config_hash": "test", "pixel_Mpc": 0.4, "npix": 16},
     )
     store.write_store(ds, tmp_path / "maps.zarr", chunk_sightlines=4)
     splits = pd.DataFrame({"index": np.arange(16), "split": ["train"] * 12 + ["val"] * 4})
@@ -212,6 +216,8 @@ def test_launch_trains_from_the_store_like_one_process(tmp_path):
     diff = _max_diff(_weights(tmp_path / "two"), _weights(tmp_path / "one"))
     print(f"launch, 2 ranks vs 1 process, augment: max |dw| = {diff:.3g}")
     assert diff < ATOL
+    meta = [json.loads((tmp_path / name / score.META_FILE).read_text()) for name in ("one", "two")]
+    assert meta[1]["data"] == meta[0]["data"]  # the data record, written by rank 0
     assert "rank 0 of 2" in (tmp_path / "train.log").read_text()
     assert "rank 1 of 2" in (tmp_path / "ckpt2" / "rank1.log").read_text()
     with pytest.raises(ValueError, match="training.nodes is 2, but this job runs outside Slurm"):
