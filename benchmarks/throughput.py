@@ -18,7 +18,15 @@ mappings key by key). Per size, on random normalised maps of the config's npix:
         --sample-steps 2 --sample-batch 2                             # the paper model on a CPU
 
 CUDA timings synchronise the device before each clock reading. ``--cudnn-benchmark`` also times the
-sizes with ``torch.backends.cudnn.benchmark`` on (the pipeline leaves it off).
+sizes with ``torch.backends.cudnn.benchmark`` on (the pipeline leaves it off). ``--precision bf16`` and
+``--compile`` time the training step as ``training.precision`` and ``training.compile`` run it.
+
+``--ranks 1 2`` times data-parallel training instead (docs/scaling.md): for each count, that many local
+processes (gloo on the CPU, nccl on GPUs, one GPU a rank) each train on their part of the global batch
+``training.batch_size`` with DistributedDataParallel; reported as images of the global batch per second
+(``--threads`` torch threads per rank)::
+
+    python benchmarks/throughput.py --sizes laptop --ranks 1 2 --threads 1 --device cpu
 """
 
 from __future__ import annotations
@@ -69,20 +77,33 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_training(model, batch, npix, steps, warmup, lr, ema_decay, device, seed=0) -> float:
-    """Images per second of the training loop's step."""
+def time_training(
+    model, batch, npix, steps, warmup, lr, ema_decay, device, seed=0, precision="float32", compile=False, world=None
+) -> float:
+    """Images per second of the training loop's step (of the global batch ``batch`` with several ranks)."""
+    from massmaps.learning import distributed
+
+    world = world or distributed.World()
     g = torch.Generator().manual_seed(seed)
     channels = model.model.channels
     cond_channels = model.model.condition_input_channels
-    x = torch.rand((batch, channels, npix, npix), generator=g).to(device)
-    cond = torch.rand((batch, cond_channels, npix, npix), generator=g).to(device)
+    local = batch // world.size
+    x = torch.rand((local, channels, npix, npix), generator=g).to(device)
+    cond = torch.rand((local, cond_channels, npix, npix), generator=g).to(device)
     optimizer = torch.optim.Adam(model.model.parameters(), lr=lr)
     ema = ExponentialMovingAverage(model.model.parameters(), decay=ema_decay)
     model.model.train()
+    denoiser = score.Denoiser(model)
+    denoiser.net = distributed.wrap(model.model, device, world)
+    if compile:
+        denoiser.net = torch.compile(denoiser.net)
+    shard = None if world.size == 1 and not compile else (world.rank * local, batch)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss_fn(x, cond)
+        with autocast:
+            loss = score.training_loss(denoiser, x, cond, shard)
         loss.backward()
         optimizer.step()
         ema.update()
@@ -125,7 +146,67 @@ def time_sampling(model, batch, npix, sampler, steps, sampler_kwargs, device) ->
     return batch * samplers.nfe(sampler, steps) / wall, wall
 
 
+def rank_worker(job: dict) -> None:
+    """One rank of ``--ranks``: join the group, time the training step; rank 0 writes the rate to a file."""
+    from massmaps.learning import distributed
+
+    torch.set_num_threads(job["threads"])
+    world = distributed.init_from_env()
+    try:
+        device = distributed.rank_device(score.resolve_device(job["device"]), world)
+        tr = resolve(SIZES[job["size"]])["training"]
+        torch.manual_seed(0)
+        model = score.build_score_model(
+            tr["network"], sigma_min=tr["sigma_min"], sigma_max=tr["sigma_max"], device=device
+        )
+        rate = time_training(
+            model,
+            job["batch"],
+            job["npix"],
+            job["steps"],
+            job["warmup"],
+            tr["lr"],
+            tr["ema_decay"],
+            device,
+            world=world,
+        )
+        if world.main:
+            Path(job["out"]).write_text(json.dumps(rate))
+    finally:
+        distributed.shutdown()
+
+
+def time_ranks(args, size: str, cfg: dict, counts) -> list[dict]:
+    """Images per second of data-parallel training on 1, 2, ... local ranks (``counts``)."""
+    import tempfile
+
+    from massmaps.learning import launch
+
+    rows = []
+    batch, npix = args.train_batch or cfg["training"]["batch_size"], int(cfg["projection"]["npix"])
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            job = dict(size=size, batch=batch, npix=npix, steps=args.train_steps, warmup=args.warmup)
+            job.update(threads=args.threads or 1, device=args.device, out=str(Path(tmp) / "rate.json"))
+            code = launch.spawn_local(
+                [sys.executable, __file__, "--worker", json.dumps(job)], n, threads=job["threads"]
+            )
+            if code:
+                raise SystemExit(f"{n} ranks failed with exit code {code}")
+            rate = json.loads((Path(tmp) / "rate.json").read_text())
+        rows.append(
+            dict(size=size, ranks=n, threads_per_rank=job["threads"], train_batch=batch, train_images_per_s=rate)
+        )
+        print(
+            f"{size:6s} {npix}^2, {n} rank(s) x {job['threads']} thread(s): training {rate:8.2f} images/s (global batch {batch})",
+            flush=True,
+        )
+    return rows
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        return rank_worker(json.loads(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--device", default="auto")
@@ -137,6 +218,9 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=None, help="training batch (default: the config's)")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="also time with cudnn.benchmark on")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
+    ap.add_argument("--precision", default="float32", choices=["float32", "bf16"], help="as training.precision")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network (training.compile)")
+    ap.add_argument("--ranks", type=int, nargs="+", default=None, help="time data-parallel training on N ranks")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,7 +229,14 @@ def main() -> None:
     print(f"device: {device} ({name}); torch {torch.__version__}")
 
     rows = []
+    if args.ranks:
+        for size in args.sizes:
+            rows += time_ranks(args, size, resolve(SIZES[size]), args.ranks)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1, default=str))
+        return
     modes = [False, True] if (args.cudnn_benchmark and device.type == "cuda") else [False]
+    step = dict(precision=args.precision, compile=args.compile)  # as training.precision, training.compile
     for size in args.sizes:
         cfg = resolve(SIZES[size])
         tr, sa, npix = cfg["training"], cfg["sampling"], int(cfg["projection"]["npix"])
@@ -162,7 +253,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             img_s = time_training(
-                model, train_batch, npix, args.train_steps, args.warmup, tr["lr"], tr["ema_decay"], device
+                model, train_batch, npix, args.train_steps, args.warmup, tr["lr"], tr["ema_decay"], device, **step
             )
             peak_train = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             if device.type == "cuda":

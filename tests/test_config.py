@@ -272,6 +272,7 @@ BAD_CONFIGS = [
     ("catalog.file", {"catalog": {"source": "file"}}),
     ("catalog.m_min_Msun", {"catalog": {"m_min_Msun": 1e17}}),
     ("training.steps", {"training": {"steps": -1}}),
+    ("training.batch_size", {"training": {"batch_size": 30, "nodes": 2, "processes_per_node": 2}}),
     ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),
     ("particles.mock", {"particles": {"mock": {"n_ngbb": 3}}}),
     (
@@ -410,7 +411,18 @@ def test_hash_policy_every_key():
     assert seen["data"] > 20 and seen["training"] > seen["data"] + 10
     # the policy itself, spelled out: speed and placement knobs never rename data or models
     assert DATA_IGNORED == {"projection": ("threads",)}
-    assert set(TRAINING_IGNORED) == {"time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s"}
+    # nodes and processes_per_node: data-parallel ranks reach one process's weights to float32 rounding
+    # (tests/test_distributed.py), so a run may resume on another number of processes; compile likewise
+    assert set(TRAINING_IGNORED) == {
+        "time_budget_s",
+        "runtime_margin_s",
+        "device",
+        "num_workers",
+        "lock_stale_s",
+        "nodes",
+        "processes_per_node",
+        "compile",
+    }
     assert set(DATA_KEYS) == {"seed", "cosmology", "catalog", "sightlines", "particles", "projection", "split"}
 
 
@@ -453,3 +465,17 @@ def test_library_defaults_equal_the_schemas():
                         default = "none"
                     assert same(default, value), (fn.__name__, key, default, value)
     assert inspect.signature(observables.project_fields).parameters["npix"].default is inspect.Parameter.empty
+
+
+def test_keys_added_later_keep_old_models_hash():
+    """A model trained before training.precision, compile, nodes and processes_per_node existed keeps its
+    checkpoint folder: at their defaults they do not enter the training hash."""
+    from massmaps.config import training_hash
+
+    config = _filled()
+    before = copy.deepcopy(config)
+    for key in ("precision", "compile", "nodes", "processes_per_node"):
+        del before["training"][key]
+    assert training_hash(config) == training_hash(before)
+    config["training"]["precision"] = "bf16"
+    assert training_hash(config) != training_hash(before)

@@ -207,6 +207,68 @@ def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     assert not (resume / other).exists() and parts[0].parent.name != other
 
 
+def _killed_at(call: int, **arguments) -> str:
+    """A script that runs sample_from_store and kills itself (SIGKILL) at its ``call``-th draw."""
+    return textwrap.dedent(f"""
+        import os, signal
+        import pandas as pd, torch
+        torch.set_num_threads(1)
+        from massmaps.learning import reconstruct, samplers
+        draw, calls = samplers.draw_posterior_samples, []
+        def killed(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == {call}:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return draw(*args, **kwargs)
+        samplers.draw_posterior_samples = killed
+        arguments = {arguments!r}
+        arguments["splits"] = pd.read_parquet(arguments["splits"])
+        reconstruct.sample_from_store(**arguments)
+    """)
+
+
+def test_grouped_sampling_gives_the_same_bytes_and_a_killed_group_resumes(trained, tmp_path):
+    """sampling.groups = 3: the three group stores, opened as one, hold the bytes of the one-job store and
+    evaluate to the same metrics; group 1 killed after its first sightline resumes to the same bytes."""
+    from massmaps import store
+    from massmaps.evaluation import evaluate
+    from massmaps.learning import reconstruct
+
+    splits = pd.read_parquet(trained / "splits.parquet")
+    paths = dict(model_dir=trained / "model", store_path=trained / "maps.zarr", splits=splits)
+    store.write_store(reconstruct.sample_from_store(**paths, **SAMPLING), tmp_path / "one.zarr", chunk_sightlines=1)
+    n = store.open_store(tmp_path / "one.zarr").sizes["sightline"]
+    assert n >= 5  # groups of 2, 2 and 1 or more sightlines
+    groups = [tmp_path / f"test.group{g}of3.zarr" for g in range(3)]
+    resume = tmp_path / "resume_group1"
+    arguments = {**SAMPLING, "model_dir": str(trained / "model"), "store_path": str(trained / "maps.zarr")}
+    arguments.update(splits=str(trained / "splits.parquet"), groups=3, group=1, resume_dir=str(resume))
+    proc = subprocess.run([sys.executable, "-c", _killed_at(2, **arguments)], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert len(list(resume.rglob("sightline_*.npy"))) == 1
+    for g, path in enumerate(groups):
+        part = reconstruct.sample_from_store(
+            **paths, **SAMPLING, groups=3, group=g, resume_dir=resume if g == 1 else None
+        )
+        assert part.attrs[store.GROUP_ATTR] == f"{g} of 3"
+        store.write_store(part, path, chunk_sightlines=1)
+    one, grouped = store.open_store(tmp_path / "one.zarr"), store.open_store(groups)
+    assert grouped.sizes["sightline"] == n and grouped.attrs == one.attrs
+    for name in ("samples", "mean", "std"):
+        np.testing.assert_array_equal(grouped[name].values, one[name].values)
+    for name in one.coords:
+        np.testing.assert_array_equal(grouped[name].values, one[name].values)
+    dataset = store.open_store(trained / "maps.zarr")
+    cfg = {"mass_bins": {"all": [1e14, 1e15]}}
+    a, b = evaluate.evaluate(one, dataset, cfg, h=0.7), evaluate.evaluate(grouped, dataset, cfg, h=0.7)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    with pytest.raises(store.StoreError, match="expected the groups"):
+        store.open_store([groups[1], groups[0], groups[2]])
+    with pytest.raises(ValueError, match="sampling.groups is 99 but there are only"):
+        reconstruct.sample_from_store(**paths, **SAMPLING, groups=99, group=0)
+
+
 def test_a_terminated_job_says_so_in_its_log(tmp_path):
     """SIGTERM (cancelled, preempted or timed-out job): the log says so, temporary files go, exit 143."""
     log, target = tmp_path / "job.log", tmp_path / "out.txt"

@@ -222,3 +222,30 @@ def test_deleted_chunk_fails_the_readers_with_a_log(runs, tmp_path):
             " is missing (sightline_id" in log
         ), log[-2000:]
     assert not (res / "samples" / "test.zarr").exists() and not (res / "metrics" / "linear_baselines.csv").exists()
+
+
+def test_sampling_groups_and_training_ranks_give_the_same_results(runs, tmp_path):
+    """On a copy of a finished run: the validation split (4 sightlines; the test split has 1) sampled by one
+    job, then with sampling.groups 2 and training.processes_per_node 2. train_model reruns (its params
+    changed) as 2 ranks that resume from the checkpoint at the last step and write the same weights; the
+    two sample_posterior jobs write one store each, read as one by the evaluation, whose summary is the
+    same bytes as the one-job run's."""
+    import shutil
+
+    work = tmp_path / "copy"
+    shutil.copytree(runs[1], work, symlinks=True)
+    res, target, summary = work / "results" / "tiny", "results/tiny/metrics/posterior_summary.json", {}
+    for name, extra in (
+        ("one job", "sampling: {split: val}\n"),
+        ("2 groups", "sampling: {split: val, groups: 2}\ntraining: {processes_per_node: 2}\n"),
+    ):
+        out = snakemake(work, target, extra=extra)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+        summary[name] = (res / "metrics" / "posterior_summary.json").read_bytes()
+    log = (res / "logs" / "train_model.log").read_text()
+    assert "starting 2 local training ranks" in log and "rank 0 of 2" in log, log[-3000:]
+    one = store.open_store(res / "samples" / "val.zarr")
+    grouped = store.open_store([res / "samples" / f"val.group{g}of2.zarr" for g in range(2)])
+    assert one.sizes["sightline"] == 4
+    np.testing.assert_array_equal(grouped["samples"].values, one["samples"].values)
+    assert summary["2 groups"] == summary["one job"]

@@ -170,6 +170,12 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
             f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max"
         )
+    ranks = training["nodes"] * training["processes_per_node"]
+    if training["batch_size"] % ranks:
+        errors.append(
+            f"config: training.batch_size: {training['batch_size']} is not divisible by training.nodes x "
+            f"training.processes_per_node = {ranks}; expected a multiple of the number of training processes"
+        )
     from .learning.samplers import get_sampler
 
     solver = get_sampler(sampling["sampler"]).solver
@@ -251,7 +257,21 @@ DATA_KEYS = ("seed", "cosmology", "catalog", "sightlines", "particles", "project
 #: writes the same bytes for any number of threads).
 DATA_IGNORED = {"projection": ("threads",)}
 #: Training keys that change how or where training runs, not the model it converges to.
-TRAINING_IGNORED = ("time_budget_s", "runtime_margin_s", "device", "num_workers", "lock_stale_s")
+TRAINING_IGNORED = (
+    "time_budget_s",
+    "runtime_margin_s",
+    "device",
+    "num_workers",
+    "lock_stale_s",
+    "nodes",  # data-parallel ranks reach one process's weights (to float32 rounding; tests/test_distributed.py)
+    "processes_per_node",
+    "compile",  # the compiled network computes the eager one's loss to float32 rounding
+)
+
+
+#: Training keys added after models were trained, at the value that trains those models: left out of the
+#: hash at that value, so that a model trained before the key existed keeps its checkpoint folder.
+TRAINING_LATER_DEFAULTS = {"precision": "float32"}
 
 
 def data_settings(config: Mapping) -> dict:
@@ -282,7 +302,11 @@ def training_hash(config: Mapping) -> str:
     checkpoint folder, so that a changed setting never resumes another model's checkpoint)."""
     from .store import config_hash
 
-    training = {k: v for k, v in config["training"].items() if k not in TRAINING_IGNORED}
+    training = {
+        k: v
+        for k, v in config["training"].items()
+        if k not in TRAINING_IGNORED and not (k in TRAINING_LATER_DEFAULTS and v == TRAINING_LATER_DEFAULTS[k])
+    }
     shaped = {"data": data_hash(config), "normalisation": config["normalisation"], "training": training}
     return config_hash({**shaped, "observe": config["observe"]})
 

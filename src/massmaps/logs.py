@@ -65,3 +65,13 @@ def setup(
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             signal.signal(signal.SIGTERM, _log_termination)
     return logging.getLogger("massmaps")
+
+
+def append_from_now() -> None:
+    """Reopen the root logger's files in append mode, so that child processes may append to the same files
+    (a handle opened for writing would write over their lines at its own offset)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.flush()
+            handler.close()  # reopened by the next record, in the mode set here
+            handler.mode = "a"

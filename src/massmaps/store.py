@@ -144,13 +144,41 @@ def _has_dask() -> bool:
 RERUN_HINT = "delete it and run snakemake again (the job that writes it, and what depends on it, rerun)"
 
 
-def open_store(path: str | os.PathLike, *, chunks: dict | str | None = None) -> xr.Dataset:
+#: Attribute of a store that holds one group of a split's sightlines (``"g of G"``, sampling.groups)
+GROUP_ATTR = "massmaps_group"
+
+
+def _open_groups(paths: Sequence, chunks) -> xr.Dataset:
+    """The stores of groups 0 .. G-1 of one set of sightlines, as one Dataset along ``sightline``."""
+    parts = [open_store(p, chunks=chunks) for p in paths]
+    groups = [ds.attrs.get(GROUP_ATTR) for ds in parts]
+    want = [f"{g} of {len(parts)}" for g in range(len(parts))]
+    if len(parts) > 1 and groups != want:
+        raise StoreError(f"{[str(p) for p in paths]}: expected the groups {want} in this order, found {groups}")
+    attrs = [{k: v for k, v in ds.attrs.items() if k != GROUP_ATTR} for ds in parts]
+    for path, other in zip(paths[1:], attrs[1:]):
+        if other != attrs[0]:
+            raise StoreError(f"{path}: drawn with other settings than {paths[0]} ({other} != {attrs[0]})")
+    if len(parts) == 1:
+        return parts[0]
+    ds = xr.concat(parts, dim="sightline", data_vars="all", coords="minimal", compat="equals", join="exact")
+    ds.attrs = attrs[0]
+    return ds
+
+
+def open_store(path: str | os.PathLike | Sequence, *, chunks: dict | str | None = None) -> xr.Dataset:
     """Open a store lazily (dask chunks as stored unless ``chunks`` says otherwise).
+
+    ``path`` may also be a list: the stores of groups 0 .. G-1 of one set of sightlines (e.g. the posterior
+    samples of ``sampling.groups`` jobs), opened as one Dataset along ``sightline``; their attributes must
+    agree but for :data:`GROUP_ATTR`, which the result drops.
 
     Raises FileNotFoundError for a missing store, and :class:`StoreError` naming the store for one that is
     not a zarr store, not completely written, or whose files no longer match its manifest (naming the
     file and its sightlines).
     """
+    if isinstance(path, (list, tuple)):
+        return _open_groups(list(path), chunks)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: zarr store not found")

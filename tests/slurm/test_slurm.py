@@ -396,8 +396,11 @@ def test_slurm_profile_portable_settings():
     defaults = dict(item.split("=", 1) for item in prof["default-resources"])
     assert {"mem_mb", "runtime"} <= set(defaults)  # every job asks for memory and a time limit
     res = prof["set-resources"]
+    assert res["sample_posterior"]["gpu"] == 1
+    # train_model's GPU and tasks come from the rule (massmaps.learning.launch.rule_resources): a profile
+    # value would replace them
+    assert not {"gpu", "gres", "tasks", "nodes"} & set(res["train_model"])
     for rule in ("train_model", "sample_posterior"):
-        assert res[rule]["gpu"] == 1
         assert {"mem_mb", "runtime"} <= set(res[rule])
     # the early SIGTERM comes well inside the time limit, and after the runtime-derived budget would stop
     # training (config/config.yaml's runtime_margin_s), so that it is a fallback
@@ -406,9 +409,7 @@ def test_slurm_profile_portable_settings():
     assert lead < margin < res["train_model"]["runtime"] * 60 / 10
 
 
-def test_slurm_profile_dry_run(tmp_path):
-    """The profile parses and gives train_model its GPU, runtime and threads (dry run: nothing submitted;
-    a dry run caps threads at --cores)."""
+def _dry_run_train_block(tmp_path, *configfiles) -> str:
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = subprocess.run(
         [
@@ -426,6 +427,7 @@ def test_slurm_profile_dry_run(tmp_path):
             str(tmp_path),
             "--configfile",
             str(ROOT / "config" / "config.yaml"),
+            *map(str, configfiles),
         ],
         capture_output=True,
         text=True,
@@ -435,5 +437,22 @@ def test_slurm_profile_dry_run(tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-5000:]
     block = text[text.index("rule train_model:") :]
-    block = block[: block.index("\n\n")] if "\n\n" in block else block
+    return block[: block.index("\n\n")] if "\n\n" in block else block
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    """The profile parses and gives train_model its GPU, runtime and threads (dry run: nothing submitted;
+    a dry run caps threads at --cores)."""
+    block = _dry_run_train_block(tmp_path)
     assert "threads: 8" in block and "gpu=1" in block and "runtime=1440" in block, block
+    assert "tasks=" not in block and "mpi=" not in block, block
+
+
+def test_slurm_profile_asks_for_one_task_and_gpu_per_rank(tmp_path):
+    """2 nodes x 4 processes on CUDA: 8 tasks on 2 nodes, 4 GPUs per node (gres, per node; the plugin's gpu
+    is a total), one task per GPU, and mpi so that the job's script starts its own srun step."""
+    extra = tmp_path / "ranks.yaml"
+    extra.write_text("training: {device: cuda, nodes: 2, processes_per_node: 4}\n")
+    block = _dry_run_train_block(tmp_path, extra)
+    for want in ("tasks=8", "nodes=2", "mpi=srun", "gres=gpu:4", "tasks_per_gpu=1", "gpu=0"):
+        assert want in block, (want, block)

@@ -1,6 +1,6 @@
 rule evaluate_posterior:
     input:
-        samples=rules.sample_posterior.output.samples,
+        samples=SAMPLE_STORES,
         dataset=MODEL_DATASET,
     output:
         evaluation=directory(f"{RESULTS}/metrics/evaluation.zarr"),
@@ -64,7 +64,7 @@ rule diffusion_trajectory:
     input:
         model=rules.train_model.output.model,
         dataset=MODEL_DATASET,
-        samples=rules.sample_posterior.output.samples,
+        samples=SAMPLE_STORES,
         splits=rules.split_dataset.output.splits,
     output:
         trajectory=directory(f"{RESULTS}/samples/trajectory.zarr"),

@@ -6,7 +6,7 @@ FIGURE_INPUTS = {
     "dataset": MODEL_DATASET,
     "splits": rules.split_dataset.output.splits,
     "trajectory": rules.diffusion_trajectory.output.trajectory,
-    "samples": rules.sample_posterior.output.samples,
+    "samples": SAMPLE_STORES,
     "evaluation": rules.evaluate_posterior.output.evaluation,
     "calibration": rules.calibration.output.table,
     "calibration_maps": rules.calibration.output.per_map,

@@ -1,3 +1,6 @@
+from massmaps.learning.launch import rule_resources as training_resources
+
+
 rule train_model:
     input:
         dataset=MODEL_DATASET,
@@ -9,10 +12,12 @@ rule train_model:
     conda:
         "../../envs/massmaps.yaml"
     threads: 2
+    # gpu=1 for one process (0 on the CPU); with training.nodes x processes_per_node > 1 processes, one
+    # Slurm task per rank and the GPUs per node (massmaps.learning.launch.rule_resources)
     resources:
+        **training_resources(config["training"]),
         mem_mb=8000,
         runtime=240,
-        gpu=1 if config["training"]["device"] in ("auto", "cuda") else 0,
     params:
         training=config["training"],
         normalisation=config["normalisation"],

@@ -1,4 +1,5 @@
-"""Rule sample_posterior: posterior samples per sightline of one split, in physical units."""
+"""Rule sample_posterior: posterior samples per sightline of one split (or of one group of its sightlines,
+sampling.groups), in physical units."""
 
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ ds = reconstruct.sample_from_store(
     sampler_kwargs=cfg["sampler_kwargs"],
     prior_mean=cfg["prior_mean"],
     resume_dir=snakemake.params.resume_dir,  # noqa: F821
+    groups=cfg["groups"],
+    group=int(snakemake.wildcards.get("group", 0)),  # noqa: F821
 )
 store.write_store(ds, snakemake.output.samples, chunk_sightlines=1)  # noqa: F821
 reconstruct.clear_resume(snakemake.params.resume_dir)  # noqa: F821

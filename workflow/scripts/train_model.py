@@ -4,11 +4,15 @@ Exits 75 after checkpointing when the time budget runs out or on SIGTERM/SIGUSR1
 Inside a Slurm job, with ``training.time_budget_s`` null, the budget is the rule's ``runtime``
 resource (the job's time limit) less ``training.runtime_margin_s``, counted from this script's start,
 so that a job about to hit its time limit checkpoints and exits and Snakemake's ``retries`` resubmit it.
+With ``training.nodes`` x ``training.processes_per_node`` > 1 it starts one process per rank
+(:func:`massmaps.learning.launch.launch`: srun inside Slurm, local processes otherwise) and exits with
+their combined code (0, or 75 when every rank stopped after the checkpoint).
 """
 
 import time
 
 T0 = time.monotonic()  # the budget counts from here, before the imports and the normalisation
+T0_UNIX = time.time()  # the same instant for the ranks of a multi-process training
 
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -20,6 +24,7 @@ import torch  # noqa: E402
 
 from massmaps import files, logs  # noqa: E402
 from massmaps.learning import reconstruct  # noqa: E402
+from massmaps.learning.launch import launch  # noqa: E402
 from massmaps.learning.training import attempt_time_budget  # noqa: E402
 
 # the log of every attempt, beside the checkpoints (Snakemake deletes the rule's log before each attempt)
@@ -41,6 +46,30 @@ if training["time_budget_s"] is not None:
         runtime_min,
         margin_s,
     )
+nodes, per_node = training.pop("nodes", 1), training.pop("processes_per_node", 1)
+if nodes * per_node > 1:  # one process per rank (srun inside Slurm, else local processes); this one waits
+    logs.append_from_now()  # rank 0 appends its lines to this job's log
+    code = launch(
+        {
+            "store": snakemake.input.dataset,  # noqa: F821
+            "splits": snakemake.input.splits,  # noqa: F821
+            "model_dir": snakemake.output.model,  # noqa: F821
+            "checkpoint_dir": snakemake.params.checkpoint_dir,  # noqa: F821
+            "training": training,
+            "stretch": snakemake.params.normalisation["stretch"],  # noqa: F821
+            "log_decades": snakemake.params.normalisation["log_decades"],  # noqa: F821
+            "log": snakemake.log[0],  # noqa: F821
+            "provenance": snakemake.params.provenance,  # noqa: F821
+        },
+        Path(snakemake.params.checkpoint_dir) / "launch.json",  # noqa: F821
+        nodes=nodes,
+        processes_per_node=per_node,
+        threads=snakemake.threads,  # noqa: F821
+        log=log.info,
+        started_unix=T0_UNIX,
+    )
+    log.info("%d training ranks ended with exit code %d", nodes * per_node, code)
+    sys.exit(code)
 result = reconstruct.train_from_store(
     snakemake.input.dataset,  # noqa: F821
     files.read_table(snakemake.input.splits),  # noqa: F821

@@ -2,7 +2,8 @@
 
 * checkpoints: written to a temporary file and renamed (the previous one kept as a fallback), verified
   (CRC of every record, expected content) when loaded; a damaged one is set aside and the previous used;
-* :class:`DirLock`: a lock file (pid, host, job id, heartbeat) refusing a second live writer.
+* :class:`DirLock`: a lock file (pid, host, job id, heartbeat) refusing a second live writer;
+* :func:`attempt_time_budget`: how long one training attempt may run before it checkpoints and exits.
 
 What a checkpoint holds and when it is written is :mod:`massmaps.learning.training`'s business.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "LockHeldError",
     "PREVIOUS_CHECKPOINT_FILE",
     "atomic_torch_save",
+    "attempt_time_budget",
     "load_checkpoint",
     "capture_rng_state",
     "restore_rng_state",
@@ -203,3 +205,37 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike, log: Callable = print) ->
             "no usable training checkpoint: " + "; ".join(problems) + f"; delete {folder} to train from the start"
         )
     return None
+
+
+def attempt_time_budget(
+    time_budget_s: float | None,
+    runtime_min: float | None,
+    margin_s: float | None,
+    *,
+    under_scheduler: bool,
+) -> float | None:
+    """Wall time in seconds that one training attempt may use, or None for no limit.
+
+    An explicit ``time_budget_s`` always wins. Otherwise, inside a batch job (``under_scheduler``:
+    the caller saw e.g. ``SLURM_JOB_ID``) whose time limit is ``runtime_min`` minutes, the budget is
+    that limit less ``margin_s`` seconds for what the attempt does outside the training loop (the
+    scheduler's and the workflow manager's start-up, the final model write, the job's epilogue); the
+    attempt then checkpoints and exits with :data:`EXIT_RESUMABLE` before the scheduler kills it, and a
+    resubmitted job resumes. Outside a batch job the runtime is only a scheduling hint that nobody
+    enforces, so there is no budget; ``margin_s=None`` turns the derived budget off.
+    """
+    if time_budget_s is not None:
+        if not time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive or None, got {time_budget_s!r}")
+        return float(time_budget_s)
+    if not under_scheduler or runtime_min is None or margin_s is None:
+        return None
+    if margin_s < 0:
+        raise ValueError(f"the runtime margin must be >= 0 s, got {margin_s!r}")
+    budget = float(runtime_min) * 60.0 - float(margin_s)
+    if budget <= 0:
+        raise ValueError(
+            f"a runtime of {runtime_min} min leaves no training time after a margin of {margin_s} s: "
+            "raise the rule's runtime or lower training.runtime_margin_s"
+        )
+    return budget

@@ -18,7 +18,7 @@ import xarray as xr
 from .. import __version__, store
 from ..files import atomic_path, write_text_atomic
 from ..store import INPUTS, TARGETS
-from . import normalise, samplers, score
+from . import distributed, normalise, samplers, score
 from .normalise import Normaliser
 from .training import TrainConfig, train
 from .training_data import ZarrMapsDataset
@@ -88,7 +88,8 @@ def train_from_store(
         log=log.info,
         budget_start=budget_start,
     )
-    score.update_metadata(model_dir, {"data": data_record(ds, provenance or {})})
+    if distributed.current().main:  # rank 0 alone writes (one process: always)
+        score.update_metadata(model_dir, {"data": data_record(ds, provenance or {})})
     return result
 
 
@@ -141,8 +142,14 @@ def sample_from_store(
     prior_mean: str = "none",
     progress: bool = True,
     resume_dir: str | os.PathLike | None = None,
+    groups: int = 1,
+    group: int = 0,
 ) -> xr.Dataset:
     """Posterior samples of (gas, dm) for the sightlines of one split, in physical units.
+
+    ``groups`` > 1: only group ``group`` of the split's sightlines (:func:`sampling_group`), for one of
+    several jobs; the stores of groups 0 .. groups-1, opened together (``store.open_store([...])``), hold
+    the same bytes as the store of one job, and each says which group it holds (``store.GROUP_ATTR``).
 
     ``prior_mean`` centres the sampler's prior N(., sigma_max^2): ``none`` on zero (score_models, the
     paper), ``field`` on each target's mean over the training split, ``pixel`` on its mean map (all in
@@ -158,7 +165,7 @@ def sample_from_store(
     ``std`` (ddof=1) over samples, with the dataset's sightline coordinates. Non-finite samples raise
     ValueError naming the model and the sightline.
     """
-    rows = _split_rows(splits, which, eval_range_only)
+    rows = sampling_group(_split_rows(splits, which, eval_range_only), group, groups)
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
@@ -212,7 +219,24 @@ def sample_from_store(
         "seed": int(seed),
         "config_hash": ds.attrs.get("config_hash", ""),
     }
+    if groups > 1:
+        attrs[store.GROUP_ATTR] = f"{group} of {groups}"
     return _samples_dataset(ds.isel(sightline=index), out, attrs)
+
+
+def sampling_group(rows: pd.DataFrame, group: int, groups: int) -> pd.DataFrame:
+    """Group ``group`` of ``groups`` contiguous, near-equal runs of ``rows`` (in their order, that of the
+    splits table): concatenated in group order they are ``rows`` again. Each group must hold a sightline."""
+    if not (isinstance(groups, (int, np.integer)) and groups >= 1 and 0 <= group < groups):
+        raise ValueError(
+            f"sampling.groups must be an integer >= 1 and the group in [0, groups), got {group} of {groups}"
+        )
+    if groups > len(rows):
+        raise ValueError(
+            f"sampling.groups is {groups} but there are only {len(rows)} sightlines to sample; "
+            f"expected at most {len(rows)} groups"
+        )
+    return rows.iloc[np.array_split(np.arange(len(rows)), groups)[group]] if groups > 1 else rows
 
 
 def _split_rows(splits: pd.DataFrame, which: str, eval_range_only: bool) -> pd.DataFrame:

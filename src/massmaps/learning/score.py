@@ -198,26 +198,51 @@ class Denoiser:
         c_skip, c_out, c_in = self.coefficients(sig)
         return c_skip * x + c_out * self.network_output(c_in * x, sigma, cond).to(x.dtype)
 
-    def loss(self, x0: torch.Tensor, cond) -> torch.Tensor:
+    def loss(self, x0: torch.Tensor, cond, shard: tuple[int, int] | None = None) -> torch.Tensor:
         """The training loss of the EDM parametrisation: sigma log-uniform on [sigma_min, sigma_max] (as
         score_models draws t), weight lambda(sigma) = 1 / c_out^2 on ||D - x0||^2, i.e.
         ||F - (x0 - c_skip x) / c_out||^2, summed over pixels and averaged over the batch (score_models'
-        reduction). Draws from torch's global random state, as score_models' loss does."""
+        reduction). Draws from torch's global random state, as score_models' loss does; ``shard``: see
+        :func:`training_loss`."""
         B = x0.shape[0]
-        u = torch.rand(B, device=x0.device, dtype=torch.float64)
+        first, total = shard or (0, B)
+        u = torch.rand(total, device=x0.device, dtype=torch.float64)[first : first + B]
         sig = t_to_sigma(u, self.sigma_min, self.sigma_max).reshape(-1, *[1] * (x0.ndim - 1))
-        x = x0 + sig.to(x0.dtype) * torch.randn_like(x0)
+        noise = torch.randn_like(x0) if shard is None else _global_noise(x0, first, total)
+        x = x0 + sig.to(x0.dtype) * noise
         c_skip, c_out, c_in = (c.to(x0.dtype) for c in self.coefficients(sig))
         target = (x0 - c_skip * x) / c_out
         out = self.network_output(c_in * x, sig.reshape(-1), cond)
         return ((out - target) ** 2).reshape(B, -1).sum(dim=1).mean()
 
 
-def training_loss(denoiser: Denoiser, x0: torch.Tensor, cond) -> torch.Tensor:
-    """The loss a model is trained with: score_models' own DSM loss, unchanged, or the EDM loss."""
-    if denoiser.preconditioning == "score_models":
-        return denoiser.score_model.loss_fn(x0, cond)
-    return denoiser.loss(x0, cond)
+def _global_noise(x0: torch.Tensor, first: int, total: int) -> torch.Tensor:
+    """Rows ``first .. first + len(x0) - 1`` of a standard normal draw of ``total`` items shaped like ``x0``'s."""
+    return torch.randn((total, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)[first : first + x0.shape[0]]
+
+
+def training_loss(denoiser: Denoiser, x0: torch.Tensor, cond, shard: tuple[int, int] | None = None) -> torch.Tensor:
+    """The loss a model is trained with: score_models' own DSM loss, unchanged, or the EDM loss.
+
+    ``shard = (first, total)``, in data-parallel training: ``x0`` holds items ``first ..`` of a global
+    batch of ``total`` items. The noise levels and the noise are drawn for the whole global batch, as one
+    process would draw them, and this shard's rows are used; the loss is averaged over the shard, so that
+    the mean over equal shards is the global batch's loss. The network is ``denoiser.net`` (which may be a
+    DistributedDataParallel wrapper). ``shard=(0, len(x0))`` draws and computes what ``shard=None`` does.
+    """
+    if shard is None:
+        if denoiser.preconditioning == "score_models":
+            return denoiser.score_model.loss_fn(x0, cond)
+        return denoiser.loss(x0, cond)
+    if denoiser.preconditioning != "score_models":
+        return denoiser.loss(x0, cond, shard)
+    # score_models.dsm.denoising_score_matching, with the draws of the global batch
+    first, total = shard
+    B, sde = x0.shape[0], denoiser.score_model.sde
+    z = _global_noise(x0, first, total)
+    t = (torch.rand(total).to(x0.device) * (sde.T - sde.epsilon) + sde.epsilon)[first : first + B]
+    mean, sigma = sde.marginal_prob(t, x0)
+    return torch.sum((z + denoiser.net(t, mean + sigma * z, cond)) ** 2) / B
 
 
 # ------------------------------------------------------------------------------- save and load

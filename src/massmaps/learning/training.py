@@ -26,11 +26,16 @@ summed over pixels, divided by the batch size) and owns the loop:
   ``SystemExit`` with code 75 (EX_TEMPFAIL), so Snakemake's ``retries`` resubmit and the next
   attempt resumes;
 - the final model (EMA weights + hyper-parameters + normalisation) written to ``model_dir`` only at
-  the end, atomically (``score.save_model``).
+  the end, atomically (``score.save_model``);
+- data-parallel training when the caller started several processes and joined them in a process group
+  (:mod:`massmaps.learning.distributed`, launched by :mod:`massmaps.learning.launch`): the same global
+  batches, noise and steps as one process, rank 0 alone writing; one process never touches
+  ``torch.distributed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -50,12 +55,14 @@ from torch.utils.data import DataLoader, Dataset
 from torch_ema import ExponentialMovingAverage
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import score as score_mod
-from .checkpoints import (
+from .checkpoints import (  # noqa: F401  (attempt_time_budget: for the training script and the tests)
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
     DirLock,
     atomic_torch_save,
+    attempt_time_budget,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -70,6 +77,7 @@ TRAIN_LOG_FILE = "training.json"
 # defaults (nf=128, ch_mult=(2, 2, 2, 2), attention, FIR), which PAPER_NETWORK = {} keeps.
 LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
 PAPER_NETWORK: dict = {}
+PRECISIONS = ("float32", "bf16")
 
 
 class TrainingInterrupted(SystemExit):
@@ -82,40 +90,6 @@ class TrainingInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"training interrupted at step {self.step} ({self.reason}); checkpoint written, exit {self.code}"
-
-
-def attempt_time_budget(
-    time_budget_s: float | None,
-    runtime_min: float | None,
-    margin_s: float | None,
-    *,
-    under_scheduler: bool,
-) -> float | None:
-    """Wall time in seconds that one training attempt may use, or None for no limit.
-
-    An explicit ``time_budget_s`` always wins. Otherwise, inside a batch job (``under_scheduler``:
-    the caller saw e.g. ``SLURM_JOB_ID``) whose time limit is ``runtime_min`` minutes, the budget is
-    that limit less ``margin_s`` seconds for what the attempt does outside the training loop (the
-    scheduler's and the workflow manager's start-up, the final model write, the job's epilogue); the
-    attempt then checkpoints and exits with :data:`EXIT_RESUMABLE` before the scheduler kills it, and a
-    resubmitted job resumes. Outside a batch job the runtime is only a scheduling hint that nobody
-    enforces, so there is no budget; ``margin_s=None`` turns the derived budget off.
-    """
-    if time_budget_s is not None:
-        if not time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive or None, got {time_budget_s!r}")
-        return float(time_budget_s)
-    if not under_scheduler or runtime_min is None or margin_s is None:
-        return None
-    if margin_s < 0:
-        raise ValueError(f"the runtime margin must be >= 0 s, got {margin_s!r}")
-    budget = float(runtime_min) * 60.0 - float(margin_s)
-    if budget <= 0:
-        raise ValueError(
-            f"a runtime of {runtime_min} min leaves no training time after a margin of {margin_s} s: "
-            "raise the rule's runtime or lower training.runtime_margin_s"
-        )
-    return budget
 
 
 # ------------------------------------------------------------------------------------ config
@@ -151,6 +125,11 @@ class TrainConfig:
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
     augment: bool = False
+    # bf16: the forward pass and the loss under torch.autocast (bfloat16 matrix products and convolutions;
+    # weights, gradients, Adam and EMA stay float32); compile: torch.compile the network (True: inductor,
+    # or a torch.compile backend name such as "aot_eager")
+    precision: str = "float32"
+    compile: bool | str = False
     progress: bool = True
 
     def __post_init__(self):
@@ -175,6 +154,12 @@ class TrainConfig:
         if self.preconditioning not in score_mod.PRECONDITIONINGS:
             raise ValueError(
                 f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, got {self.preconditioning!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, (bool, str)):
+            raise ValueError(
+                f"TrainConfig.compile must be true, false or a torch.compile backend, got {self.compile!r}"
             )
         if self.preconditioning == "edm" and not (self.sigma_data and self.sigma_data > 0):
             raise ValueError(
@@ -211,6 +196,20 @@ def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
     return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
 
 
+def _autocast(config: TrainConfig, device):
+    """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
+    if config.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _network(module, config: TrainConfig):
+    """The network the loss calls: ``module`` itself, or compiled (``config.compile``)."""
+    if not config.compile:
+        return module
+    return torch.compile(module, **({} if config.compile is True else {"backend": config.compile}))
+
+
 @torch.no_grad()
 def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
     """Mean training loss of the EMA weights over the validation set, at a fixed random state."""
@@ -226,7 +225,8 @@ def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float |
             if config.val_batches is not None and k >= config.val_batches:
                 break
             x, cond = x.to(device), cond.to(device)
-            total += float(score_mod.training_loss(denoiser, x, cond)) * x.shape[0]
+            with _autocast(config, device):
+                total += float(score_mod.training_loss(denoiser, x, cond)) * x.shape[0]
             n += x.shape[0]
     model.model.train()
     return total / n if n else None
@@ -255,12 +255,13 @@ def train(
     t_start = time.monotonic() if budget_start is None else float(budget_start)
     model_dir, checkpoint_dir = Path(model_dir), Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    device = score_mod.resolve_device(config.device)
+    world = distributed.current()
+    device = distributed.rank_device(score_mod.resolve_device(config.device), world)
     if normaliser is None:
         normaliser = getattr(train_dataset, "normaliser", None)
 
-    lock = DirLock(checkpoint_dir, config.lock_stale_s, log)
-    lock.acquire()
+    lock = DirLock(checkpoint_dir, config.lock_stale_s, log) if world.main else _NoLock()
+    distributed.main_only(lock.acquire, world)
     stop = {"reason": None}
     old_handlers = {}
 
@@ -283,11 +284,24 @@ def train(
             lock,
             stop,
             t_start,
+            world,
         )
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
         lock.release()
+
+
+_ONE_PROCESS = distributed.World()
+
+
+class _NoLock:
+    """The lock of a rank other than 0, which never writes into the checkpoint directory."""
+
+    def acquire(self) -> None:
+        pass
+
+    verify = heartbeat = release = acquire
 
 
 @dataclass
@@ -352,14 +366,18 @@ def _resume(run: _Run, config: TrainConfig, checkpoint_dir: Path, log) -> dict |
     return ckpt["rng"]
 
 
-def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int):
-    """The training batch stream, starting where step ``step`` left it, and the validation loader."""
+def _loaders(train_dataset, val_dataset, config: TrainConfig, device, step: int, world=_ONE_PROCESS):
+    """The training batch stream, starting where step ``step`` left it (this rank's part of each global
+    batch), and the validation loader."""
     pin = device.type == "cuda"
     loader_gen = torch.Generator().manual_seed(config.seed)  # keeps worker seeding off the global RNG
+    sampler = StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment)
+    if world.size > 1:
+        sampler = distributed.ShardSampler(sampler, config.batch_size, world)
     train_loader = DataLoader(
         train_dataset,
-        batch_size=config.batch_size,
-        sampler=StreamSampler(len(train_dataset), config.seed, start=step * config.batch_size, augment=config.augment),
+        batch_size=config.batch_size // world.size,
+        sampler=sampler,
         num_workers=config.num_workers,
         pin_memory=pin,
         persistent_workers=config.num_workers > 0,
@@ -411,15 +429,24 @@ def _save_checkpoint(run: _Run, config: TrainConfig, checkpoint_dir: Path, lock,
     return time.monotonic() - t0
 
 
-def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device) -> float:
-    """One step of the optimiser and the EMA on ``batch``; returns the loss."""
+def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device, world=_ONE_PROCESS) -> float:
+    """One step of the optimiser and the EMA on ``batch`` (this rank's part of the global batch); returns
+    the loss (of the global batch)."""
     pin = device.type == "cuda"
     x, cond = (t.to(device, non_blocking=pin) for t in batch)
     run.optimizer.zero_grad(set_to_none=True)
-    loss = score_mod.training_loss(denoiser, x, cond)  # score_models' DSM loss unchanged, or EDM's
+    # score_models' own DSM loss calls the raw network: several ranks or a compiled network take the loss
+    # of the same draws that calls denoiser.net (shard (0, B) is the same loss, bit for bit)
+    shard = None if world.size == 1 and not config.compile else (world.rank * x.shape[0], config.batch_size)
+    with _autocast(config, device):
+        loss = score_mod.training_loss(denoiser, x, cond, shard)  # score_models' DSM loss unchanged, or EDM's
+    if shard is not None:  # every rank takes part in the gradient all-reduce before any may stop
+        loss.backward()
+        loss = distributed.average(loss.detach(), world)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {float(loss)} at step {run.step}; last checkpoint kept")
-    loss.backward()
+    if shard is None:
+        loss.backward()
     if config.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(run.model.model.parameters(), max_norm=config.grad_clip)
     run.optimizer.step()
@@ -471,17 +498,22 @@ def _write_model(
 
 
 def _train_locked(
-    model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log, device, lock, stop, t_start
+    model_dir, train_dataset, val_dataset, config, checkpoint_dir, normaliser, log, device, lock, stop, t_start, world
 ) -> TrainResult:
     """The training loop, in named steps: build, resume, data, then optimise, log, validate, checkpoint
-    and check for a stop at each step; the EMA model is written at the end."""
+    and check for a stop at each step; the EMA model is written at the end. With several ranks, rank 0
+    resumes first (it sets a damaged checkpoint aside), and it alone validates and writes."""
     run = _build(config, train_dataset, device)
-    rng_state = _resume(run, config, checkpoint_dir, log)
+    rng_state = distributed.main_only(lambda: _resume(run, config, checkpoint_dir, log), world)
+    if not world.main:
+        rng_state = _resume(run, config, checkpoint_dir, lambda *a: None)
+    distributed.check_identical([torch.tensor(float(run.step))], "resumed steps", world)
     run.ema.to(device)
-    batches, val_loader = _loaders(train_dataset, val_dataset, config, device, run.step)
+    batches, val_loader = _loaders(train_dataset, val_dataset, config, device, run.step, world)
     _seed_rng(rng_state, config, device)  # after the loader's iterator: it must not draw from this stream
 
     denoiser = _denoiser(run.model, config)
+    denoiser.net = _network(distributed.wrap(run.model.model, device, world), config)
     run.model.model.train()
     t_loop = time.monotonic()
     steps_this_run, ckpt_time, step_time = 0, 0.0, 0.0
@@ -498,7 +530,7 @@ def _train_locked(
     )  # few lines in a log file
     while run.step < config.steps:
         t_step = time.monotonic()
-        running += _optimisation_step(run, denoiser, next(batches), config, device)
+        running += _optimisation_step(run, denoiser, next(batches), config, device, world)
         running_n += 1
         steps_this_run += 1
         step = run.step
@@ -513,17 +545,24 @@ def _train_locked(
             log(f"step {step}: loss {running / running_n:.5g} (per pixel {running / running_n / run.pixels:.4g})")
             running, running_n = 0.0, 0
         if step % config.val_every == 0 or step == config.steps:
-            val_loss = _validation_loss(run.model, run.ema, val_loader, config, device)
+            val_loss = distributed.main_only(
+                lambda: _validation_loss(run.model, run.ema, val_loader, config, device), world
+            )
             if val_loss is not None:
                 history["val"].append([step, val_loss])
                 log(f"step {step}: validation loss (EMA) {val_loss:.5g}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if (step % config.checkpoint_every == 0 or step == config.steps) and world.main:
             ckpt_time = _save_checkpoint(run, config, checkpoint_dir, lock, device)
         lock.heartbeat()
 
         reason = _stop_reason(stop, config, step, t_start, step_time, ckpt_time)
+        if distributed.any_rank(reason is not None, world) and reason is None:
+            reason = "stopped by another rank"
         if reason is not None and step < config.steps:
-            _save_checkpoint(run, config, checkpoint_dir, lock, device)
+            # rank 0 checkpoints and releases the lock before any rank exits (a launcher may end the rest then)
+            distributed.main_only(
+                lambda: (_save_checkpoint(run, config, checkpoint_dir, lock, device), lock.release()), world
+            )
             pbar.close()
             log(f"stopping at step {step}: {reason}; checkpoint in {checkpoint_dir}")
             raise TrainingInterrupted(reason, step)
@@ -531,7 +570,9 @@ def _train_locked(
     wall = time.monotonic() - t_loop
     images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
 
-    summary = _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
+    written = lambda: _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    summary = distributed.main_only(lambda: (written(), lock.release())[0], world)  # before any rank exits
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
     return TrainResult(
         model_dir=model_dir,
