@@ -456,3 +456,44 @@ def test_slurm_profile_asks_for_one_task_and_gpu_per_rank(tmp_path):
     block = _dry_run_train_block(tmp_path, extra)
     for want in ("tasks=8", "nodes=2", "mpi=srun", "gres=gpu:4", "tasks_per_gpu=1", "gpu=0"):
         assert want in block, (want, block)
+
+
+def test_two_training_tasks_and_two_sampling_groups(runs, tmp_path):
+    """On a copy of the finished Slurm run: training.processes_per_node 2 (on the CPU: the node's one fake GPU
+    cannot serve two ranks) and 50 more steps, so train_model is one Slurm job of 2 tasks whose ranks srun
+    starts and which resume the 1-rank checkpoint; sampling.groups 2 on the validation split (4 sightlines;
+    the test split has 1), so sample_posterior is two Slurm jobs whose stores the evaluation reads as one."""
+    import numpy as np
+
+    from massmaps import store as store_mod
+    from massmaps.config import load_merged, training_hash
+
+    work = tmp_path / "copy"
+    shutil.copytree(runs.slurm.parents[1], work, symlinks=True)
+    extra = work / "ranks.yaml"
+    extra.write_text(
+        f"training: {{processes_per_node: 2, device: cpu, steps: {STEPS + 50}}}\nsampling: {{split: val, groups: 2}}\n"
+    )
+    res = work / "results" / RUN
+    old = next(p for p in (res / "checkpoints").iterdir() if (p / "checkpoint.pt").is_file())
+    new_hash = training_hash(load_merged([ROOT / "config" / "config.yaml", work / "test.yaml", extra]))
+    shutil.copytree(old, res / "checkpoints" / new_hash)  # resumed at step STEPS by the two ranks
+    cmd = snakemake_cmd(work, str(extra), "--workflow-profile", str(work / "profile"))  # extra: a third configfile
+    out = subprocess.run(
+        ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_RUN_S), *cmd],
+        capture_output=True, text=True, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-6000:] + daemon_logs()
+    jobs = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", log, re.M)
+    rules = {jobid: re.search(r"slurm_logs/rule_(\w+?)/", path).group(1) for jobid, path in jobs}
+    train_jobs = [j for j, r in rules.items() if r == "train_model"]
+    assert train_jobs and [r for r in rules.values()].count("sample_posterior") == 2, rules
+    show = sh("scontrol", "show", "job", train_jobs[-1])
+    assert re.search(r"NumTasks=2\b", show), show
+    train_log = (res / "logs" / "train_model.log").read_text()
+    assert "starting 2 training ranks: srun" in train_log and "rank 0 of 2" in train_log, train_log[-3000:]
+    model = json.loads((res / "model" / "massmaps_model.json").read_text())
+    assert model["training"]["steps"] == STEPS + 50 and model["training"]["resumed_from"] == STEPS
+    grouped = store_mod.open_store([res / "samples" / f"val.group{g}of2.zarr" for g in range(2)])
+    assert grouped.sizes["sightline"] == 4 and np.isfinite(grouped["samples"].values).all()
