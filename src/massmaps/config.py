@@ -218,7 +218,7 @@ def _check_observe(config: Mapping, errors: list) -> None:
     from .observe.instruments import from_config
 
     try:
-        _, xray, _ = from_config(config["observe"])
+        tsz, xray, _ = from_config(config["observe"])
     except (TypeError, ValueError) as err:
         errors.append(f"config: {err}")
         return
@@ -229,7 +229,7 @@ def _check_observe(config: Mapping, errors: list) -> None:
             f"expected xray_kT in projection.fields, got {fields}"
         )
     missing = [f for f in ("tsz", "xray") if f not in fields]
-    if missing and (xray is not None or config["observe"].get("tsz", {}).get("preset", "none") != "none"):
+    if missing and (xray is not None or tsz is not None):
         errors.append(f"config: observe: the observed inputs need {missing} in projection.fields, got {fields}")
 
 

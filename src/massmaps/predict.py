@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -100,8 +101,6 @@ def _read_image(path: Path, what: str):
     data = np.squeeze(data)
     if data.ndim != 2:
         raise PredictError(f"{path}: expected a 2-D image ({what}), got shape {data.shape}")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(header).celestial
@@ -139,7 +138,7 @@ def load_input(
         idx = ndimage.distance_transform_edt(masked, return_distances=False, return_indices=True)
         data = data[tuple(idx)]
     if unit == "counts":
-        data = data / _pixel_sr(wcs, data.shape)
+        data = data / _pixel_sr(wcs)
     data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
     if np.any(footprint < 1):
         outside = int(np.sum(footprint < 1))
@@ -162,12 +161,12 @@ def load_input(
             if np.any(e_foot < 1) or not np.all(np.isfinite(e_grid) & (e_grid > 0)):
                 raise PredictError(f"{exposure}: the exposure map must cover the model's field with values > 0 s")
             data_grid = data_grid * float(record["observe_exposure_s"]) / e_grid
-        data_grid = data_grid * _pixel_sr(target_wcs, (n, n))
+        data_grid = data_grid * _pixel_sr(target_wcs)
     return data_grid, n_masked
 
 
-def _pixel_sr(wcs, shape) -> np.ndarray | float:
-    """Solid angle of each pixel (sr), from the WCS's pixel scales at the reference point."""
+def _pixel_sr(wcs) -> float:
+    """Solid angle of a pixel (sr), from the WCS's pixel scales at the reference point."""
     from astropy.wcs.utils import proj_plane_pixel_area
 
     return proj_plane_pixel_area(wcs) * (np.pi / 180.0) ** 2

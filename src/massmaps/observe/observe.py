@@ -50,12 +50,6 @@ def angular_pixel_arcmin(pixel_Mpc: float, redshift: float, cosmo: CosmologyPara
     return float(pixel_Mpc / d_a * RAD_ARCMIN)
 
 
-def _radius_grid(n: int) -> np.ndarray:
-    """Distance in pixels of each pixel of a (2n-1)^2 kernel from its centre."""
-    r = np.arange(-(n - 1), n, dtype=np.float64)
-    return np.hypot(r[:, None], r[None, :])
-
-
 def gaussian_kernel(fwhm_pix: float, n: int) -> np.ndarray:
     """A Gaussian of FWHM ``fwhm_pix`` pixels integrated over each pixel of a (2n-1)^2 grid, summing to 1
     over the plane (the part beyond the grid is lost, as off a cut-out)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..constants import K_B_ERG_PER_K, KEV_ERG, T_CMB_K
+from ..constants import K_B_ERG_PER_K, T_CMB_K
 
 #: Planck's constant in erg s.
 H_ERG_S = 6.62607015e-27
@@ -79,7 +79,3 @@ def mean_photon_energy_keV(kT_keV: np.ndarray, band_keV, redshift: float) -> np.
     mean[ok] = tau[ok] * energy[ok] / photons[ok]
     out[hot] = np.clip(mean, e1, e2)
     return out
-
-
-def kev_to_erg(e_keV):
-    return np.asarray(e_keV) * KEV_ERG
