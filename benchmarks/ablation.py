@@ -40,6 +40,7 @@ from massmaps import store  # noqa: E402
 from massmaps.config import merge  # noqa: E402
 from massmaps.evaluation import evaluate, tables  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
+from massmaps.learning.training import single_process_settings  # noqa: E402
 
 # Every variant starts from BASE, the laptop default before this ablation (score_models' parametrisation,
 # sigma_max 1, the prior on the training mean map, EDM's stochastic sampler at 79 evaluations), whatever
@@ -94,8 +95,7 @@ def train(cfg: dict, res: Path, work: Path, splits: pd.DataFrame) -> Path:
     model = work / "models" / key
     if not (model / score.META_FILE).is_file():
         t0 = time.monotonic()
-        training = {**cfg["training"], "time_budget_s": None}
-        training.pop("runtime_margin_s", None)
+        training = single_process_settings(cfg["training"])
         reconstruct.train_from_store(
             res / "dataset" / "maps.zarr",
             splits,

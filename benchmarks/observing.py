@@ -10,6 +10,9 @@ CSV and as a figure.
 
     python benchmarks/observing.py --results results/default --variants ideal beam_z0.3 all_z0.3 all_z0.1
     python benchmarks/observing.py --list
+    python benchmarks/observing.py --results results/default --variants all_z0.3 --train-steps 6000
+
+With --train-steps N each variant trains for N steps instead of the config's, in <work>/<variant>_steps<N>/.
 
 Each variant's observed store, model and tables go to <work>/<variant>/ (default <results>/observing).
 """
@@ -39,6 +42,7 @@ from massmaps import store  # noqa: E402
 from massmaps.config import merge  # noqa: E402
 from massmaps.evaluation import evaluate  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
+from massmaps.learning.training import single_process_settings  # noqa: E402
 from massmaps.observe.instruments import from_config  # noqa: E402
 from massmaps.observe.observe import angular_pixel_arcmin  # noqa: E402
 from massmaps.observe.stage import observe_store  # noqa: E402
@@ -66,6 +70,8 @@ def variant(name: str) -> dict | None:
 
 def run_variant(name: str, base: dict, res: Path, work: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
     observe = variant(name)
+    if args.train_steps is not None:
+        name = f"{name}_steps{args.train_steps}"
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
     clean = res / "dataset" / "maps.zarr"
@@ -78,8 +84,9 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> tuple[pd.
     model = out / "model"
     t0 = time.monotonic()
     if not (model / score.META_FILE).is_file():
-        training = {**base["training"], "time_budget_s": None}
-        training.pop("runtime_margin_s", None)
+        training = single_process_settings(base["training"])
+        if args.train_steps is not None:
+            training["steps"] = args.train_steps
         reconstruct.train_from_store(
             data, splits, model, out / "checkpoints", training=training,
             stretch=base["normalisation"]["stretch"], log_decades=base["normalisation"]["log_decades"],
@@ -103,7 +110,8 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> tuple[pd.
     ]
     table = pd.DataFrame(rows).assign(variant=name)
     table.to_csv(out / "metrics.csv", index=False)
-    (out / "settings.json").write_text(json.dumps({"observe": observe, "n_samples": args.n_samples}, indent=1))
+    settings = {"observe": observe, "n_samples": args.n_samples, "train_steps": args.train_steps}
+    (out / "settings.json").write_text(json.dumps(settings, indent=1))
     k = ev["k"].values
     r = ev["r"].mean("sightline").values  # (field, k)
     rk = pd.DataFrame(
@@ -156,6 +164,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["ideal", "all_z0.3"])
     ap.add_argument("--work", type=Path, default=None, help="default <results>/observing")
     ap.add_argument("--n-samples", type=int, default=20)
+    ap.add_argument("--train-steps", type=int, default=None, help="train each variant this long (default: config)")
     ap.add_argument("--seed", type=int, default=42, help="seed of the bootstrap")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--list", action="store_true", help="list the levels and exit")

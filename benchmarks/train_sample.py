@@ -43,7 +43,7 @@ from throughput import resolve  # noqa: E402
 from massmaps import store  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
 from massmaps.learning.checkpoints import LOCK_FILE  # noqa: E402
-from massmaps.learning.training import TrainingInterrupted  # noqa: E402
+from massmaps.learning.training import TrainingInterrupted, single_process_settings  # noqa: E402
 
 
 def main() -> None:
@@ -69,8 +69,7 @@ def main() -> None:
     args.work.mkdir(parents=True)
     model_dir, ckpt_dir = args.work / "model", args.work / "checkpoints"
 
-    training = {k: v for k, v in cfg["training"].items() if k != "runtime_margin_s"}
-    training.update(device=str(device), steps=10**9, time_budget_s=None)
+    training = single_process_settings(cfg["training"], device=str(device), steps=10**9)
     if args.num_workers is not None:
         training["num_workers"] = args.num_workers
     norm = cfg["normalisation"]

@@ -479,3 +479,18 @@ def test_keys_added_later_keep_old_models_hash():
     assert training_hash(config) == training_hash(before)
     config["training"]["precision"] = "bf16"
     assert training_hash(config) != training_hash(before)
+
+
+def test_training_block_outside_the_workflow():
+    """The benchmarks train from the config's training block: every key the schema fills is either a
+    TrainConfig field or a launch key that single_process_settings drops (a new launch key breaks this)."""
+    from massmaps.learning.training import LAUNCH_KEYS, TrainConfig, single_process_settings
+
+    training = _filled()["training"]
+    assert set(LAUNCH_KEYS) <= set(training)
+    settings = single_process_settings(training, steps=7, sigma_data=0.3)  # edm: train_from_store measures it
+    cfg = TrainConfig.from_dict(settings)
+    assert cfg.steps == 7 and cfg.time_budget_s is None
+    assert not set(LAUNCH_KEYS) & set(settings)
+    with pytest.raises(ValueError, match="nodes"):
+        TrainConfig.from_dict(training)

@@ -93,6 +93,20 @@ class TrainingInterrupted(SystemExit):
 
 
 # ------------------------------------------------------------------------------------ config
+#: Keys of the config's ``training`` block that say how the job is launched, not what one process trains:
+#: the workflow's train script reads them; :class:`TrainConfig` does not take them.
+LAUNCH_KEYS = ("runtime_margin_s", "nodes", "processes_per_node")
+
+
+def single_process_settings(training: Mapping[str, Any], **overrides: Any) -> dict:
+    """The config's ``training`` block as :class:`TrainConfig` settings for one process run outside the
+    workflow (benchmarks, notebooks): the launch keys dropped, no time budget, then ``overrides``."""
+    out = {k: v for k, v in training.items() if k not in LAUNCH_KEYS}
+    out["time_budget_s"] = None
+    out.update(overrides)
+    return out
+
+
 @dataclass
 class TrainConfig:
     """Training options. ``network`` holds NCSNpp keywords (checked in ``score.build_score_model``)."""
