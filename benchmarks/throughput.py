@@ -19,7 +19,8 @@ mappings key by key). Per size, on random normalised maps of the config's npix:
 
 CUDA timings synchronise the device before each clock reading. ``--cudnn-benchmark`` also times the
 sizes with ``torch.backends.cudnn.benchmark`` on (the pipeline leaves it off). ``--precision bf16`` and
-``--compile`` time the training step as ``training.precision`` and ``training.compile`` run it.
+``--compile`` time the training step and the sampler as ``training.precision`` / ``training.compile`` and
+``sampling.precision`` / ``sampling.compile`` run them (the untimed first call compiles).
 
 ``--ranks 1 2`` times data-parallel training instead (docs/scaling.md): for each count, that many local
 processes (gloo on the CPU, nccl on GPUs, one GPU a rank) each train on their part of the global batch
@@ -95,14 +96,12 @@ def time_training(
     model.model.train()
     denoiser = score.Denoiser(model)
     denoiser.net = distributed.wrap(model.model, device, world)
-    if compile:
-        denoiser.net = torch.compile(denoiser.net)
+    denoiser.net = score.compiled(denoiser.net, compile)
     shard = None if world.size == 1 and not compile else (world.rank * local, batch)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with score.autocast(precision, device):
             loss = score.training_loss(denoiser, x, cond, shard)
         loss.backward()
         optimizer.step()
@@ -119,9 +118,11 @@ def time_training(
     return steps * batch / (time.perf_counter() - t0)
 
 
-def time_sampling(model, batch, npix, sampler, steps, sampler_kwargs, device) -> tuple[float, float]:
+def time_sampling(
+    model, batch, npix, sampler, steps, sampler_kwargs, device, precision="float32", compile=False
+) -> tuple[float, float]:
     """(network evaluations per second, seconds per call) of the sampler on ``batch`` samples."""
-    denoiser = score.Denoiser(model)
+    denoiser = score.Denoiser(model).configured(precision, compile)
     cond = np.random.default_rng(0).random((1, model.model.condition_input_channels, npix, npix), dtype=np.float32)
 
     def call():
@@ -218,8 +219,12 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=None, help="training batch (default: the config's)")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="also time with cudnn.benchmark on")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
-    ap.add_argument("--precision", default="float32", choices=["float32", "bf16"], help="as training.precision")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the network (training.compile)")
+    ap.add_argument(
+        "--precision", default="float32", choices=["float32", "bf16"], help="as training.precision, sampling.precision"
+    )
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (training.compile, sampling.compile)"
+    )
     ap.add_argument("--ranks", type=int, nargs="+", default=None, help="time data-parallel training on N ranks")
     args = ap.parse_args()
     if args.threads:
@@ -259,7 +264,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             eval_s, wall = time_sampling(
-                model, sample_batch, npix, sa["sampler"], sample_steps, dict(sa["sampler_kwargs"]), device
+                model, sample_batch, npix, sa["sampler"], sample_steps, dict(sa["sampler_kwargs"]), device, **step
             )
             peak_sample = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             per_sightline = sa["n_samples"] * samplers.nfe(sa["sampler"], sa["steps"]) / eval_s
@@ -267,6 +272,8 @@ def main() -> None:
                 size=size,
                 device=name,
                 cudnn_benchmark=bench,
+                precision=args.precision,
+                compile=args.compile,
                 npix=npix,
                 params_M=n_params / 1e6,
                 network=tr["network"],
@@ -285,7 +292,8 @@ def main() -> None:
             )
             rows.append(row)
             print(
-                f"{size:6s} {npix}^2 {n_params / 1e6:6.2f} M params{' cudnn.benchmark' if bench else ''}: "
+                f"{size:6s} {npix}^2 {n_params / 1e6:6.2f} M params{' cudnn.benchmark' if bench else ''} "
+                f"{args.precision}{' compiled' if args.compile else ''}: "
                 f"training {img_s:8.2f} images/s (batch {train_batch}); sampling {eval_s:8.1f} "
                 f"evaluations/s (batch {sample_batch}, {sample_steps} levels, {wall:.2f} s a call) -> "
                 f"{per_sightline:.1f} s for {sa['n_samples']} samples at {sa['steps']} levels"

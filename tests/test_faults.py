@@ -207,6 +207,27 @@ def test_killed_sampling_resumes_to_the_same_bytes(trained, tmp_path):
     assert not (resume / other).exists() and parts[0].parent.name != other
 
 
+def test_sampling_precision_and_compile_reach_the_store(trained, tmp_path):
+    """sampling.precision and sampling.compile through sample_from_store: recorded in the store's attributes,
+    part of the resume folder's key (a bf16 run never resumes float32 samples); the compiled network
+    (aot_eager) gives the eager bytes, bf16 samples within 2% of the posterior spread."""
+    from massmaps.learning import reconstruct
+
+    paths = dict(model_dir=trained / "model", store_path=trained / "maps.zarr")
+    paths["splits"] = pd.read_parquet(trained / "splits.parquet")
+    resume = tmp_path / "resume"
+    eager = reconstruct.sample_from_store(**paths, **SAMPLING, resume_dir=resume)
+    compiled = reconstruct.sample_from_store(**paths, **SAMPLING, compile="aot_eager", resume_dir=resume)
+    bf16 = reconstruct.sample_from_store(**paths, **SAMPLING, precision="bf16", resume_dir=resume)
+    assert len(list(resume.iterdir())) == 3  # one folder each: nothing resumed from another setting
+    np.testing.assert_array_equal(compiled["samples"].values, eager["samples"].values)
+    assert (eager.attrs["precision"], eager.attrs["compile"]) == ("float32", False)
+    assert (compiled.attrs["compile"], bf16.attrs["precision"]) == ("aot_eager", "bf16")
+    spread = float(eager["std"].mean())
+    diff = float(np.abs(bf16["samples"].values - eager["samples"].values).max())
+    assert 0 < diff < 0.02 * spread, (diff, spread)
+
+
 def _killed_at(call: int, **arguments) -> str:
     """A script that runs sample_from_store and kills itself (SIGKILL) at its ``call``-th draw."""
     return textwrap.dedent(f"""

@@ -192,6 +192,7 @@ def predict(
     device: str = "auto",
     config_files: Sequence[str] = (),
     quicklook: bool = True,
+    precision: str = "float32",
 ) -> Path:
     """Write the posterior FITS file ``out`` (and ``out`` with .png, a quick look); returns ``out``."""
     from .learning import samplers, score
@@ -214,14 +215,14 @@ def predict(
     steps = samplers.get_sampler(sampler).default_steps if steps is None else int(steps)
     u = samplers.draw_posterior_samples(
         trained.denoiser, cond, n_samples, sampler=sampler, steps=steps, seed=seed,
-        sightline_ids=[int(sightline_id)], sampler_kwargs=dict(sampler_kwargs or {}),
+        sightline_ids=[int(sightline_id)], sampler_kwargs=dict(sampler_kwargs or {}), precision=precision,
     )  # fmt: skip
     samples = norm.invert(u[0], TARGETS, field_axis=1).astype(np.float32)
     if not np.isfinite(samples).all():
         raise PredictError(f"{model_dir}: non-finite posterior samples for {tsz}, {xray}")
     meta = dict(
         model=str(model_dir), record=record, ra=ra, dec=dec, redshift=redshift, sampler=sampler, steps=steps,
-        seed=seed, sightline_id=sightline_id, masked=masked, inputs=(str(tsz), str(xray)),
+        precision=precision, seed=seed, sightline_id=sightline_id, masked=masked, inputs=(str(tsz), str(xray)),
     )  # fmt: skip
     out = write_posterior_fits(out, samples, target, meta)
     if quicklook:
@@ -262,6 +263,7 @@ def write_posterior_fits(out, samples: np.ndarray, wcs, meta: Mapping) -> Path:
         "PIXMPC": (float(record["pixel_Mpc"]), "[Mpc] physical pixel side"),
         "SAMPLER": (meta["sampler"], "posterior sampler"),
         "STEPS": (int(meta["steps"]), "sampler steps"),
+        "PRECISN": (meta["precision"], "network forward pass (float32 or bf16)"),
         "NSAMPLE": (int(samples.shape[0]), "posterior samples"),
         "SEED": (int(meta["seed"]), "sampling seed"),
         "SEEDKEY": (int(meta["sightline_id"]), "sightline id the seeds are keyed by"),
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sightline-id", type=int, default=0, help="the key of the sampling seeds (default 0)")
     p.add_argument("--max-masked", type=float, default=0.05, help="largest fraction of NaN pixels filled")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["float32", "bf16"], default="float32", help="the network's forward pass")
     p.add_argument("--config", nargs="*", default=[], help="config files the model must have been trained with")
     return p
 
@@ -354,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model, args.tsz, args.xray, ra=args.ra, dec=args.dec, redshift=args.z, out=args.out,
             n_samples=args.n_samples, sampler=args.sampler, steps=args.steps, seed=args.seed,
             sightline_id=args.sightline_id, exposure=args.exposure, max_masked=args.max_masked,
-            device=args.device, config_files=args.config,
+            device=args.device, config_files=args.config, precision=args.precision,
         )  # fmt: skip
     except (PredictError, FileNotFoundError) as err:
         print(f"massmaps predict: error: {err}", file=sys.stderr)

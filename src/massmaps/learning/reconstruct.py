@@ -144,6 +144,8 @@ def sample_from_store(
     resume_dir: str | os.PathLike | None = None,
     groups: int = 1,
     group: int = 0,
+    precision: str = "float32",
+    compile: bool | str = False,
 ) -> xr.Dataset:
     """Posterior samples of (gas, dm) for the sightlines of one split, in physical units.
 
@@ -161,6 +163,10 @@ def sample_from_store(
     seed and its sightline_id, so the result is the same bytes as an uninterrupted run). The caller
     removes the folder once the result is safely stored (:func:`clear_resume`).
 
+    ``precision`` ("float32" or "bf16") and ``compile`` (false, true or a torch.compile backend): how the
+    network is evaluated (:meth:`massmaps.learning.score.Denoiser.configured`), set up once for all
+    sightlines.
+
     Returns a Dataset with ``samples`` (sightline, sample, field, y, x) and the per-pixel ``mean`` and
     ``std`` (ddof=1) over samples, with the dataset's sightline coordinates. Non-finite samples raise
     ValueError naming the model and the sightline.
@@ -168,10 +174,13 @@ def sample_from_store(
     rows = sampling_group(_split_rows(splits, which, eval_range_only), group, groups)
     ds = store.open_store(store_path)
     trained = score.load_model(model_dir, device=device)
+    denoiser = trained.denoiser.configured(precision, compile)
     norm = trained.normaliser
     steps = samplers.get_sampler(sampler).default_steps if steps is None else int(steps)
     parts = None
     if resume_dir is not None:
+        # the network's evaluation enters the key only when it is not the default (older folders keep theirs)
+        evaluation = {"precision": precision, "compile": compile} if precision != "float32" or compile else {}
         parts = Path(resume_dir) / resume_key(
             model_dir,
             ds,
@@ -182,6 +191,7 @@ def sample_from_store(
             seed=seed,
             sampler_kwargs=sampler_kwargs,
             prior_mean=prior_mean,
+            **evaluation,
         )
         parts.mkdir(parents=True, exist_ok=True)
     mu = prior_mean_for(prior_mean, ds, splits, norm)
@@ -192,7 +202,8 @@ def sample_from_store(
     out = np.empty((index.size, n_samples, len(TARGETS), *inputs.shape[-2:]), dtype=np.float32)
     resumed = _draw_sightlines(
         out,
-        trained,
+        denoiser,
+        norm,
         cond,
         ids,
         parts,
@@ -216,6 +227,8 @@ def sample_from_store(
         "steps": steps,
         "nfe_per_sample": samplers.nfe(sampler, steps),
         "prior_mean": prior_mean,
+        "precision": precision,
+        "compile": compile,
         "seed": int(seed),
         "config_hash": ds.attrs.get("config_hash", ""),
     }
@@ -253,7 +266,8 @@ def _split_rows(splits: pd.DataFrame, which: str, eval_range_only: bool) -> pd.D
 
 def _draw_sightlines(
     out: np.ndarray,
-    trained: score.TrainedModel,
+    denoiser: score.Denoiser,
+    norm,
     cond: np.ndarray,
     ids: np.ndarray,
     parts: Path | None,
@@ -274,7 +288,6 @@ def _draw_sightlines(
     taken. Non-finite samples raise ValueError naming ``model_dir``, the sightline and ``store_path``."""
     from tqdm.auto import tqdm
 
-    norm = trained.normaliser
     resumed = 0
     # one sightline at a time keeps memory flat and shows progress; seeds depend only on (seed, sightline_id)
     for k in tqdm(range(len(ids)), desc="posterior", unit="sightline", disable=not progress):
@@ -283,7 +296,7 @@ def _draw_sightlines(
             resumed += 1
             continue
         u = samplers.draw_posterior_samples(
-            trained.denoiser,
+            denoiser,
             cond[k : k + 1],
             n_samples,
             sampler=sampler,

@@ -353,6 +353,8 @@ def draw_posterior_samples(
     device: str = "auto",
     disable: bool = True,
     prior_mean=None,
+    precision: str = "float32",
+    compile: bool | str = False,
 ) -> np.ndarray:
     """Posterior samples of the normalised targets for each conditioning input.
 
@@ -376,6 +378,10 @@ def draw_posterior_samples(
         N(prior_mean, sigma_max^2). With sigma_max = 1 the data are not negligible against the prior
         noise, and a prior centred on zero leaves the samples biased low where the data's mean is not
         small next to sigma_max (e.g. after an asinh stretch).
+    precision, compile : the network's forward pass in bfloat16 ("bf16", under torch.autocast; the
+        sampler's state stays float64) and through torch.compile (True: inductor, or a backend name), see
+        :meth:`massmaps.learning.score.Denoiser.configured`. A caller that samples many inputs configures
+        the denoiser once and passes it instead.
 
     Returns
     -------
@@ -385,6 +391,8 @@ def draw_posterior_samples(
     if n_samples < 1 or batch_size < 1:
         raise ValueError(f"n_samples and batch_size must be positive, got {n_samples}, {batch_size}")
     denoiser = _as_denoiser(model, device)
+    if precision != "float32" or compile:
+        denoiser = denoiser.configured(precision, compile)
     inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
     if inputs.ndim != 4:
         raise ValueError(f"inputs must be (B, C, H, W), got shape {tuple(inputs.shape)}")

@@ -21,6 +21,8 @@ formula E[x_0 | x_t] = x_t + sigma^2 score then gives D(x; sigma, y) = x + sigma
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import json
 import math
@@ -140,6 +142,30 @@ def t_to_sigma(t, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX):
 PRECONDITIONINGS = ("score_models", "edm")
 
 
+#: Precisions of the network's forward pass: float32, or bfloat16 under torch.autocast (weights and the
+#: sampler's or optimiser's state stay float32 / float64).
+PRECISIONS = ("float32", "bf16")
+
+
+def autocast(precision: str, device: torch.device | str):
+    """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def compiled(module: torch.nn.Module, backend: bool | str):
+    """``module`` itself (``backend`` false), or through torch.compile: inductor (True) or a named backend
+    (e.g. "aot_eager": the same graph capture without code generation)."""
+    if not isinstance(backend, (bool, str)):
+        raise ValueError(f"compile must be true, false or a torch.compile backend name, got {backend!r}")
+    if not backend:
+        return module
+    return torch.compile(module, **({} if backend is True else {"backend": backend}))
+
+
 class Denoiser:
     """D(x; sigma, y) over a score_models VE ScoreModel, in one of two parametrisations of the network F:
 
@@ -170,6 +196,16 @@ class Denoiser:
         self.sigma_max = float(sde.sigma_max)
         self.preconditioning = preconditioning
         self.sigma_data = float(sigma_data) if sigma_data else None
+        self.precision = "float32"
+
+    def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
+        """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
+        ``compile``, through torch.compile (:func:`compiled`); the same weights, shared, not copied."""
+        autocast(precision, "cpu")  # checks the name
+        other = copy.copy(self)
+        other.precision = precision
+        other.net = compiled(self.net, compile)
+        return other
 
     @property
     def device(self) -> torch.device:
@@ -183,7 +219,9 @@ class Denoiser:
         t = sigma_to_t(sigma, self.sigma_min, self.sigma_max).to(net_dtype)
         conds = [cond] if isinstance(cond, torch.Tensor) else list(cond or [])
         conds = [c.to(device=x.device, dtype=net_dtype) for c in conds]
-        return self.net(t, x.to(net_dtype), *conds)
+        with autocast(self.precision, x.device):
+            out = self.net(t, x.to(net_dtype), *conds)
+        return out if out.dtype == net_dtype else out.to(net_dtype)
 
     def coefficients(self, sig: torch.Tensor) -> tuple:
         """(c_skip, c_out, c_in) at noise levels ``sig`` (broadcastable against x)."""

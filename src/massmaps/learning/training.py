@@ -35,7 +35,6 @@ summed over pixels, divided by the batch size) and owns the loop:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -77,7 +76,7 @@ TRAIN_LOG_FILE = "training.json"
 # defaults (nf=128, ch_mult=(2, 2, 2, 2), attention, FIR), which PAPER_NETWORK = {} keeps.
 LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
 PAPER_NETWORK: dict = {}
-PRECISIONS = ("float32", "bf16")
+PRECISIONS = score_mod.PRECISIONS
 
 
 class TrainingInterrupted(SystemExit):
@@ -212,16 +211,12 @@ def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
 
 def _autocast(config: TrainConfig, device):
     """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
-    if config.precision == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return score_mod.autocast(config.precision, device)
 
 
 def _network(module, config: TrainConfig):
     """The network the loss calls: ``module`` itself, or compiled (``config.compile``)."""
-    if not config.compile:
-        return module
-    return torch.compile(module, **({} if config.compile is True else {"backend": config.compile}))
+    return score_mod.compiled(module, config.compile)
 
 
 @torch.no_grad()
