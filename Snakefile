@@ -6,6 +6,7 @@
 #
 # Stages live in workflow/rules/<stage>.smk; the science lives in src/massmaps/.
 
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/ablation.smk"
 
 
 # An existing output of the wrong kind (e.g. a folder where a table is written) fails here, before any job.

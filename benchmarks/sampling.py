@@ -17,6 +17,8 @@ per mass bin and field, with bootstrap ranges over clusters) are printed side by
 
     python benchmarks/sampling.py --results results/default --tables edm_stochastic:40:s_churn=20 dpmpp_2m_sde:20 \
         --n-samples 50
+    python benchmarks/sampling.py --results results/default --tables dpmpp_2m_sde:20 dpmpp_2m_sde:20:precision=bf16 \
+        dpmpp_2m_sde:20:compile=true --prior-mean none      # the network in bf16, compiled (sampling.*)
 """
 
 from __future__ import annotations
@@ -164,11 +166,21 @@ def main() -> None:
         print(f"  {r['name']}: " + ("inside on every metric" if not out else "outside: " + "; ".join(out)))
 
 
-def parse_setting(text: str) -> tuple[str, int, dict]:
-    """'edm_stochastic:40:s_churn=20,s_noise=1.0' -> ('edm_stochastic', 40, {'s_churn': 20.0, 's_noise': 1.0})."""
+#: Keys of a --tables setting that say how the network is evaluated (sampling.precision, sampling.compile),
+#: not solver keywords.
+EVALUATION_KEYS = ("precision", "compile")
+
+
+def parse_setting(text: str) -> tuple[str, int, dict, dict]:
+    """'edm_stochastic:40:s_churn=20,s_noise=1.0' -> ('edm_stochastic', 40, {'s_churn': 20.0, 's_noise': 1.0},
+    {}); 'dpmpp_2m_sde:20:precision=bf16' -> ('dpmpp_2m_sde', 20, {}, {'precision': 'bf16'})."""
     parts = text.split(":")
-    kwargs = {k: float(v) for k, v in (kv.split("=") for kv in parts[2].split(","))} if len(parts) > 2 else {}
-    return parts[0], int(parts[1]), kwargs
+    pairs = [kv.split("=") for kv in parts[2].split(",")] if len(parts) > 2 else []
+    kwargs = {k: float(v) for k, v in pairs if k not in EVALUATION_KEYS}
+    evaluation = {k: v for k, v in pairs if k in EVALUATION_KEYS}
+    if "compile" in evaluation:
+        evaluation["compile"] = {"true": True, "false": False}.get(evaluation["compile"], evaluation["compile"])
+    return parts[0], int(parts[1]), kwargs, evaluation
 
 
 def compare_tables(args) -> None:
@@ -182,7 +194,7 @@ def compare_tables(args) -> None:
     dataset = store.open_store(res / "dataset" / "maps.zarr")
     rows = []
     for text in args.tables:
-        sampler, steps, kwargs = parse_setting(text)
+        sampler, steps, kwargs, evaluation = parse_setting(text)
         t0 = time.perf_counter()
         out = reconstruct.sample_from_store(
             res / "model",
@@ -199,10 +211,11 @@ def compare_tables(args) -> None:
             sampler_kwargs=kwargs,
             prior_mean=args.prior_mean,
             progress=False,
+            **evaluation,
         )
         wall = time.perf_counter() - t0
         ev = evaluate.evaluate(out, dataset)
-        name = f"{sampler} {out.attrs['nfe_per_sample']} NFE"
+        name = " ".join([f"{sampler} {out.attrs['nfe_per_sample']} NFE", *(f"{k}={v}" for k, v in evaluation.items())])
         rows += [{**r, "variant": name} for r in ablation.posterior_metrics(ev, seed=0)]
         rows.append(
             {

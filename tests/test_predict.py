@@ -189,3 +189,76 @@ def test_exposure_map_and_masked_pixels(run, tmp_path):
     with pytest.raises(PredictError, match=r"m2.fits: 66 of 256 pixels are masked \(NaN\), more than max_masked"):
         predict(res / "model", _write(tmp_path / "m2.fits", masked, wcs, "y"), double, exposure=expo,
                 out=tmp_path / "d.fits", **kw)  # fmt: skip
+
+
+ABLATION = (
+    OBSERVED
+    + """
+ablation:
+  n_samples: 3
+  observing:
+    main: {redshift: {kind: uniform, range: [0.2, 0.4]}, tsz: {preset: act_dr6_y}, xray: {preset: erosita_erass1}}
+    ideal: {tsz: {preset: none}, xray: {preset: none}}
+    beam: {redshift: {kind: fixed, value: 0.3}, tsz: {preset: act_dr6_y, noise_arcmin: 0.0},
+           xray: {preset: erosita_erass1, output: surface_brightness}}
+"""
+)
+
+
+def _job_counts(text: str) -> dict:
+    import re
+
+    stats = text.split("Job stats:")[1].split("total")[0]
+    return {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
+
+
+def test_observing_ablation_in_the_workflow_and_its_report(run, tmp_path):
+    """ablation.observing on a copy of the observed run: the variant equal to the run's instruments reuses
+    its maps and model (its samples are the run's bytes), the ideal one trains on the clean maps, the beam
+    one observes and trains; one table, a Markdown table and the r(k) figure, all in the HTML report.
+    Changing one variant reruns that variant's four jobs and the table, nothing else."""
+    import pandas as pd
+
+    work = tmp_path / "ablation"
+    shutil.copytree(run, work, symlinks=True)
+    out = snakemake(work, "observing_ablation", extra=ABLATION)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    jobs = _job_counts(out.stdout + out.stderr)
+    assert jobs["ablation_train_model"] == 2 and jobs["ablation_observe_dataset"] == 1, jobs
+    assert "train_model" not in jobs and "project_shard" not in jobs, jobs
+    res = work / "results" / "tiny"
+    abl = res / "ablation" / "observing"
+    main = store.open_store(abl / "main" / "samples.zarr")
+    np.testing.assert_array_equal(
+        main["samples"].values, store.open_store(res / "samples" / "test.zarr")["samples"].values
+    )
+    assert not (abl / "main" / "model").exists() and not (abl / "ideal" / "maps.zarr").exists()
+    ideal, observed = model_record(abl / "ideal" / "model"), model_record(res / "model")
+    assert ideal["inputs"] != observed["inputs"] and ideal["training_hash"] != observed["training_hash"]
+    beam = store.open_store(abl / "beam" / "maps.zarr")
+    assert (beam["redshift"].values == 0.3).all()
+    table = pd.read_csv(abl / "ablation.csv")
+    assert list(dict.fromkeys(table["variant"])) == ["main", "ideal", "beam"]
+    assert {"r_small", "b_large", "mass_error_median", "max_coverage_error", "z_std", "tarp_ks_p"} <= set(
+        table["statistic"]
+    )
+    assert np.isfinite(table.loc[table["statistic"] == "r_small", "value"]).all()
+    curves = pd.read_csv(abl / "r_of_k.csv")
+    assert np.isnan(curves.loc[curves["variant"] == "ideal", "k_beam_half"]).all()
+    assert (curves.loc[curves["variant"] == "beam", "k_beam_half"] > 0).all()
+    assert "| beam |" in (abl / "ablation.md").read_text()
+    assert (abl / "r_of_k.png").stat().st_size > 10_000
+    report = work / "report.html"
+    out = snakemake(work, "observing_ablation", "--report", str(report), extra=ABLATION)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Observing ablation" in report.read_text(errors="replace")
+    # another redshift for one variant: that variant's jobs and the table, nothing before them
+    dry = snakemake(work, "observing_ablation", "-n", extra=ABLATION.replace("value: 0.3}", "value: 0.25}"))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert _job_counts(dry.stdout + dry.stderr) == {
+        "ablation_observe_dataset": 1,
+        "ablation_train_model": 1,
+        "ablation_sample_posterior": 1,
+        "ablation_evaluate_posterior": 1,
+        "observing_ablation": 1,
+    }

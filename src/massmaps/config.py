@@ -214,23 +214,31 @@ def _check_library_configs(config: Mapping, errors: list) -> None:
 
 
 def _check_observe(config: Mapping, errors: list) -> None:
-    """The instruments build from their presets and overrides; an observed X-ray map has its temperature map."""
+    """The instruments build from their presets and overrides; an observed X-ray map has its temperature map.
+    The same for each variant of the observing ablation."""
+    blocks = {"observe": config["observe"]}
+    blocks.update({f"ablation.observing.{name}": block for name, block in config["ablation"]["observing"].items()})
+    for key, block in blocks.items():
+        _check_observe_block(block, key, config["projection"]["fields"], errors)
+
+
+def _check_observe_block(block: Mapping, key: str, fields, errors: list) -> None:
     from .observe.instruments import from_config
 
     try:
-        tsz, xray, _ = from_config(config["observe"])
+        tsz, xray, _ = from_config(block)
     except (TypeError, ValueError) as err:
-        errors.append(f"config: {err}")
+        text = str(err)
+        errors.append(f"config: {text if key == 'observe' else f'{key}: {text}'}")
         return
-    fields = config["projection"]["fields"]
     if xray is not None and "xray_kT" not in fields:
         errors.append(
-            f"config: observe.xray: an observed X-ray map needs the projected gas temperature; "
+            f"config: {key}.xray: an observed X-ray map needs the projected gas temperature; "
             f"expected xray_kT in projection.fields, got {fields}"
         )
     missing = [f for f in ("tsz", "xray") if f not in fields]
     if missing and (xray is not None or tsz is not None):
-        errors.append(f"config: observe: the observed inputs need {missing} in projection.fields, got {fields}")
+        errors.append(f"config: {key}: the observed inputs need {missing} in projection.fields, got {fields}")
 
 
 def check(config: Mapping) -> None:

@@ -84,4 +84,6 @@ def get_final_outputs():
         f"{RESULTS}/metrics/calibration.csv",
         f"{RESULTS}/metrics/linear_baselines.csv",
         *[path for name in FIGURES for path in get_figure(name)],
+        # the observing ablation's table and figure, when variants are configured (rules in ablation.smk)
+        *([f"{RESULTS}/ablation/observing/ablation.csv"] if config["ablation"]["observing"] else []),
     ]

@@ -176,3 +176,19 @@ def observe_xray(
         source = np.maximum(convolve(source, kernel), 0.0)  # FFT round-off can dip below zero far out
     expected = source + inst.background_per_s_arcmin2 * inst.exposure_s * pix_arcmin2
     return rng.poisson(expected).astype(np.float64)
+
+
+def beam_half_transfer_k(observe: Mapping, cosmology: CosmologyParams | Mapping) -> float:
+    """k in h/Mpc (k = 2 pi / wavelength, in the Mpc of the maps' pixels) where the transfer function
+    exp(-k^2 s^2 / 2) of the tSZ beam of the ``observe`` block falls to 1/2, at its fixed redshift (or the
+    middle of a uniform range); NaN when there is no beam."""
+    from .instruments import from_config
+
+    tsz, _, law = from_config(observe)
+    if tsz is None or not tsz.beam_fwhm_arcmin:
+        return float("nan")
+    z = law.value if law.kind == "fixed" else 0.5 * (law.range[0] + law.range[1])
+    mpc_per_arcmin = 1.0 / angular_pixel_arcmin(1.0, z, cosmology)
+    sigma_Mpc = tsz.beam_fwhm_arcmin * mpc_per_arcmin / np.sqrt(8 * np.log(2))
+    h = (cosmology["H0"] if isinstance(cosmology, Mapping) else cosmology.H0) / 100.0
+    return float(np.sqrt(2 * np.log(2)) / sigma_Mpc / h)
