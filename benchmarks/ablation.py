@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from massmaps import config as checks  # noqa: E402
 from massmaps import store  # noqa: E402
 from massmaps.config import merge  # noqa: E402
-from massmaps.evaluation import evaluate, tables  # noqa: E402
+from massmaps.evaluation import evaluate  # noqa: E402
+from massmaps.evaluation.ablation import posterior_metrics, summary  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
 from massmaps.learning.training import single_process_settings  # noqa: E402
 
@@ -179,53 +180,6 @@ def _divergence(den, x, sigma: float, cond, gen, probes: int = 4) -> list[float]
     return (total / probes).tolist()
 
 
-def cluster_bootstrap(values: np.ndarray, groups: np.ndarray, stat, seed: int, n_boot: int = 1000) -> tuple:
-    """stat(values) and the 16-84% range of stat over a bootstrap that resamples clusters."""
-    ids = np.unique(groups)
-    members = [np.flatnonzero(groups == g) for g in ids]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
-    boot = [
-        stat(values[np.concatenate([members[i] for i in pick])])
-        for pick in rng.integers(0, len(ids), (n_boot, len(ids)))
-    ]
-    return stat(values), float(np.percentile(boot, 16)), float(np.percentile(boot, 84))
-
-
-def posterior_metrics(ev, seed: int) -> list[dict]:
-    rows = []
-    k = ev["k"].values
-    large, small = k < ev.attrs["k_split"], k >= ev.attrs["k_split"]
-    cal, _ = tables.calibration_tables(ev, seed=seed, n_boot=500)
-    for mb in ("low", "high", "all"):
-        sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
-        if not sel.any():
-            continue
-        groups = ev["halo_id"].values[sel]
-        for f in reconstruct.TARGETS:
-            sub = ev.sel(field=f).isel(sightline=np.flatnonzero(sel))
-            per = {
-                "mass_error_median": (sub["mass_error"].values, np.median),
-                "b_large": (sub["b"].values[:, large].mean(axis=1), np.mean),
-                "r_small": (sub["r"].values[:, small].mean(axis=1), np.mean),
-            }
-            for name, (values, stat) in per.items():
-                v, lo, hi = cluster_bootstrap(values, groups, stat, seed)
-                rows.append({"mass_bin": mb, "field": f, "statistic": name, "value": v, "lo": lo, "hi": hi})
-            c = cal[(cal["mass_bin"] == mb) & (cal["field"] == f)].set_index("statistic")
-            for name in ("max_coverage_error", "coverage_0.68", "coverage_0.9", "z_mean", "z_std", "tarp_ks_p"):
-                rows.append(
-                    {
-                        "mass_bin": mb,
-                        "field": f,
-                        "statistic": name,
-                        "value": c.loc[name, "value"],
-                        "lo": c.loc[name, "lo"],
-                        "hi": c.loc[name, "hi"],
-                    }
-                )
-    return rows
-
-
 def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFrame:
     spec = variant(name)
     cfg = merge(copy.deepcopy(base), {k: v for k, v in spec.items() if k in ("training", "sampling")})
@@ -304,17 +258,6 @@ def denoiser_only(name: str, base: dict, res: Path, work: Path) -> pd.DataFrame:
         for k, v in denoiser_bias(model, store.open_store(res / "dataset" / "maps.zarr"), splits).items()
     ]
     return pd.DataFrame(rows).assign(variant=name)
-
-
-def summary(tables: pd.DataFrame) -> pd.DataFrame:
-    """variant x (statistic per bin and field): 'value [lo, hi]'."""
-    t = tables.copy()
-    t["cell"] = [
-        f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "")
-        for v, lo, hi in zip(t["value"], t["lo"], t["hi"])
-    ]
-    t["column"] = t["statistic"] + " " + t["field"] + " " + t["mass_bin"]
-    return t.pivot_table(index="variant", columns="column", values="cell", aggfunc="first", sort=False)
 
 
 def main() -> None:

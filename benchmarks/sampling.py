@@ -185,9 +185,7 @@ def parse_setting(text: str) -> tuple[str, int, dict, dict]:
 
 def compare_tables(args) -> None:
     """Table 1 and calibration of each sampler in ``args.tables``, on the same model and sightlines."""
-    import ablation
-
-    from massmaps.evaluation import evaluate
+    from massmaps.evaluation import ablation, evaluate
 
     res = args.results or ROOT / "results" / args.run
     splits = pd.read_parquet(res / "split" / "splits.parquet")

@@ -31,6 +31,7 @@ GENERATED = {
     "table1.md": "workflow/rules/evaluate.smk",  # rule table1
     "calibration.md": "workflow/rules/evaluate.smk",  # rule calibration
     "table.md": "tests/fault_matrix.py",  # its --out option
+    "ablation.md": "workflow/rules/ablation.smk",  # rule observing_ablation
 }
 
 # Files that another change is rewriting now, each with the flagged texts it may still hold until that

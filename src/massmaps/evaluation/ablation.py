@@ -58,9 +58,10 @@ def mass_bins(ev: xr.Dataset) -> list[str]:
     return [b for b in dict.fromkeys(ev["mass_bin"].values.tolist()) if b] + ["all"]
 
 
-def posterior_metrics(ev: xr.Dataset, seed: int, n_boot: int = 500) -> list[dict]:
+def posterior_metrics(ev: xr.Dataset, seed: int, n_boot: int = 1000) -> list[dict]:
     """Rows (mass_bin, field, statistic, value, lo, hi) of :data:`MEAN_STATISTICS` and
-    :data:`CALIBRATION_STATISTICS` for one evaluation store."""
+    :data:`CALIBRATION_STATISTICS` for one evaluation store (the calibration values and ranges are those
+    of the pipeline's calibration table at the same seed and ``n_boot``)."""
     k = ev["k"].values
     scales = {"large": k < ev.attrs["k_split"], "small": k >= ev.attrs["k_split"]}
     cal, _ = tables.calibration_tables(ev, seed=seed, n_boot=n_boot)
@@ -103,7 +104,7 @@ def r_of_k(ev: xr.Dataset) -> pd.DataFrame:
 
 
 def ablation_table(
-    evaluations: Mapping[str, xr.Dataset], seed: int, n_boot: int = 500
+    evaluations: Mapping[str, xr.Dataset], seed: int, n_boot: int = 1000
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(statistics, r(k) curves) of every variant, in the mapping's order, each row naming its variant."""
     rows, curves = [], []
