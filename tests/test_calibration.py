@@ -52,6 +52,8 @@ def test_exact_draws_are_calibrated():
     assert abs(value["z_mean"]) < 0.02
     assert value["tarp_ks_p"] > 0.05 and value["mass_rank_chi2_p"] > 0.01
     assert 0.45 < value["mass_rank_mean"] < 0.55
+    tail = 1 / (N_SAMPLES + 1)  # the truth below (or above) every one of the n samples
+    assert value["rank_bottom"] == pytest.approx(tail, rel=0.1) and value["rank_top"] == pytest.approx(tail, rel=0.1)
     # the bootstrap interval holds the value and has a width
     row = full.loc["coverage_0.5"]
     assert row["lo"] < row["value"] < row["hi"]
@@ -65,12 +67,16 @@ def test_dispersion_is_caught_with_its_sign(kind, sign):
         assert sign * (value[f"coverage_{a:g}"] - a) > 0.05, (kind, a)
     assert sign * (1 - value["z_std"]) > 0.2
     assert value["pixel_rank_chi2_p"] < 1e-6
+    tail = 1 / (N_SAMPLES + 1)  # too wide: the truth rarely outside all samples; too narrow: often, both sides
+    for side in ("rank_top", "rank_bottom"):
+        assert sign * (tail - value[side]) > 0.5 * tail, (kind, side, value[side])
 
 
 def test_shift_is_caught_with_its_sign():
     """Samples too high: mean z < 0 (the truth below the samples), low ranks of the total mass, TARP off."""
     value, _ = table("high")
     assert value["z_mean"] < -0.3
+    assert value["rank_bottom"] > 2 * value["rank_top"]  # the truth below every sample more often
     assert value["mass_rank_mean"] < 0.35
     assert value["mass_rank_chi2_p"] < 1e-3
     assert value["tarp_ks_p"] < 0.05

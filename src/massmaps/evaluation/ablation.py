@@ -28,7 +28,16 @@ MEAN_STATISTICS = {
     "r_small": ("r", "small", np.mean),
 }
 #: Calibration statistics taken from :func:`massmaps.evaluation.tables.calibration_tables`.
-CALIBRATION_STATISTICS = ("max_coverage_error", "coverage_0.68", "coverage_0.9", "z_mean", "z_std", "tarp_ks_p")
+CALIBRATION_STATISTICS = (
+    "max_coverage_error",
+    "coverage_0.68",
+    "coverage_0.9",
+    "z_mean",
+    "z_std",
+    "tarp_ks_p",
+    "rank_top",
+    "rank_bottom",
+)
 #: The columns of :func:`ablation_markdown`: (statistic, label, format).
 HEADLINE = (
     ("r_small", "small-scale r", "{:.3f}"),
@@ -36,6 +45,7 @@ HEADLINE = (
     ("mass_error_median", "mass error", "{:+.1%}"),
     ("max_coverage_error", "max coverage error", "{:.3f}"),
     ("z_std", "z std", "{:.2f}"),
+    ("rank_top", "truth above all samples", "{:.3f}"),
     ("tarp_ks_p", "TARP KS p", "{:.3f}"),
 )
 

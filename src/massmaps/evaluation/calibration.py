@@ -149,6 +149,8 @@ def _statistics(per_map: Mapping[str, np.ndarray], n_samples: int, levels: np.nd
     grid = np.linspace(0, 1, 101)
     ecp = ecp_curve(per_map["tarp_f"], grid)
     out = {f"coverage_{a:g}": float(c) for a, c in zip(levels, cover)}
+    # the tails: the truth below every sample, or above every one (calibrated: 1 / (n + 1) each)
+    out["rank_bottom"], out["rank_top"] = float(counts[0] / counts.sum()), float(counts[-1] / counts.sum())
     judged = [abs(c - a) for a, c in zip(levels, cover) if 0.1 - 1e-9 <= a <= 0.95 + 1e-9]
     out.update(
         {

@@ -82,6 +82,8 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
         ("max_coverage_error", "max |cov - level|"),
         ("z_mean", "mean z"),
         ("z_std", "std z"),
+        ("rank_bottom", "truth below all"),
+        ("rank_top", "truth above all"),
         ("tarp_ks_p", "TARP KS p"),
         ("tarp_area", "TARP area"),
         ("mass_rank_chi2_p", "mass-rank chi2 p"),
