@@ -85,5 +85,44 @@ def get_final_outputs():
         f"{RESULTS}/metrics/linear_baselines.csv",
         *[path for name in FIGURES for path in get_figure(name)],
         # the observing ablation's table and figure, when variants are configured (rules in ablation.smk)
-        *([f"{RESULTS}/ablation/observing/ablation.csv"] if config["ablation"]["observing"] else []),
+        *([f"{ABLATION}/ablation.csv"] if OBSERVING_VARIANTS else []),
     ]
+
+
+# The observing ablation (rules in ablation.smk): each variant's dataset, model and sky table.
+ABLATION = f"{RESULTS}/ablation/observing"
+OBSERVING_VARIANTS = config["ablation"]["observing"]
+
+
+def ablation_training_hash(variant):
+    return config_checks.training_hash({**config, "observe": OBSERVING_VARIANTS[variant]})
+
+
+def get_ablation_dataset(wildcards):
+    # the clean maps for a variant without instruments; the main run's maps for the main run's instruments
+    observe = OBSERVING_VARIANTS[wildcards.variant]
+    if is_ideal(observe):
+        return rules.assemble_dataset.output.store
+    if observe == config["observe"]:
+        return MODEL_DATASET
+    return f"{ABLATION}/{wildcards.variant}/maps.zarr"
+
+
+def get_ablation_model(wildcards):
+    if ablation_training_hash(wildcards.variant) == TRAINING_HASH:
+        return rules.train_model.output.model
+    return f"{ABLATION}/{wildcards.variant}/model"
+
+
+def get_ablation_sky_files(wildcards):
+    sky = OBSERVING_VARIANTS[wildcards.variant]["tsz"].get("sky_cl_file")
+    return [sky] if sky else []
+
+
+def get_ablation_evaluations(wildcards):
+    if not OBSERVING_VARIANTS:
+        raise ValueError(
+            "config: ablation.observing is empty; expected variant names with observe blocks, "
+            "e.g. --configfile config/observing_ablation.yaml"
+        )
+    return expand(f"{ABLATION}/{{variant}}/evaluation.zarr", variant=list(OBSERVING_VARIANTS))
