@@ -63,11 +63,6 @@ def cluster_bootstrap(values: np.ndarray, groups: np.ndarray, stat, seed: int, n
     return float(stat(values)), float(np.percentile(boot, 16)), float(np.percentile(boot, 84))
 
 
-def mass_bins(ev: xr.Dataset) -> list[str]:
-    """The mass bins that hold maps, in the order of the evaluation store, then ``all``."""
-    return [b for b in dict.fromkeys(ev["mass_bin"].values.tolist()) if b] + ["all"]
-
-
 def posterior_metrics(ev: xr.Dataset, seed: int, n_boot: int = 1000) -> list[dict]:
     """Rows (mass_bin, field, statistic, value, lo, hi) of :data:`MEAN_STATISTICS` and
     :data:`CALIBRATION_STATISTICS` for one evaluation store (the calibration values and ranges are those
@@ -76,7 +71,7 @@ def posterior_metrics(ev: xr.Dataset, seed: int, n_boot: int = 1000) -> list[dic
     scales = {"large": k < ev.attrs["k_split"], "small": k >= ev.attrs["k_split"]}
     cal, _ = tables.calibration_tables(ev, seed=seed, n_boot=n_boot)
     rows = []
-    for mb in mass_bins(ev):
+    for mb in tables._bins(ev):  # the bins calibration_tables reports, then 'all'
         sel = np.ones(ev.sizes["sightline"], bool) if mb == "all" else ev["mass_bin"].values == mb
         groups = ev["halo_id"].values[sel]
         for f in TARGETS:
