@@ -494,3 +494,17 @@ def test_training_block_outside_the_workflow():
     assert not set(LAUNCH_KEYS) & set(settings)
     with pytest.raises(ValueError, match="nodes"):
         TrainConfig.from_dict(training)
+
+
+def test_conformal_runs_only_when_the_test_split_is_sampled():
+    """The recalibration is fitted on val and reported on test: sampling another split skips it (the
+    workflow says so at start-up) instead of fitting and reporting on the same maps."""
+    from massmaps import config as checks
+
+    config = load()
+    assert checks.runs_conformal(config)
+    update_config(config, {"sampling": {"split": "val"}})
+    assert not checks.runs_conformal(config)
+    update_config(config, {"sampling": {"split": "test"}, "evaluation": {"conformal": False}})
+    assert not checks.runs_conformal(config)
+    assert "conformal" not in checks.evaluation_settings(config)

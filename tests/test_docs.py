@@ -30,6 +30,7 @@ SKIP_DIRS = {".git", ".venv", "results", ".snakemake", "__pycache__", ".pytest_c
 GENERATED = {
     "table1.md": "workflow/rules/evaluate.smk",  # rule table1
     "calibration.md": "workflow/rules/evaluate.smk",  # rule calibration
+    "conformal.md": "workflow/rules/evaluate.smk",  # rule conformal
     "table.md": "tests/fault_matrix.py",  # its --out option
     "ablation.md": "workflow/rules/ablation.smk",  # rule observing_ablation
 }

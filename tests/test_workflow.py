@@ -149,6 +149,15 @@ def test_evaluation_tables_and_figures(runs):
     cover = cal[cal["statistic"].str.startswith("coverage_")]
     assert ((cover["value"] >= 0) & (cover["value"] <= 1) & (cover["lo"] <= cover["hi"])).all()
     assert "| all | Gas |" in (res / "metrics" / "calibration.md").read_text()
+    # the conformal recalibration, fitted on the validation split's own samples
+    val = store.open_store(res / "samples" / "validation.zarr")
+    assert val.attrs["split"] == "val" and val.sizes["sightline"] > 0
+    conf = pd.read_csv(res / "metrics" / "conformal.csv")
+    assert set(conf["field"]) == {"gas", "dm"} and "all" in set(conf["mass_bin"])
+    levels = conf[conf["level"] != "max_error"]
+    assert ((levels["corrected_level"] > 0) & (levels["corrected_level"] <= 1)).all()
+    assert ((levels["after"] >= 0) & (levels["after"] <= 1) & (levels["after_lo"] <= levels["after_hi"])).all()
+    assert "raw -> corrected" in (res / "metrics" / "conformal.md").read_text()
 
 
 def test_plotting_option_reruns_only_figures(runs):
@@ -168,6 +177,7 @@ def test_same_config_same_bytes(runs):
     a, b = (d / "results" / "tiny" for d in runs)
     assert digest(a / "dataset" / "maps.zarr") == digest(b / "dataset" / "maps.zarr")
     assert digest(a / "samples" / "test.zarr") == digest(b / "samples" / "test.zarr")
+    assert digest(a / "samples" / "validation.zarr") == digest(b / "samples" / "validation.zarr")
     assert digest(a / "metrics" / "evaluation.zarr") == digest(b / "metrics" / "evaluation.zarr")
     for name in [
         "catalog/halos.parquet",
@@ -180,6 +190,7 @@ def test_same_config_same_bytes(runs):
         "metrics/linear_baselines.csv",
         "metrics/calibration.csv",
         "metrics/calibration_maps.csv",
+        "metrics/conformal.csv",
         *[f"figures/{f}.png" for f in FIGURES],
     ]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name

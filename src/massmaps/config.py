@@ -163,6 +163,22 @@ def _check_split_and_bins(config: Mapping, errors: list) -> None:
             )
 
 
+#: Keys of the evaluation block that the workflow reads and EvalConfig does not (Fig. 3's noise levels;
+#: whether the conformal recalibration runs).
+WORKFLOW_EVALUATION_KEYS = ("diffusion_levels", "conformal")
+
+
+def runs_conformal(config: Mapping) -> bool:
+    """Whether the conformal recalibration runs: it is fitted on the val split and reported on the test
+    split, so only when the test split is the one sampled."""
+    return bool(config["evaluation"].get("conformal")) and config["sampling"]["split"] == "test"
+
+
+def evaluation_settings(config: Mapping) -> dict:
+    """The evaluation block as :class:`massmaps.evaluation.evaluate.EvalConfig` takes it."""
+    return {k: v for k, v in config["evaluation"].items() if k not in WORKFLOW_EVALUATION_KEYS}
+
+
 def _check_learning(config: Mapping, errors: list) -> None:
     training, sampling = config["training"], config["sampling"]
     if not training["sigma_min"] < training["sigma_max"]:
@@ -196,7 +212,7 @@ def _check_library_configs(config: Mapping, errors: list) -> None:
     from .evaluation.evaluate import EvalConfig
     from .learning.score import check_ncsnpp_kwargs
 
-    evaluation = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
+    evaluation = evaluation_settings(config)
     for key, check in (
         (
             "particles.mock",

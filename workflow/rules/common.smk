@@ -8,10 +8,15 @@ from massmaps.observe.instruments import is_ideal
 # Every bad key fails here, before any job runs, naming the key path and what was expected.
 config_checks.validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 config_checks.check(config)
+if config["evaluation"]["conformal"] and not config_checks.runs_conformal(config):
+    logger.warning(
+        f"evaluation.conformal: skipped, since sampling.split is {config['sampling']['split']!r} (the "
+        "recalibration is fitted on the val split and reported on the test split)"
+    )
 
 # The mock's knobs plus the run's cosmology (the mock has no cosmology key of its own in the config).
 MOCK_CONFIG = {**config["particles"]["mock"], "cosmology": config["cosmology"]}
-EVALUATION = {k: v for k, v in config["evaluation"].items() if k != "diffusion_levels"}
+EVALUATION = config_checks.evaluation_settings(config)
 
 RESULTS = f"results/{config['run']}"
 SHARDS = list(range(config["sightlines"]["n_shards"]))
@@ -82,6 +87,8 @@ def get_final_outputs():
         f"{RESULTS}/metrics/posterior_summary.json",
         f"{RESULTS}/metrics/table1.csv",
         f"{RESULTS}/metrics/calibration.csv",
+        # the conformal recalibration of the intervals, fitted on the validation split (rule conformal)
+        *([f"{RESULTS}/metrics/conformal.csv"] if config_checks.runs_conformal(config) else []),
         f"{RESULTS}/metrics/linear_baselines.csv",
         *[path for name in FIGURES for path in get_figure(name)],
         # the observing ablation's table and figure, when variants are configured (rules in ablation.smk)

@@ -41,6 +41,27 @@ rule linear_baselines:
         "../scripts/linear_baselines.py"
 
 
+rule conformal:
+    input:
+        evaluation=rules.evaluate_posterior.output.evaluation,
+        validation=rules.sample_validation.output.samples,
+        dataset=MODEL_DATASET,
+    output:
+        table=report(f"{RESULTS}/metrics/conformal.csv", caption="../report/conformal.rst", category="Evaluation"),
+        markdown=f"{RESULTS}/metrics/conformal.md",
+    log:
+        f"{RESULTS}/logs/conformal.log",
+    conda:
+        "../../envs/massmaps.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        seed=config["seed"],
+    script:
+        "../scripts/conformal.py"
+
+
 rule table1:
     input:
         evaluation=rules.evaluate_posterior.output.evaluation,

@@ -36,3 +36,16 @@ rule sample_posterior:
         + (f"_group{wildcards.group}of{SAMPLING_GROUPS}" if SAMPLING_GROUPS > 1 else ""),
     script:
         "../scripts/sample_posterior.py"
+
+
+# evaluation.conformal: the same sampler on the validation split's sightlines in the evaluation range, on
+# which the conformal recalibration of the credible intervals is fitted (rule conformal)
+use rule sample_posterior as sample_validation with:
+    output:
+        samples=directory(f"{RESULTS}/samples/validation.zarr"),
+    log:
+        f"{RESULTS}/logs/sample_validation.log",
+    params:
+        sampling={**config["sampling"], "split": "val", "groups": 1},
+        seed=config["seed"],
+        resume_dir=f"{RESULTS}/checkpoints/samples_validation",
