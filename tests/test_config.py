@@ -264,6 +264,7 @@ BAD_CONFIGS = [
     ("split.eval_mass_range_Msun", {"split": {"eval_mass_range_Msun": [1e15, 2e14]}}),
     ("split.fractions", {"split": {"fractions": [0.5, 0.2, 0.2]}}),
     ("split.fractions", {"split": {"fractions": [0.9, 0.1, 0.0]}}),
+    ("split.fractions", {"split": {"fractions": [0.9, 0.0, 0.1]}}),  # evaluation.conformal needs val
     ("sampling.sampler_kwargs", {"sampling": {"sampler_kwargs": {"bogus": 1}}}),
     ("run", {"run": ".."}),
     ("figures.formats", {"figures": {"formats": ["png", "png"]}}),

@@ -144,11 +144,14 @@ def _check_split_and_bins(config: Mapping, errors: list) -> None:
             "train, val and test that sum to 1"
         )
     names = ("train", "val", "test")
-    for name in ("train", sampling["split"]):
+    needed = {"train": "training", sampling["split"]: "sampling.split"}
+    if runs_conformal(config):
+        needed.setdefault("val", "evaluation.conformal, which is fitted on it; or set it to false")
+    for name, why in needed.items():
         if fractions[names.index(name)] <= 0:
             errors.append(
                 f"config: split.fractions: the {name} fraction is 0, but the {name} split is needed "
-                f"({'training' if name == 'train' else 'sampling.split'}); expected a positive fraction"
+                f"({why}); expected a positive fraction"
             )
     eval_range = split["eval_mass_range_Msun"]
     range_ok = _ordered_range(errors, "split.eval_mass_range_Msun", eval_range)
