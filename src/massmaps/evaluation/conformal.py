@@ -97,8 +97,7 @@ def conformal_table(
         return calibration.coverage_from_ranks(pooled, levels), coverage_after(pooled, corrected)
 
     before, after = both(test_counts)
-    _, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    members = calibration._group_members(np.asarray(groups))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
     boot_b, boot_a = [], []
     for pick in rng.integers(0, len(members), (n_boot, len(members))):
