@@ -149,13 +149,14 @@ def conformal_tables(
     seed: int = 0,
 ) -> pd.DataFrame:
     """:func:`conformal_table` per field (one correction per field, fitted on all validation maps) and per
-    test mass bin (and "all"). ``test``: field -> (maps, n + 1) rank counts of the test maps;
+    test mass bin that holds maps (and "all", which also counts maps outside every bin). ``test``: field ->
+    (maps, n + 1) rank counts of the test maps;
     ``val_counts``: field -> (maps, n + 1) of the validation maps."""
     rows = []
     mass_bins = np.array([str(b) for b in mass_bins], dtype=object)  # e.g. numpy's StringDType from zarr
     for field, counts in test.items():
         pooled_val = np.asarray(val_counts[field]).sum(axis=0)
-        for mb in ["all", *sorted(set(mass_bins))]:
+        for mb in ["all", *sorted(set(mass_bins) - {""})]:  # "": outside every bin, as in the calibration table
             sel = np.ones(len(mass_bins), bool) if mb == "all" else mass_bins == mb
             table = conformal_table(counts[sel], groups[sel], pooled_val, n_boot=n_boot, seed=seed)
             rows.append(table.assign(mass_bin=mb, field=field, n_validation_maps=len(val_counts[field])))
