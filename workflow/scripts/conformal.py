@@ -11,20 +11,20 @@ from massmaps.evaluation import conformal  # noqa: E402
 from massmaps.files import write_text_atomic  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
-ev = store.open_store(snakemake.input.evaluation).load()  # noqa: F821
+ranks = store.open_store(snakemake.input.evaluation)["rank_counts"].load()  # noqa: F821 (with its coordinates)
 val = store.open_store(snakemake.input.validation)  # noqa: F821
 truth = store.open_store(snakemake.input.dataset)["maps"].sel(sightline=val["sightline"].values)  # noqa: F821
 test_counts, val_counts = {}, {}
 for fld in store.TARGETS:
-    test_counts[fld] = ev["rank_counts"].sel(field=fld).values
+    test_counts[fld] = ranks.sel(field=fld).values
     val_counts[fld] = conformal.validation_rank_counts(
         val["samples"].sel(field=fld).values, truth.sel(field=fld).values
     )
 table = conformal.conformal_tables(
     test_counts,
     val_counts,
-    ev["mass_bin"].values,
-    ev["halo_id"].values,
+    ranks["mass_bin"].values,
+    ranks["halo_id"].values,
     seed=snakemake.params.seed,  # noqa: F821
 )
 markdown = conformal.conformal_markdown(table)
