@@ -10,7 +10,14 @@ from massmaps import constants as C
 from massmaps import cosmology as cm
 from massmaps.data import mock, mock_host, profiles
 from massmaps.data.particles import Cluster, ParticleSet
-from massmaps.projection.observables import FIELDS, image_axes, in_views, project_fields
+from massmaps.projection.observables import (
+    FIELDS,
+    XRAY_NODE_FIELDS,
+    expand_fields,
+    image_axes,
+    in_views,
+    project_fields,
+)
 
 NPIX, PIX = 128, 0.1
 L = NPIX * PIX
@@ -67,7 +74,8 @@ def test_image_axes_and_rotation_convention():
         project_fields(cl, None, 2, fields=("sz",), **GRID)
     with pytest.raises(ValueError, match="axis"):
         project_fields(cl, None, 3, **GRID)
-    assert set(FIELDS) == {"gas", "dm", "tsz", "xray", "xray_kT"} and FIELDS["tsz"][0] == "microK"
+    assert set(FIELDS) == {"gas", "dm", "tsz", "xray", "xray_kT", *XRAY_NODE_FIELDS} and FIELDS["tsz"][0] == "microK"
+    assert expand_fields(["gas", "xray_spectrum", "tsz"]) == ("gas", *XRAY_NODE_FIELDS, "tsz")
 
 
 def test_single_particle_units():

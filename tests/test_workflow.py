@@ -11,6 +11,7 @@ from _workflow import ROOT, snakemake, snakemake_cmd
 from massmaps import store
 from massmaps.evaluation.figure_specs import FIGURES as FIGURE_SPECS
 from massmaps.evaluation.figure_specs import INPUT_FILES
+from massmaps.projection.observables import XRAY_NODE_FIELDS
 
 
 def digest(path: Path) -> str:
@@ -38,9 +39,13 @@ def test_outputs_exist_and_dataset_is_complete(runs):
     ds = store.open_store(res / "dataset" / "maps.zarr")
     assert ds["maps"].chunks[0][0] == 4  # lazy, chunked by sightline
     maps = ds["maps"].values
-    assert maps.shape[1:] == (5, 16, 16)
+    assert maps.shape[1:] == (5 + len(XRAY_NODE_FIELDS), 16, 16)
     assert np.isfinite(maps).all() and (maps[:, :3] > 0).all()
-    assert list(ds["field"].values) == ["gas", "dm", "tsz", "xray", "xray_kT"]
+    assert list(ds["field"].values) == ["gas", "dm", "tsz", "xray", "xray_kT", *XRAY_NODE_FIELDS]
+    # the X-ray spectrum's node maps add up to the bolometric map
+    np.testing.assert_allclose(
+        maps[:, 5:].sum(axis=1, dtype=np.float64), maps[:, 3], rtol=1e-5, atol=1e-6 * maps[:, 3].max()
+    )
     assert not (res / "observed").exists()  # no instrument configured: the observe stage does not run
     assert ds.attrs["config_hash"] and ds.attrs["massmaps_version"]
     import pandas as pd

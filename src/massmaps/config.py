@@ -250,10 +250,10 @@ def _check_observe_block(block: Mapping, key: str, fields, errors: list) -> None
         text = str(err)
         errors.append(f"config: {text if key == 'observe' else f'{key}: {text}'}")
         return
-    if xray is not None and "xray_kT" not in fields:
+    if xray is not None and "xray_spectrum" not in fields:
         errors.append(
-            f"config: {key}.xray: an observed X-ray map needs the projected gas temperature; "
-            f"expected xray_kT in projection.fields, got {fields}"
+            f"config: {key}.xray: an observed X-ray map needs the projected X-ray spectrum; "
+            f"expected xray_spectrum in projection.fields, got {fields}"
         )
     missing = [f for f in ("tsz", "xray") if f not in fields]
     if missing and (xray is not None or tsz is not None):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xarray as xr
 
-from ..store import TARGETS
+from ..store import INPUTS, TARGETS
 
 FIELDS = ("gas", "dm", "tsz", "xray")
 STRETCHES = ("none", "log", "asinh")
@@ -295,8 +295,9 @@ class Normaliser:
 def fit_normaliser(
     ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *, log_decades: float = 6.0
 ) -> Normaliser:
-    """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time)."""
-    fields = [str(f) for f in ds["field"].values]
+    """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time), of
+    the fields the model sees (its inputs and targets), in the store's order."""
+    fields = [str(f) for f in ds["field"].values if str(f) in (*INPUTS, *TARGETS)]
     stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
     return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
         ds["maps"], np.sort(train_index), chunk_size=chunk_size

@@ -1,8 +1,9 @@
 """From clean maps to what a telescope records, one sightline at a time (docs/observing.md).
 
 The clean maps are those of the projection stage: tSZ as T_cmb y in microK, X-ray as the source-frame
-bolometric emission per unit area integrated along the sightline, S = int l dl in erg s^-1 cm^-2, and the
-emission-weighted gas temperature kT_x in keV. The cluster (simulated at z = 0, physical Mpc) is placed at
+bolometric emission per unit area integrated along the sightline, S = int l dl in erg s^-1 cm^-2, split
+over the temperature nodes T_k of the X-ray spectrum (S_k, :mod:`massmaps.projection.observables`). The
+cluster (simulated at z = 0, physical Mpc) is placed at
 redshift z: a pixel of ``pixel_Mpc`` spans pixel_Mpc / D_A(z) radians, with D_A from astropy for the
 config's cosmology.
 
@@ -11,11 +12,14 @@ so signal leaves through the edges as it would off a cut-out); optionally a Gaus
 tabulated C_ell (primary CMB, foreground residuals) before the beam and a high-pass filter after it; white
 noise of sigma = w / (pixel side in arcmin) per pixel.
 
-X-ray: I = S / (4 pi (1 + z)^4) erg s^-1 cm^-2 sr^-1 (bolometric surface brightness; the (1 + z)^-4 dimming)
-times the band fraction of gas at kT_x (:func:`~massmaps.observe.spectra.band_fraction`, with the
-K-correction), in erg s^-1 cm^-2 arcmin^-2, smoothed by the PSF. Counts: expected source photons per pixel
-= I x pixel solid angle / mean photon energy x effective area x exposure, smoothed by the PSF, plus the
-uniform background x exposure x pixel area in arcmin^2, then one Poisson draw.
+X-ray: I = sum_k S_k f(T_k) / (4 pi (1 + z)^4) erg s^-1 cm^-2 sr^-1, the (1 + z)^-4 dimming of the
+bolometric surface brightness times the band fraction f of gas at each node's temperature
+(:func:`~massmaps.observe.spectra.band_fraction`, with the K-correction), in erg s^-1 cm^-2 arcmin^-2,
+smoothed by the PSF. Counts: expected source photons per pixel = the same sum with f(T_k) / <E>(T_k) (the
+mean photon energy in the band) x pixel solid angle x effective area x exposure, smoothed by the PSF, plus
+the uniform background x exposure x pixel area in arcmin^2, then one Poisson draw. The functions also take
+one bolometric map with its emission-weighted temperature map (one "node" per pixel): the approximation
+the X-ray spectrum replaced, kept to measure it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,16 @@ from ..cosmology import CosmologyParams
 from .instruments import PSF, TSZInstrument, XrayInstrument
 from .spectra import band_fraction, mean_photon_energy_keV, sz_spectral_function
 
-__all__ = ["angular_pixel_arcmin", "convolve", "gaussian_kernel", "king_kernel", "observe_tsz", "observe_xray"]
+__all__ = [
+    "angular_pixel_arcmin",
+    "band_photon_brightness",
+    "band_surface_brightness",
+    "convolve",
+    "gaussian_kernel",
+    "king_kernel",
+    "observe_tsz",
+    "observe_xray",
+]
 
 RAD_ARCMIN = 180.0 * 60.0 / np.pi
 SR_PER_ARCMIN2 = (1.0 / RAD_ARCMIN) ** 2
@@ -149,10 +162,35 @@ def observe_tsz(tsz_uK: np.ndarray, inst: TSZInstrument, pixel_arcmin: float, rn
     return signal + (inst.noise_arcmin / pixel_arcmin) * noise
 
 
+def _over_nodes(xray_src, kT_keV, per_node) -> np.ndarray:
+    """sum_k S_k g(T_k) for node maps S (K, n, n) with temperatures (K,), or S g(T) for one map S (n, n)
+    with its temperature map T (n, n); ``per_node(T)`` gives g."""
+    src = np.asarray(xray_src, dtype=np.float64)
+    kT = np.asarray(kT_keV, dtype=np.float64)
+    if src.ndim == 3:
+        if kT.shape != (src.shape[0],):
+            raise ValueError(f"{src.shape[0]} X-ray node maps need {src.shape[0]} node temperatures, got {kT.shape}")
+        return np.tensordot(per_node(kT), src, axes=1)
+    return src * per_node(kT)
+
+
 def band_surface_brightness(xray_src: np.ndarray, kT_keV: np.ndarray, band_keV, redshift: float) -> np.ndarray:
-    """Observed surface brightness in ``band_keV``, erg s^-1 cm^-2 arcmin^-2, before any PSF."""
+    """Observed surface brightness in ``band_keV``, erg s^-1 cm^-2 arcmin^-2, before any PSF: from the
+    node maps (K, n, n) and the node temperatures (K,), or from one bolometric map and its temperature map."""
     dimming = 4.0 * np.pi * (1.0 + redshift) ** 4
-    return np.asarray(xray_src, dtype=np.float64) / dimming * band_fraction(kT_keV, band_keV, redshift) * SR_PER_ARCMIN2
+    per_node = lambda kT: band_fraction(kT, band_keV, redshift)  # noqa: E731
+    return _over_nodes(xray_src, kT_keV, per_node) / dimming * SR_PER_ARCMIN2
+
+
+def band_photon_brightness(xray_src: np.ndarray, kT_keV: np.ndarray, band_keV, redshift: float) -> np.ndarray:
+    """Observed photon surface brightness in ``band_keV``, photons s^-1 cm^-2 arcmin^-2 (arguments as for
+    :func:`band_surface_brightness`)."""
+    dimming = 4.0 * np.pi * (1.0 + redshift) ** 4
+
+    def per_node(kT):
+        return band_fraction(kT, band_keV, redshift) / (mean_photon_energy_keV(kT, band_keV, redshift) * KEV_ERG)
+
+    return _over_nodes(xray_src, kT_keV, per_node) / dimming * SR_PER_ARCMIN2
 
 
 def observe_xray(
@@ -163,15 +201,19 @@ def observe_xray(
     pixel_arcmin: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Clean source-frame S [erg s^-1 cm^-2] and kT_x [keV] -> band surface brightness or counts (float64)."""
-    sb = band_surface_brightness(xray_src, kT_keV, inst.band_keV, redshift)
-    n = sb.shape[0]
-    kernel = psf_kernel(inst.psf, pixel_arcmin, n)
+    """Clean source-frame X-ray maps -> band surface brightness or counts (float64). ``xray_src``: the
+    spectrum's node maps S_k [erg s^-1 cm^-2] (K, n, n) with ``kT_keV`` the node temperatures (K,) [keV];
+    or one bolometric map with its emission-weighted temperature map."""
     if inst.output == "surface_brightness":
-        return sb if kernel is None else convolve(sb, kernel)
+        sb = band_surface_brightness(xray_src, kT_keV, inst.band_keV, redshift)
+        kernel = psf_kernel(inst.psf, pixel_arcmin, sb.shape[0])
+        # a node sum can dip a hair below zero where the splines oscillate over no emission
+        return np.maximum(sb if kernel is None else convolve(sb, kernel), 0.0)
+    photons = band_photon_brightness(xray_src, kT_keV, inst.band_keV, redshift)
+    n = photons.shape[0]
+    kernel = psf_kernel(inst.psf, pixel_arcmin, n)
     pix_arcmin2 = pixel_arcmin**2
-    photon_erg = mean_photon_energy_keV(kT_keV, inst.band_keV, redshift) * KEV_ERG
-    source = sb * pix_arcmin2 / photon_erg * inst.effective_area_cm2 * inst.exposure_s
+    source = np.maximum(photons, 0.0) * pix_arcmin2 * inst.effective_area_cm2 * inst.exposure_s
     if kernel is not None:
         source = np.maximum(convolve(source, kernel), 0.0)  # FFT round-off can dip below zero far out
     expected = source + inst.background_per_s_arcmin2 * inst.exposure_s * pix_arcmin2

@@ -17,13 +17,13 @@ import xarray as xr
 
 from .. import store as store_mod
 from ..cosmology import CosmologyParams
+from ..projection.observables import XRAY_NODE_FIELDS, XRAY_NODES_KEV, XRAY_SPECTRUM
 from .instruments import TSZInstrument, XrayInstrument, from_config
 from .observe import angular_pixel_arcmin, observe_tsz, observe_xray
 
-__all__ = ["KT_FIELD", "observe_store", "observed_units", "sightline_rng"]
+__all__ = ["observe_store", "observed_units", "sightline_rng"]
 
-#: The projection field holding the emission-weighted gas temperature the X-ray band needs.
-KT_FIELD = "xray_kT"
+_NODES_KEV = np.asarray(XRAY_NODES_KEV)
 #: Stream tag of the observe stage's generators (other stages use other tags).
 _STREAM = 0x0B5E
 
@@ -59,7 +59,8 @@ def _observe_block(block, ids, *, fields, tsz, xray, law, pixel_Mpc, cosmo, seed
         if tsz is not None:
             out[i, i_tsz] = observe_tsz(block[i, i_tsz], tsz, pix, rng)
         if xray is not None:
-            out[i, i_x] = observe_xray(block[i, i_x], block[i, fields.index(KT_FIELD)], xray, z, pix, rng)
+            nodes = block[i, [fields.index(f) for f in XRAY_NODE_FIELDS]]
+            out[i, i_x] = observe_xray(nodes, _NODES_KEV, xray, z, pix, rng)
     return out.astype(np.float32)
 
 
@@ -84,10 +85,10 @@ def observe_store(
     tsz, xray, law = from_config(observe)
     ds = store_mod.open_store(dataset).chunk({"sightline": chunk_sightlines})
     fields = [str(f) for f in ds["field"].values]
-    for need in ("tsz", "xray") + ((KT_FIELD,) if xray is not None else ()):
+    for need in ("tsz", "xray") + (XRAY_NODE_FIELDS if xray is not None else ()):
         if need not in fields:
-            hint = f"; add {KT_FIELD} to projection.fields" if need == KT_FIELD else ""
-            raise ValueError(f"{dataset}: the observe stage needs field {need!r}, the store has {fields}{hint}")
+            hint = f" (add {XRAY_SPECTRUM} to projection.fields)" if need in XRAY_NODE_FIELDS else ""
+            raise ValueError(f"{dataset}: the observe stage needs field {need!r}{hint}, the store has {fields}")
     cosmo = CosmologyParams(**dict(cosmology))
     pixel_Mpc = float(ds.attrs["pixel_Mpc"])
     ids = ds["sightline_id"].values

@@ -36,7 +36,7 @@ def project_shard(
     npix: int = 32,
     pixel_Mpc: float = 0.4,
     backend: str = "exact",
-    fields: Sequence[str] = ("gas", "dm", "tsz", "xray", "xray_kT"),
+    fields: Sequence[str] = ("gas", "dm", "tsz", "xray", "xray_kT", "xray_spectrum"),
     attrs: Mapping | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -47,8 +47,9 @@ def project_shard(
     :class:`~massmaps.cosmology.CosmologyParams`) is checked against a snapshot's header and normalises its
     surface densities; the mock takes its cosmology from ``mock_config`` (the workflow passes the run's).
     """
-    from .observables import FIELDS
+    from .observables import FIELDS, expand_fields
 
+    fields = expand_fields(fields)  # xray_spectrum -> its node maps
     unknown = [f for f in fields if f not in FIELDS]
     if unknown:
         raise ValueError(f"unknown field(s) {unknown}; valid fields are {list(FIELDS)}")
@@ -117,6 +118,7 @@ def _particle_source(
     :class:`~massmaps.data.particles.Cluster`, the store attributes of the source, and the keywords it
     adds to :func:`~massmaps.projection.observables.project_fields` (cosmology, redshift)."""
     from ..cosmology import PAPER, CosmologyParams
+    from .observables import XRAY_NODE_FIELDS
 
     if source == "mock":
         from ..data.mock import MockConfig, make_cluster
@@ -139,8 +141,8 @@ def _particle_source(
             rotations,
             half_Mpc,
             params=params,
-            thermo=any(f in fields for f in ("tsz", "xray", "xray_kT")),
-            gas=any(f in fields for f in ("gas", "tsz", "xray", "xray_kT")),
+            thermo=any(f in fields for f in ("tsz", "xray", "xray_kT", *XRAY_NODE_FIELDS)),
+            gas=any(f in fields for f in ("gas", "tsz", "xray", "xray_kT", *XRAY_NODE_FIELDS)),
             dm="dm" in fields,
         )
         return particles.cluster, particles.attrs(), {"cosmo": params, "redshift": particles.redshift}
