@@ -60,6 +60,7 @@ VARIANTS = {
     "steps4000": {"training": {"steps": 4000}},
     "edm_sigma10_steps4000": {"training": {"preconditioning": "edm", "sigma_max": 10.0, "steps": 4000}},
     "prior_none": {"sampling": {"prior_mean": "none"}},
+    "cosine": {"training": {"lr_schedule": "cosine"}},
     "raw_weights": {"weights": "raw"},
     "ema_0.99": {"weights": "ema_0.99"},
     "churn0": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 0.0}}},

@@ -213,7 +213,13 @@ def compare_tables(args) -> None:
         )
         wall = time.perf_counter() - t0
         ev = evaluate.evaluate(out, dataset)
-        name = " ".join([f"{sampler} {out.attrs['nfe_per_sample']} NFE", *(f"{k}={v}" for k, v in evaluation.items())])
+        name = " ".join(
+            [
+                f"{sampler} {out.attrs['nfe_per_sample']} NFE",
+                *(f"{k}={v:g}" for k, v in kwargs.items()),
+                *(f"{k}={v}" for k, v in evaluation.items()),
+            ]
+        )
         rows += [{**r, "variant": name} for r in ablation.posterior_metrics(ev, seed=0)]
         rows.append(
             {

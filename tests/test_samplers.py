@@ -75,7 +75,15 @@ def test_solvers_share_one_signature():
 
 
 @pytest.mark.parametrize(
-    "name,steps", [("heun", 6), ("edm_stochastic", 6), ("euler_maruyama", 6), ("dpmpp_2m", 6), ("dpmpp_2m_sde", 6)]
+    "name,steps",
+    [
+        ("heun", 6),
+        ("edm_stochastic", 6),
+        ("euler_maruyama", 6),
+        ("dpmpp_2m", 6),
+        ("dpmpp_2m_sde", 6),
+        ("dpmpp_3m_sde", 6),
+    ],
 )
 def test_nfe_and_callback(cond, name, steps):
     solver, schedule = sp.SAMPLERS[name].solver, sp.SAMPLERS[name].schedule
@@ -142,11 +150,12 @@ def test_edm_stochastic_recovers_mean_and_variance(cond):
 
 
 @pytest.mark.parametrize(
-    "name, steps, std_tol", [("dpmpp_2m", 20, 0.02), ("dpmpp_2m_sde", 20, 0.05), ("dpmpp_2m_sde", 40, 0.012)]
+    "name, steps, std_tol",
+    [("dpmpp_2m", 20, 0.02), ("dpmpp_2m_sde", 20, 0.05), ("dpmpp_2m_sde", 40, 0.012), ("dpmpp_3m_sde", 20, 0.025)],
 )
 def test_dpmpp_recovers_mean_and_variance(cond, name, steps, std_tol):
     """On the toy, 20 evaluations give the posterior std within 2% (ODE) and 5% (SDE: measured 4.5% and
-    2.8% too wide for the two channels, converging as the steps grow: 0.9% at 40)."""
+    2.8% too wide for the two channels, converging as the steps grow: 0.9% at 40; the 3M SDE: 1.8% and 0.6%)."""
     x = marginal_start(cond, S, SMAX, seed=1)
     out = sp.SAMPLERS[name].solver(
         exact_denoiser(S), x, sp.karras_sigmas(steps, SMIN, SMAX), cond=cond, generator=torch.Generator().manual_seed(2)
@@ -164,6 +173,19 @@ def test_dpmpp_2m_is_second_order(cond):
         ref = sp.sample_dpmpp_2m(exact_denoiser(S), x, sp.karras_sigmas(400, SMIN, SMAX), cond=cond)
         errs.append((out - ref).abs().max().item())
     assert errs[0] / errs[1] > 3.0, errs
+
+
+def test_dpmpp_3m_sde_without_noise_beats_the_2m_solver(cond):
+    """With eta = 0 both SDE solvers integrate the probability-flow ODE; the 3M extrapolation is the more
+    accurate (measured against 800 levels: 4.3e-4 against 5.8e-3 at 20 levels)."""
+    errs = {}
+    for name in ("dpmpp_2m_sde", "dpmpp_3m_sde"):
+        solver = sp.SAMPLERS[name].solver
+        x = marginal_start(cond, S, SMAX, seed=1)
+        out = solver(exact_denoiser(S), x, sp.karras_sigmas(20, SMIN, SMAX), cond=cond, generator=None, eta=0.0)
+        ref = solver(exact_denoiser(S), x, sp.karras_sigmas(800, SMIN, SMAX), cond=cond, generator=None, eta=0.0)
+        errs[name] = (out - ref).abs().max().item()
+    assert errs["dpmpp_3m_sde"] < errs["dpmpp_2m_sde"] / 5, errs
 
 
 def test_prior_mismatch_biases_deterministic_sampler_only(cond):

@@ -277,6 +277,31 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     assert str(latest) in str(err.value) and checkpoints.PREVIOUS_CHECKPOINT_FILE in str(err.value)
 
 
+def test_cosine_learning_rate_decays_to_zero_and_resumes_on_schedule(tmp_path):
+    cfg = small_config(steps=20, lr_schedule="cosine")
+    rates = [training.learning_rate(cfg, s) for s in range(20)]
+    assert rates[0] == cfg.lr and rates[10] == pytest.approx(cfg.lr / 2) and 0 < rates[-1] < 0.01 * cfg.lr
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert training.learning_rate(small_config(steps=20), 19) == small_config().lr  # constant
+    with pytest.raises(ValueError, match="lr_schedule"):
+        small_config(lr_schedule="linear")
+    data = synthetic(32, 8, 0)
+    ckpt = tmp_path / "ckpt"
+    training.train(tmp_path / "straight", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    training.train(
+        tmp_path / "flat", data, None, config=small_config(steps=20), checkpoint_dir=tmp_path / "c2", log=quiet
+    )
+    torch.save({"step": 20}, ckpt / checkpoints.CHECKPOINT_FILE)  # unreadable: resume from step 10
+    result = training.train(tmp_path / "resumed", data, None, config=cfg, checkpoint_dir=ckpt, log=quiet)
+    assert result.resumed_from == 10
+
+    def weights(name):
+        return list(score.load_model(tmp_path / name, device="cpu").score_model.model.parameters())
+
+    assert all(torch.equal(a, b) for a, b in zip(weights("straight"), weights("resumed")))
+    assert not all(torch.equal(a, b) for a, b in zip(weights("straight"), weights("flat")))
+
+
 def test_time_budget_counts_from_budget_start(tmp_path):
     """A budget that an earlier start (e.g. the script's, before the normalisation) has spent stops at once."""
     cfg = small_config(steps=100_000, checkpoint_every=100_000, time_budget_s=30.0)

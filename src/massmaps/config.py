@@ -298,7 +298,7 @@ TRAINING_IGNORED = (
 
 #: Training keys added after models were trained, at the value that trains those models: left out of the
 #: hash at that value, so that a model trained before the key existed keeps its checkpoint folder.
-TRAINING_LATER_DEFAULTS = {"precision": "float32"}
+TRAINING_LATER_DEFAULTS = {"precision": "float32", "lr_schedule": "constant"}
 
 
 def data_settings(config: Mapping) -> dict:

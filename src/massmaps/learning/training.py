@@ -77,6 +77,7 @@ TRAIN_LOG_FILE = "training.json"
 LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
 PAPER_NETWORK: dict = {}
 PRECISIONS = score_mod.PRECISIONS
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class TrainingInterrupted(SystemExit):
@@ -117,6 +118,8 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 32
     lr: float = 5e-4
+    # constant (the paper's), or cosine: lr (1 + cos(pi step / steps)) / 2, from lr to 0 at the last step
+    lr_schedule: str = "constant"
     ema_decay: float = 0.999
     grad_clip: float = 0.0  # max gradient norm; 0 = off (norm of the pixel-summed loss)
     checkpoint_every: int = 250
@@ -156,6 +159,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_batches must be None or >= 1, got {self.val_batches!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not (0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.grad_clip < 0:
@@ -190,6 +195,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return score_mod.to_jsonable(dataclasses.asdict(self))
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+    return config.lr
 
 
 @dataclass
@@ -444,6 +456,8 @@ def _optimisation_step(run: _Run, denoiser, batch, config: TrainConfig, device, 
     pin = device.type == "cuda"
     x, cond = (t.to(device, non_blocking=pin) for t in batch)
     run.optimizer.zero_grad(set_to_none=True)
+    for group in run.optimizer.param_groups:  # from the step alone, so a resumed run continues the schedule
+        group["lr"] = learning_rate(config, run.step)
     # score_models' own DSM loss calls the raw network: several ranks or a compiled network take the loss
     # of the same draws that calls denoiser.net (shard (0, B) is the same loss, bit for bit)
     shard = None if world.size == 1 and not config.compile else (world.rank * x.shape[0], config.batch_size)
