@@ -214,7 +214,7 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFr
         resume_dir=out / "resume",
     )
     wall = time.monotonic() - t0
-    blk = {k: v for k, v in base["evaluation"].items() if k != "diffusion_levels"}
+    blk = checks.evaluation_settings(base)
     ev = evaluate.evaluate(samples, ds, blk, h=base["cosmology"]["H0"] / 100)
     rows = posterior_metrics(ev, args.seed)
     rows += [
