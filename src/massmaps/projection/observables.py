@@ -9,8 +9,8 @@ map split over temperature nodes T_k, S_k = 3.0857e24 sum_j (m_j / rho_j) l_j c_
 the cardinal cubic splines in ln kT on the nodes :data:`XRAY_NODES_KEV` (c_k(ln T_i) = 1 if i = k, else
 0; temperatures outside the nodes are clamped to the end nodes). Any function g of the temperature
 that the spline interpolates is then projected as sum_k g(T_k) S_k: the band brightness and the photon
-rate of :mod:`massmaps.observe` within 0.5% for gas above 0.5 keV, where the emission-weighted
-temperature alone is off by up to 20% in a pixel with gas of several temperatures. sum_k S_k = S_xy,
+rate of :mod:`massmaps.observe` within 0.6% for gas above 0.5 keV, where the emission-weighted
+temperature alone is off by up to 22% in a pixel with gas of several temperatures. sum_k S_k = S_xy,
 since the splines sum to 1. A single S_k can be negative (the splines oscillate); only sums mean anything.
 W2D is integrated exactly over each pixel by :func:`massmaps.projection.pixels.project`.
 """
