@@ -178,7 +178,10 @@ def band_surface_brightness(xray_src: np.ndarray, kT_keV: np.ndarray, band_keV, 
     """Observed surface brightness in ``band_keV``, erg s^-1 cm^-2 arcmin^-2, before any PSF: from the
     node maps (K, n, n) and the node temperatures (K,), or from one bolometric map and its temperature map."""
     dimming = 4.0 * np.pi * (1.0 + redshift) ** 4
-    per_node = lambda kT: band_fraction(kT, band_keV, redshift)  # noqa: E731
+
+    def per_node(kT):
+        return band_fraction(kT, band_keV, redshift)
+
     return _over_nodes(xray_src, kT_keV, per_node) / dimming * SR_PER_ARCMIN2
 
 
