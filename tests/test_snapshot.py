@@ -19,7 +19,7 @@ from massmaps.data.catalog import CENTRE_COLUMNS, COLUMNS
 from massmaps.data.group_catalog import read_group_catalog
 from massmaps.data.snapshot import DM, GAS, ShardParticles, Snapshot, gas_thermodynamics
 from massmaps.data.snapshot_config import SnapshotError, check_sources
-from massmaps.projection.observables import project_fields
+from massmaps.projection.observables import XRAY_NODE_FIELDS, project_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = 30.0  # physical Mpc
@@ -532,9 +532,13 @@ def test_workflow_from_group_catalog_to_dataset(tmp_path):
     np.testing.assert_allclose(cat[CENTRE_COLUMNS].to_numpy(), centres[:2], rtol=1e-6)
     ds = store.open_store(res / "dataset" / "maps.zarr")
     maps = ds["maps"].values
-    assert maps.shape[1:] == (5, 16, 16) and np.isfinite(maps).all()
+    assert maps.shape[1:] == (5 + len(XRAY_NODE_FIELDS), 16, 16) and np.isfinite(maps).all()
     emits = maps[:, 3] > 0  # the snapshot gas's emission-weighted temperature, where it emits
     assert emits.any() and (maps[:, 4][emits] > 0).all() and (maps[:, 4][~emits] == 0).all()
+    # its X-ray spectrum: the node maps add up to the bolometric map
+    np.testing.assert_allclose(
+        maps[:, 5:].sum(axis=1, dtype=np.float64), maps[:, 3], rtol=1e-5, atol=1e-6 * maps[:, 3].max()
+    )
     assert ds.attrs["particle_source"] == "snapshot"
     assert sorted(set(ds["halo_id"].values.tolist())) == [0, 1]
     # every DM map holds the halo's clump: the mass in the 12.8 Mpc cube over the mean at z = 0.25

@@ -115,7 +115,7 @@ class TrainConfig:
     # (edm needs sigma_data, which train_from_store measures on the data, so the dataclass keeps the one
     # that needs nothing from the data: score_models, sigma_max 1) and augment (it needs a dataset that
     # applies the transforms, such as training_data.ZarrMapsDataset)
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 32
     lr: float = 5e-4
     # constant (the paper's), or cosine: lr (1 + cos(pi step / steps)) / 2, from lr to 0 at the last step
