@@ -69,6 +69,8 @@ VARIANTS = {
     "edm_stochastic79": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0}}},
     "dpmpp_2m_sde20": {"sampling": {"sampler": "dpmpp_2m_sde", "steps": 20, "sampler_kwargs": {}}},
     "dpmpp_2m20": {"sampling": {"sampler": "dpmpp_2m", "steps": 20, "sampler_kwargs": {}}},
+    # other training seeds (network initialisation, batches, noise levels): the spread between trainings
+    **{f"seed{k}": {"training": {"seed": k}} for k in range(1, 6)},
 }
 SIGMAS = (0.002, 0.01, 0.05, 0.2, 0.5, 1.0)
 
@@ -207,7 +209,7 @@ def run_variant(name: str, base: dict, res: Path, work: Path, args) -> pd.DataFr
         steps=s["steps"],
         batch_size=s["batch_size"],
         seed=args.seed,
-        device="cpu",
+        device=args.device,
         sampler_kwargs=s["sampler_kwargs"],
         prior_mean=s["prior_mean"],
         progress=False,
@@ -276,6 +278,7 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=20)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where sampling runs (training follows training.device)")
     ap.add_argument("--out", type=Path, default=None, help="write every variant's rows here (CSV)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     ap.add_argument(

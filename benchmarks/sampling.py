@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--stochastic-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--s-noise", type=float, nargs="+", default=[1.0], help="s_noise values of edm_stochastic")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where the network runs: cpu, cuda, auto")
     ap.add_argument(
         "--prior-mean",
         default="pixel",
@@ -113,7 +114,7 @@ def main() -> None:
             steps=steps,
             batch_size=50,
             seed=seed,
-            device="cpu",
+            device=args.device,
             sampler_kwargs=kw,
             prior_mean=args.prior_mean,
             progress=False,
@@ -205,7 +206,7 @@ def compare_tables(args) -> None:
             steps=steps,
             batch_size=50,
             seed=0,
-            device="cpu",
+            device=args.device,
             sampler_kwargs=kwargs,
             prior_mean=args.prior_mean,
             progress=False,
