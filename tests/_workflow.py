@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = """
 run: tiny
 seed: 3
-catalog: {box_Mpc: 120.0}
+catalog: {box_Mpc: 120.0, test_box_Mpc: 40.0, test_box_m_min_Msun: 2.0e+14}
 sightlines: {target_per_bin: 2, max_per_cluster: 6, n_shards: 2}
 projection: {npix: 16, pixel_Mpc: 0.8}
 dataset: {chunk_sightlines: 4}

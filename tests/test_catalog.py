@@ -238,3 +238,23 @@ def test_bad_catalogue_content_rejected(tmp_path, name, content, m_min, words):
     assert str(path) in msg and all(word in msg for word in words), msg
     if "cannot be read" in msg or "is not UTF-8" in msg:
         assert err.value.__cause__ is not None  # the reader's own error stays chained
+
+
+def test_test_box_adds_flagged_massive_halos_and_leaves_the_main_box_alone():
+    """The test box's halos come after the main box's, above their own mass cut, flagged test_only, from a
+    stream of their own: the main box is the same with or without it, and the draw repeats to the byte."""
+    main = catalog.draw_catalog(box_Mpc=300.0, seed=11)
+    both = catalog.draw_catalog(box_Mpc=300.0, seed=11, test_box_Mpc=300.0, test_box_m_min=6e14)
+    again = catalog.draw_catalog(box_Mpc=300.0, seed=11, test_box_Mpc=300.0, test_box_m_min=6e14)
+    pd.testing.assert_frame_equal(both, again)
+    assert list(both.columns) == catalog.COLUMNS + [catalog.TEST_ONLY]
+    pd.testing.assert_frame_equal(both[~both[catalog.TEST_ONLY]].drop(columns=catalog.TEST_ONLY), main)
+    extra = both[both[catalog.TEST_ONLY]]
+    # a Poisson number around the mass function's expectation above 6e14 Msun in (300 Mpc)^3
+    expected = catalog.expected_count(300.0**3, 6e14, 5e16)
+    assert abs(len(extra) - expected) < 4 * np.sqrt(expected) and len(extra) > 0
+    assert (extra["M200m_Msun"] >= 6e14).all()
+    assert extra["halo_id"].tolist() == list(range(len(main), len(both)))
+    assert both["halo_id"].is_unique and both["seed"].is_unique
+    with pytest.raises(ValueError, match="test_box_m_min"):
+        catalog.draw_catalog(box_Mpc=300.0, seed=11, test_box_Mpc=300.0, test_box_m_min=1e17)

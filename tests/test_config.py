@@ -272,6 +272,8 @@ BAD_CONFIGS = [
     ("sightlines.n_shards", {"catalog": {"n_halos": 3}, "sightlines": {"n_shards": 4}}),
     ("catalog.file", {"catalog": {"source": "file"}}),
     ("catalog.m_min_Msun", {"catalog": {"m_min_Msun": 1e17}}),
+    ("catalog.test_box_Mpc", {"split": {"test_views": 0}}),  # the default's test box would never be projected
+    ("catalog.test_box_m_min_Msun", {"catalog": {"test_box_m_min_Msun": 1e17}}),
     ("training.steps", {"training": {"steps": -1}}),
     ("training.batch_size", {"training": {"batch_size": 30, "nodes": 2, "processes_per_node": 2}}),
     ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),

@@ -87,3 +87,31 @@ def test_test_split_gets_held_out_clusters_and_extra_views():
     assert (more["sightline_id"] == np.arange(len(more))).all()
     high = test[in_range & (test["M200m_Msun"] >= 6e14)]
     assert len(high) >= 15 and len(test[in_range]) >= 60
+
+
+def test_test_box_halos_are_test_clusters_only():
+    """A test box adds test clusters in the evaluation range, each with split.test_views views, and changes
+    nothing else: the other halos keep their views and splits, and no test-box halo is trained on."""
+    kw = dict(target_per_bin=20, max_per_cluster=69, n_shards=4, seed=42)
+    split = {"fractions": [0.8, 0.1, 0.1], "bin_dex": 0.1, "eval_mass_range_Msun": [2e14, 1e15], "test_views": 6,
+             "held_out_per_bin": 2}  # fmt: skip
+    main = catalog.draw_catalog(box_Mpc=300.0, seed=42)
+    both = catalog.draw_catalog(box_Mpc=300.0, seed=42, test_box_Mpc=300.0, test_box_m_min=6e14)
+    before = sightlines.plan_sightlines(main, **kw, split=split)
+    after = sightlines.plan_sightlines(both, **kw, split=split)
+    extra = both.loc[both[catalog.TEST_ONLY], "halo_id"]
+    key = ["halo_id", "rotation", "axis", "split", "view_qx", "view_qw"]
+    pd.testing.assert_frame_equal(
+        before[key].sort_values(key[:3]).reset_index(drop=True),
+        after.loc[~after["halo_id"].isin(extra), key].sort_values(key[:3]).reset_index(drop=True),
+    )
+    added = after[after["halo_id"].isin(extra)]
+    in_range = both.loc[both[catalog.TEST_ONLY] & both["M200m_Msun"].between(2e14, 1e15), "halo_id"]
+    assert set(added["halo_id"]) == set(in_range) and len(in_range) >= 5
+    assert (added["split"] == "test").all() and (added.groupby("halo_id").size() == 6).all()
+
+    def high_test_clusters(plan):
+        return plan.loc[(plan["split"] == "test") & plan["M200m_Msun"].between(6e14, 1e15), "halo_id"].nunique()
+
+    assert high_test_clusters(after) >= 3 * high_test_clusters(before)
+    assert (after["sightline_id"] == np.arange(len(after))).all()

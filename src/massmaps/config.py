@@ -107,6 +107,20 @@ def _check_catalog(config: Mapping, errors: list) -> None:
         )
     if cat["source"] == "hmf":
         _ordered_range(errors, "catalog.m_min_Msun, catalog.m_max_Msun", (cat["m_min_Msun"], cat["m_max_Msun"]))
+    if cat["source"] == "hmf" and cat["test_box_Mpc"] is not None:
+        if not config["split"]["test_views"]:
+            errors.append(
+                f"config: catalog.test_box_Mpc: {cat['test_box_Mpc']}, but split.test_views is 0: the test box's "
+                "halos would never be projected; expected split.test_views >= 1, or test_box_Mpc: null"
+            )
+        _ordered_range(
+            errors, "catalog.test_box_m_min_Msun, catalog.m_max_Msun", (cat["test_box_m_min_Msun"], cat["m_max_Msun"])
+        )
+
+
+def test_box_ignored(config: Mapping) -> bool:
+    """A test box is configured but the catalogue is not drawn from the mass function (start-up warning)."""
+    return config["catalog"]["source"] != "hmf" and config["catalog"]["test_box_Mpc"] is not None
 
 
 def _check_shards(config: Mapping, errors: list) -> None:
@@ -299,6 +313,9 @@ TRAINING_IGNORED = (
 #: Training keys added after models were trained, at the value that trains those models: left out of the
 #: hash at that value, so that a model trained before the key existed keeps its checkpoint folder.
 TRAINING_LATER_DEFAULTS = {"precision": "float32", "lr_schedule": "constant"}
+#: Data keys added after datasets were made, at the value that made them: left out of the data hash at that
+#: value, so that those datasets (and the models trained on them) stay valid.
+DATA_LATER_DEFAULTS = {"catalog": {"test_box_Mpc": None, "test_box_m_min_Msun": 6.0e14}}
 
 
 def data_settings(config: Mapping) -> dict:
@@ -307,7 +324,12 @@ def data_settings(config: Mapping) -> dict:
     for key in DATA_KEYS:
         block = config[key]
         if isinstance(block, Mapping):
-            block = {k: v for k, v in block.items() if k not in DATA_IGNORED.get(key, ())}
+            later = DATA_LATER_DEFAULTS.get(key, {})
+            block = {
+                k: v
+                for k, v in block.items()
+                if k not in DATA_IGNORED.get(key, ()) and not (k in later and v == later[k])
+            }
         part[key] = block
     return part
 

@@ -55,7 +55,7 @@ RETRIES = 8  # train_model attempts beyond the first (2 on an idle machine, 4 wh
 CONFIG = f"""
 run: {RUN}
 seed: 3
-catalog: {{box_Mpc: 120.0}}
+catalog: {{box_Mpc: 120.0, test_box_Mpc: null}}
 sightlines: {{target_per_bin: 2, max_per_cluster: 6, n_shards: 2}}
 projection: {{npix: 16, pixel_Mpc: 0.8}}
 dataset: {{chunk_sightlines: 4}}

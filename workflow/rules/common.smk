@@ -13,6 +13,11 @@ if config["evaluation"]["conformal"] and not config_checks.runs_conformal(config
         f"evaluation.conformal: skipped, since sampling.split is {config['sampling']['split']!r} (the "
         "recalibration is fitted on the val split and reported on the test split)"
     )
+if config_checks.test_box_ignored(config):
+    logger.warning(
+        f"catalog.test_box_Mpc: ignored, since catalog.source is {config['catalog']['source']!r} (a test box is "
+        "drawn from the mass function)"
+    )
 
 # The mock's knobs plus the run's cosmology (the mock has no cosmology key of its own in the config).
 MOCK_CONFIG = {**config["particles"]["mock"], "cosmology": config["cosmology"]}

@@ -34,7 +34,16 @@ else:
         seed=seed,
         model=model,
         params=params,
+        test_box_Mpc=cfg["test_box_Mpc"],
+        test_box_m_min=cfg["test_box_m_min_Msun"],
     )
+    if cfg["test_box_Mpc"] is not None:
+        log.info(
+            "%d of them above %.3g Msun from the (%.1f Mpc)^3 test box (test clusters only)",
+            int(halos[catalog.TEST_ONLY].sum()),
+            cfg["test_box_m_min_Msun"],
+            cfg["test_box_Mpc"],
+        )
     expected = catalog.expected_count(
         cfg["box_Mpc"] ** 3, cfg["m_min_Msun"], cfg["m_max_Msun"], params, model.mass_function
     )

@@ -14,7 +14,13 @@ column                    meaning
 ``axis_ratio_q``          b/c, intermediate over major axis
 ``rot_qx`` ... ``rot_qw`` unit quaternion (scalar last): principal frame to generated frame
 ``seed``                  per-halo seed of every random draw of its particle realisation
+``test_only``             (drawn catalogues with a test box only) the halo comes from the test box
 ========================  =====================================================================
+
+A drawn catalogue may add the halos above ``test_box_m_min`` of a second, independent box (``test_box_Mpc``),
+numbered after the main box's and flagged ``test_only``: they never enter the flat sightline plan; those in
+the evaluation range are test clusters. Where the main box holds a handful of massive clusters, all needed
+for training, this gives the evaluation of the massive end more clusters at no cost to training.
 
 Halos of a simulation (``massmaps.data.group_catalog.read_group_catalog``, or a user file that has them) also
 carry their centre, ``centre_x_Mpc``, ``centre_y_Mpc``, ``centre_z_Mpc`` (:data:`CENTRE_COLUMNS`, physical
@@ -66,6 +72,9 @@ COLUMNS = [
     "rot_qw",
     "seed",
 ]
+
+#: Boolean column of a drawn catalogue with a test box: True for the test box's halos.
+TEST_ONLY = "test_only"
 
 #: Halo centre in a simulation box (physical Mpc); kept from a user catalogue when all three are present.
 CENTRE_COLUMNS = ["centre_x_Mpc", "centre_y_Mpc", "centre_z_Mpc"]
@@ -203,17 +212,34 @@ def draw_catalog(
     seed: int = 0,
     model: HaloModel = HaloModel(),
     params: CosmologyParams = PAPER,
+    test_box_Mpc: float | None = None,
+    test_box_m_min: float | None = None,
 ) -> pd.DataFrame:
     """Draw a halo catalogue for a periodic box of side ``box_Mpc`` (physical Mpc, no h).
 
     Halos are sorted by decreasing mass and numbered from 0. Positions are not drawn: every cluster is
     generated in isolation with its own environment (docs/physics.md section 5).
+
+    ``test_box_Mpc``: also draw the halos above ``test_box_m_min`` (default ``m_min``) of a second box of that
+    side (a Poisson number, from its own random stream, so the main box's halos are the same with or without
+    it), numbered after the main box's and flagged in the column :data:`TEST_ONLY` (see the module docstring).
     """
     if box_Mpc <= 0 or m_min <= 0 or m_max <= m_min:
         raise ValueError(f"need box_Mpc > 0 and 0 < m_min < m_max, got {box_Mpc}, {m_min}, {m_max}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     M = draw_masses(rng, box_Mpc**3, m_min, m_max, n_halos, params, model.mass_function)
-    return _fill_properties(pd.DataFrame({"M200m_Msun": M}), rng, model, params)
+    main = _fill_properties(pd.DataFrame({"M200m_Msun": M}), rng, model, params)
+    if test_box_Mpc is None:
+        return main
+    m_test = m_min if test_box_m_min is None else test_box_m_min
+    if test_box_Mpc <= 0 or not 0 < m_test < m_max:
+        raise ValueError(f"need test_box_Mpc > 0 and 0 < test_box_m_min < m_max, got {test_box_Mpc}, {m_test}, {m_max}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1, 1]))
+    M = draw_masses(rng, test_box_Mpc**3, m_test, m_max, None, params, model.mass_function)
+    ids = np.arange(len(main), len(main) + M.size, dtype=np.int64)
+    extra = _fill_properties(pd.DataFrame({"M200m_Msun": M, "halo_id": ids}), rng, model, params)
+    out = pd.concat([main.assign(**{TEST_ONLY: False}), extra.assign(**{TEST_ONLY: True})], ignore_index=True)
+    return out
 
 
 def _utf8_text(path: Path) -> str:

@@ -16,7 +16,8 @@ cluster and stratified in mass), so that the test split can be given more maps t
 for a posterior evaluation with statistical power, without taking any from training:
 
 4. ``held_out_per_bin``: in each bin of the evaluation mass range, up to that many clusters the flat plan
-   left without a view join the test split;
+   left without a view join the test split; so does every halo of a drawn catalogue's test box (flagged
+   ``test_only``; the flat plan never uses them) in the evaluation range;
 5. ``test_views``: every test cluster in the evaluation range gets views until it has that many (its
    other cardinal axes first, then extra rotations). Views of one cluster are not independent: the
    evaluation's bootstrap resamples clusters.
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .catalog import draw_rotations
+from .catalog import TEST_ONLY, draw_rotations
 
 PLAN_COLUMNS = [
     "sightline_id",
@@ -80,7 +81,9 @@ def plan_sightlines(
             f"got {target_per_bin}, {max_per_cluster}, {n_shards}"
         )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-    cat = catalog[catalog["log10_M200m"] >= log10_min - 1e-9].sort_values("halo_id", kind="stable")
+    cat = catalog[(catalog["log10_M200m"] >= log10_min - 1e-9) & ~_test_only(catalog)].sort_values(
+        "halo_id", kind="stable"
+    )
     bins = mass_bin_index(cat["log10_M200m"].to_numpy(), log10_min, bin_dex)
     rows: list[tuple[int, int, int, np.ndarray]] = []  # (halo_id, rotation, axis, quaternion)
     identity = np.array([0.0, 0.0, 0.0, 1.0])
@@ -103,7 +106,7 @@ def plan_sightlines(
             keep = np.sort(rng.choice(len(bin_rows), size=target_per_bin, replace=False))
             bin_rows = [bin_rows[i] for i in keep]
         rows.extend(bin_rows)
-    labels = _split_and_test_views(rows, cat, dict(split or {}), seed)
+    labels = _split_and_test_views(rows, catalog, dict(split or {}), seed)
 
     plan = pd.DataFrame(
         {
@@ -115,7 +118,7 @@ def plan_sightlines(
     quats = np.array([r[3] for r in rows]).reshape(-1, 4)
     for i, name in enumerate(["view_qx", "view_qy", "view_qz", "view_qw"]):
         plan[name] = quats[:, i]
-    masses = cat.set_index("halo_id")["M200m_Msun"]
+    masses = catalog.set_index("halo_id")["M200m_Msun"]
     plan["M200m_Msun"] = masses.loc[plan["halo_id"]].to_numpy()
     plan["split"] = pd.Series(labels).loc[plan["halo_id"]].to_numpy().astype(object)
     plan["log10_M200m"] = np.log10(plan["M200m_Msun"])
@@ -154,16 +157,23 @@ def _split_and_test_views(rows: list, cat: pd.DataFrame, split: Mapping, seed: i
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, 1]))
     held_out = int(split.get("held_out_per_bin", 0))
     if held_out:
-        unused = cat[~cat["halo_id"].isin(halos) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi)]
+        unused = cat[~cat["halo_id"].isin(halos) & ~_test_only(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi)]
         bins = mass_bin_index(unused["log10_M200m"].to_numpy(), bin_dex)
         for b in np.unique(bins):
             members = np.sort(unused["halo_id"].to_numpy()[bins == b])
             for h in np.sort(rng.choice(members, size=min(held_out, members.size), replace=False)):
                 labels[int(h)] = "test"
+    for h in cat.loc[_test_only(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi), "halo_id"]:
+        labels[int(h)] = "test"
     mass = cat.set_index("halo_id")["M200m_Msun"]
     for h in sorted(h for h, name in labels.items() if name == "test" and lo <= mass.loc[h] <= hi):
         rows.extend(_more_views(h, [r for r in rows if r[0] == h], int(split.get("test_views", 0)), rng))
     return labels
+
+
+def _test_only(cat: pd.DataFrame) -> np.ndarray:
+    """True for the halos of a drawn catalogue's test box (none in a catalogue without the column)."""
+    return cat[TEST_ONLY].to_numpy(dtype=bool) if TEST_ONLY in cat else np.zeros(len(cat), dtype=bool)
 
 
 def _more_views(halo: int, have: list, want: int, rng: np.random.Generator) -> list:
