@@ -511,3 +511,30 @@ def test_conformal_runs_only_when_the_test_split_is_sampled():
     update_config(config, {"sampling": {"split": "test"}, "evaluation": {"conformal": False}})
     assert not checks.runs_conformal(config)
     assert "conformal" not in checks.evaluation_settings(config)
+
+
+def test_test_box_applies_to_drawn_catalogues_and_leaves_old_data_hashes():
+    """The default's test box is ignored (the workflow warns at start-up) for a catalogue not drawn from the
+    mass function, which then passes the checks; a config without the key keeps the data hash it had."""
+    from massmaps import config as checks
+
+    def filled(*names):
+        config = {}
+        for name in names:
+            update_config(config, load(name))
+        checks.validate(config, SCHEMA)
+        return config
+
+    config = filled("config.yaml")
+    assert config["catalog"]["test_box_Mpc"] and not checks.test_box_ignored(config)
+    update_config(config, {"catalog": {"source": "file", "file": "halos.csv"}})
+    assert checks.test_box_ignored(config)
+    checks.check(config)
+    paper = filled("config.yaml", "paper.yaml")
+    assert paper["catalog"]["test_box_Mpc"] is None
+    without = copy.deepcopy(paper)
+    for key in ("test_box_Mpc", "test_box_m_min_Msun"):
+        del without["catalog"][key]
+    assert checks.data_hash(paper) == checks.data_hash(without)
+    update_config(paper, {"catalog": {"test_box_Mpc": 100.0}})
+    assert checks.data_hash(paper) != checks.data_hash(without)
