@@ -238,8 +238,12 @@ def draw_catalog(
     M = draw_masses(rng, test_box_Mpc**3, m_test, m_max, None, params, model.mass_function)
     ids = np.arange(len(main), len(main) + M.size, dtype=np.int64)
     extra = _fill_properties(pd.DataFrame({"M200m_Msun": M, "halo_id": ids}), rng, model, params)
-    out = pd.concat([main.assign(**{TEST_ONLY: False}), extra.assign(**{TEST_ONLY: True})], ignore_index=True)
-    return out
+    return pd.concat([main.assign(**{TEST_ONLY: False}), extra.assign(**{TEST_ONLY: True})], ignore_index=True)
+
+
+def test_only_mask(cat: pd.DataFrame) -> np.ndarray:
+    """True for the halos of a drawn catalogue's test box (none in a catalogue without the column)."""
+    return cat[TEST_ONLY].to_numpy(dtype=bool) if TEST_ONLY in cat else np.zeros(len(cat), dtype=bool)
 
 
 def _utf8_text(path: Path) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .catalog import TEST_ONLY, draw_rotations
+from .catalog import draw_rotations, test_only_mask
 
 PLAN_COLUMNS = [
     "sightline_id",
@@ -81,7 +81,7 @@ def plan_sightlines(
             f"got {target_per_bin}, {max_per_cluster}, {n_shards}"
         )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-    cat = catalog[(catalog["log10_M200m"] >= log10_min - 1e-9) & ~_test_only(catalog)].sort_values(
+    cat = catalog[(catalog["log10_M200m"] >= log10_min - 1e-9) & ~test_only_mask(catalog)].sort_values(
         "halo_id", kind="stable"
     )
     bins = mass_bin_index(cat["log10_M200m"].to_numpy(), log10_min, bin_dex)
@@ -157,23 +157,20 @@ def _split_and_test_views(rows: list, cat: pd.DataFrame, split: Mapping, seed: i
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, 1]))
     held_out = int(split.get("held_out_per_bin", 0))
     if held_out:
-        unused = cat[~cat["halo_id"].isin(halos) & ~_test_only(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi)]
+        unused = cat[
+            ~cat["halo_id"].isin(halos) & ~test_only_mask(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi)
+        ]
         bins = mass_bin_index(unused["log10_M200m"].to_numpy(), bin_dex)
         for b in np.unique(bins):
             members = np.sort(unused["halo_id"].to_numpy()[bins == b])
             for h in np.sort(rng.choice(members, size=min(held_out, members.size), replace=False)):
                 labels[int(h)] = "test"
-    for h in cat.loc[_test_only(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi), "halo_id"]:
+    for h in cat.loc[test_only_mask(cat) & eval_mask(cat["M200m_Msun"].to_numpy(), lo, hi), "halo_id"]:
         labels[int(h)] = "test"
     mass = cat.set_index("halo_id")["M200m_Msun"]
     for h in sorted(h for h, name in labels.items() if name == "test" and lo <= mass.loc[h] <= hi):
         rows.extend(_more_views(h, [r for r in rows if r[0] == h], int(split.get("test_views", 0)), rng))
     return labels
-
-
-def _test_only(cat: pd.DataFrame) -> np.ndarray:
-    """True for the halos of a drawn catalogue's test box (none in a catalogue without the column)."""
-    return cat[TEST_ONLY].to_numpy(dtype=bool) if TEST_ONLY in cat else np.zeros(len(cat), dtype=bool)
 
 
 def _more_views(halo: int, have: list, want: int, rng: np.random.Generator) -> list:

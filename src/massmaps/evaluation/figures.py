@@ -170,8 +170,7 @@ def fig1_mass_function(inputs: Mapping, outputs: Sequence[str], options: Mapping
 
     cat_cfg, sl_cfg = config["catalog"], config["sightlines"]
     halos = files.read_table(inputs["catalog"])
-    if catalog.TEST_ONLY in halos:  # the test box's halos are not part of the box the mass function is for
-        halos = halos[~halos[catalog.TEST_ONLY].astype(bool)]
+    halos = halos[~catalog.test_only_mask(halos)]  # the test box is not the box the expectation is for
     plan = files.read_table(inputs["plan"])
     expected = None
     if cat_cfg["source"] == "hmf":
