@@ -114,3 +114,34 @@ def test_bootstrap_resamples_groups():
     width = lambda t: t.loc["z_mean", "hi"] - t.loc["z_mean", "lo"]  # noqa: E731
     assert width(by_cluster) > 1.8 * width(by_map)
     assert by_cluster.loc["z_mean", "n_groups"] == 20 and by_map.loc["z_mean", "n_groups"] == 100
+
+
+def test_bias_rows_bootstrap_over_clusters():
+    """The posterior mean's median mass error and large-scale b come with a bootstrap over clusters: its
+    range holds the clusters' true median error, narrows as 1/sqrt(clusters), and views of one cluster
+    (which repeat its error) add nothing to it."""
+    from scipy import stats
+
+    samples, truth = posterior("exact", n_maps=6)
+    base = per_map(samples, truth)
+
+    def rows(n_clusters, views):
+        # one error per cluster, at the quantiles of N(0.05, 0.1^2): median 0.05 whatever the count
+        err = 0.05 + 0.10 * stats.norm.ppf((np.arange(n_clusters) + 0.5) / n_clusters)
+        err = np.repeat(np.random.default_rng(n_clusters).permutation(err), views)
+        prims = {k: np.resize(v, (n_clusters * views,) + v.shape[1:]) for k, v in base.items()}
+        prims["mass_error"], prims["b_large"] = err, 1.0 + err
+        t = calibration.summarise(prims, N_SAMPLES, n_boot=400, groups=np.repeat(np.arange(n_clusters), views))
+        return t.set_index("statistic"), err
+
+    few, err = rows(15, 6)
+    assert few.loc["mass_error_median", "value"] == pytest.approx(np.median(err))
+    assert few.loc["b_large", "value"] == pytest.approx(1.0 + err.mean())
+    assert few.loc["mass_error_median", "n_groups"] == 15
+    width = {}
+    for n_clusters, views in ((15, 6), (15, 1), (240, 1)):
+        lo, hi = rows(n_clusters, views)[0].loc["mass_error_median", ["lo", "hi"]]
+        assert lo < 0.05 < hi
+        width[n_clusters, views] = hi - lo
+    assert width[15, 6] == pytest.approx(width[15, 1], rel=0.35)  # six views of a cluster: one draw
+    assert 2.5 < width[15, 1] / width[240, 1] < 6.5  # sqrt(16) = 4

@@ -1,10 +1,10 @@
 """Ablation tables: the same headline statistics for several variants of a run, side by side.
 
 Each variant is an evaluation Dataset (:func:`massmaps.evaluation.evaluate.evaluate`) of its own model on the
-same test sightlines. :func:`posterior_metrics` gives, per mass bin and field, the median total-mass error,
-the large-scale b and small-scale r of the posterior mean (with 16-84% ranges over a bootstrap that resamples
-clusters, :func:`cluster_bootstrap`) and the calibration statistics of
-:func:`massmaps.evaluation.tables.calibration_tables`. :func:`ablation_table` stacks the variants,
+same test sightlines. :func:`posterior_metrics` gives, per mass bin and field, the small-scale r of the
+posterior mean (with the 16-84% range of a bootstrap that resamples clusters, :func:`cluster_bootstrap`) and,
+from :func:`massmaps.evaluation.tables.calibration_tables` (the same kind of bootstrap), its median total-mass
+error and large-scale b and the calibration statistics. :func:`ablation_table` stacks the variants,
 :func:`ablation_markdown` shows the headline columns, :func:`r_of_k` and :func:`figure_r_of_k` show where on
 the k axis each variant loses the information (for observed inputs, against the scale of the tSZ beam).
 """
@@ -23,12 +23,13 @@ from . import tables
 
 #: Per-map statistics of the posterior mean: name -> (variable of the evaluation store, k range, reducer).
 MEAN_STATISTICS = {
-    "mass_error_median": ("mass_error", None, np.median),
-    "b_large": ("b", "large", np.mean),
     "r_small": ("r", "small", np.mean),
 }
-#: Calibration statistics taken from :func:`massmaps.evaluation.tables.calibration_tables`.
+#: Statistics taken from :func:`massmaps.evaluation.tables.calibration_tables` (which also bootstraps the
+#: posterior mean's median mass error and large-scale b over clusters).
 CALIBRATION_STATISTICS = (
+    "mass_error_median",
+    "b_large",
     "max_coverage_error",
     "coverage_0.68",
     "coverage_0.9",
