@@ -42,17 +42,13 @@ from massmaps.learning.normalise import Normaliser
 
 ANNULI_MPC = ((0, 1), (1, 2), (2, 4), (4, 6.4), (6.4, 99))
 WINDOW_DEX = 0.15
-
-
-def totals(ds) -> tuple[np.ndarray, np.ndarray]:
-    """(gas, DM) total of every map of a dataset store."""
-    maps = ds["maps"].sel(field=["gas", "dm"]).values.astype(np.float64)
-    return maps[:, 0].sum(axis=(1, 2)), maps[:, 1].sum(axis=(1, 2))
+#: The DM mass estimates compared: column suffix -> label.
+ESTIMATES = {"model": "the model", "training": "oracle: training clusters' q", "population": "oracle: population q"}
 
 
 def clusters(ds) -> pd.DataFrame:
     """One row per cluster of a dataset store: split, log mass, q (views averaged) and its spread over views."""
-    gas, dm = totals(ds)
+    gas, dm = ds["maps"].sel(field=["gas", "dm"]).values.astype(np.float64).sum(axis=(2, 3)).T
     maps = pd.DataFrame(
         {"halo": ds["halo_id"].values, "split": ds["split"].values, "lm": np.log10(ds["M200m_Msun"].values)}
     )
@@ -80,10 +76,11 @@ def main() -> None:
     mean = samples["mean"].sel(sightline=sl, field=["gas", "dm"]).values.astype(np.float64)
     x = ds["x"].values
     radius = np.hypot(*np.meshgrid(x, x))
+    truth = test["maps"].sel(field=["gas", "dm"]).values.astype(np.float64)  # (map, field, y, x), read once
     norm = Normaliser.from_dict(json.loads((args.results / "model" / "normalisation.json").read_text()))
     draws = samples["samples"].sel(sightline=sl, field=["gas", "dm"]).values
     mean_n = norm.apply(draws, ["gas", "dm"], field_axis=2).astype(np.float64).mean(axis=1)
-    truth_n = norm.apply(test["maps"].sel(field=["gas", "dm"]).values, ["gas", "dm"], field_axis=1).astype(np.float64)
+    truth_n = norm.apply(truth, ["gas", "dm"], field_axis=1).astype(np.float64)
 
     per_cluster = clusters(ds)
     population = pd.concat([per_cluster] + [clusters(store.open_store(p)) for p in args.population])
@@ -98,7 +95,7 @@ def main() -> None:
     maps = pd.DataFrame(
         {"halo": ev["halo_id"].values, "bin": ev["mass_bin"].values, "lm": np.log10(ev["M200m_Msun"].values)}
     )
-    gas_true, dm_true = totals(test)
+    gas_true, dm_true = truth.sum(axis=(2, 3)).T
     maps["q_true"] = dm_true / gas_true
     maps["q_gen"] = mean[:, 1].sum(axis=(1, 2)) / mean[:, 0].sum(axis=(1, 2))
     maps["err_model"] = ev["mass_error"].sel(field="dm").values
@@ -114,8 +111,7 @@ def main() -> None:
             parts = []
             for lo, hi in ANNULI_MPC:
                 ring = (radius >= lo) & (radius < hi)
-                truth = test["maps"].sel(field=field).values[sel][:, ring].sum(axis=1)
-                err = mean[sel, fi][:, ring].sum(axis=1) / truth - 1
+                err = mean[sel, fi][:, ring].sum(axis=1) / truth[sel, fi][:, ring].sum(axis=1) - 1
                 err_n = mean_n[sel, fi][:, ring].sum(axis=1) / truth_n[sel, fi][:, ring].sum(axis=1) - 1
                 parts.append(f"{lo}-{hi if hi < 99 else 'edge'} Mpc {np.median(err):+.1%} ({np.median(err_n):+.1%})")
             print(f"  {field} mass error of the mean (normalised units), median by annulus: " + ", ".join(parts))
@@ -134,14 +130,9 @@ def main() -> None:
             f"  posterior mean's q {c.q_gen.mean():.3f} against the truth's {c.q_true.mean():.3f}; slope of one on the other {slope:.2f}"
         )
         groups = m.halo.to_numpy()
-        for name in ("model", "training", "population"):
+        for name, label in ESTIMATES.items():
             v, lo, hi = cluster_bootstrap(m[f"err_{name}"].to_numpy(), groups, np.median, args.seed)
-            label = {
-                "model": "the model",
-                "training": "oracle: training clusters' q",
-                "population": "oracle: population q",
-            }
-            print(f"  median DM mass error, {label[name]:30s} {v:+.1%} [{lo:+.1%}, {hi:+.1%}]")
+            print(f"  median DM mass error, {label:30s} {v:+.1%} [{lo:+.1%}, {hi:+.1%}]")
         print()
 
 
