@@ -13,7 +13,7 @@ sightlines: {target_per_bin: 2, max_per_cluster: 6, n_shards: 2}
 projection: {npix: 16, pixel_Mpc: 0.8}
 dataset: {chunk_sightlines: 4}
 figures: {formats: [png]}
-split: {fractions: [0.6, 0.2, 0.2], test_views: 3}
+split: {fractions: [0.6, 0.2, 0.2], test_views: 3, held_out_per_bin: 2}
 training: {steps: 30, batch_size: 8, checkpoint_every: 10, val_every: 15, log_every: 10,
            network: {nf: 8, ch_mult: [1, 2], attention: false, fir: false}}
 sampling: {eval_range_only: false, n_samples: 3, steps: 3, batch_size: 8}
