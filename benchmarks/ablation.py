@@ -106,8 +106,7 @@ def train(cfg: dict, res: Path, work: Path, splits: pd.DataFrame) -> Path:
             model,
             work / "checkpoints" / key,
             training=training,
-            stretch=cfg["normalisation"]["stretch"],
-            log_decades=cfg["normalisation"]["log_decades"],
+            normalisation=cfg["normalisation"],
             progress=False,
         )
         print(f"  trained {key} in {time.monotonic() - t0:.0f} s", flush=True)

@@ -89,8 +89,7 @@ def main() -> None:
             model_dir,
             ckpt_dir,
             training=training,
-            stretch=norm["stretch"],
-            log_decades=norm["log_decades"],
+            normalisation=norm,
             progress=False,
         )
 

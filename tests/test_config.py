@@ -471,16 +471,21 @@ def test_library_defaults_equal_the_schemas():
 
 
 def test_keys_added_later_keep_old_models_hash():
-    """A model trained before training.precision, compile, nodes and processes_per_node existed keeps its
-    checkpoint folder: at their defaults they do not enter the training hash."""
+    """A model trained before training.precision, compile, nodes and processes_per_node (or
+    normalisation.asinh_scale_factor) existed keeps its checkpoint folder: at their defaults they do not enter
+    the training hash."""
     from massmaps.config import training_hash
 
     config = _filled()
     before = copy.deepcopy(config)
     for key in ("precision", "compile", "nodes", "processes_per_node"):
         del before["training"][key]
+    del before["normalisation"]["asinh_scale_factor"]
     assert training_hash(config) == training_hash(before)
     config["training"]["precision"] = "bf16"
+    assert training_hash(config) != training_hash(before)
+    config["training"]["precision"] = "float32"
+    config["normalisation"]["asinh_scale_factor"] = {"gas": 3.0, "dm": 3.0}
     assert training_hash(config) != training_hash(before)
 
 

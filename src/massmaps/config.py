@@ -316,6 +316,8 @@ TRAINING_LATER_DEFAULTS = {"precision": "float32", "lr_schedule": "constant"}
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that
 #: value, so that those datasets (and the models trained on them) stay valid.
 DATA_LATER_DEFAULTS = {"catalog": {"test_box_Mpc": None, "test_box_m_min_Msun": 6.0e14}}
+#: Normalisation keys added after models were trained, at the value that trains those models (as above).
+NORMALISATION_LATER_DEFAULTS = {"asinh_scale_factor": 1.0}
 
 
 def data_settings(config: Mapping) -> dict:
@@ -356,7 +358,12 @@ def training_hash(config: Mapping) -> str:
         for k, v in config["training"].items()
         if k not in TRAINING_IGNORED and not (k in TRAINING_LATER_DEFAULTS and v == TRAINING_LATER_DEFAULTS[k])
     }
-    shaped = {"data": data_hash(config), "normalisation": config["normalisation"], "training": training}
+    normalisation = {
+        k: v
+        for k, v in config["normalisation"].items()
+        if not (k in NORMALISATION_LATER_DEFAULTS and v == NORMALISATION_LATER_DEFAULTS[k])
+    }
+    shaped = {"data": data_hash(config), "normalisation": normalisation, "training": training}
     return config_hash({**shaped, "observe": config["observe"]})
 
 

@@ -56,8 +56,7 @@ if nodes * per_node > 1:  # one process per rank (srun inside Slurm, else local 
             "model_dir": snakemake.output.model,  # noqa: F821
             "checkpoint_dir": snakemake.params.checkpoint_dir,  # noqa: F821
             "training": training,
-            "stretch": snakemake.params.normalisation["stretch"],  # noqa: F821
-            "log_decades": snakemake.params.normalisation["log_decades"],  # noqa: F821
+            "normalisation": snakemake.params.normalisation,  # noqa: F821
             "log": snakemake.log[0],  # noqa: F821
             "provenance": snakemake.params.provenance,  # noqa: F821
         },
@@ -76,8 +75,7 @@ result = reconstruct.train_from_store(
     snakemake.output.model,  # noqa: F821
     snakemake.params.checkpoint_dir,  # noqa: F821
     training=training,
-    stretch=snakemake.params.normalisation["stretch"],  # noqa: F821
-    log_decades=snakemake.params.normalisation["log_decades"],  # noqa: F821
+    normalisation=snakemake.params.normalisation,  # noqa: F821
     budget_start=T0,
     provenance=snakemake.params.provenance,  # noqa: F821
 )

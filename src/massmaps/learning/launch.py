@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 EXIT_RESUMABLE = 75  # as massmaps.learning.training.EXIT_RESUMABLE (not imported: torch loads slowly)
-JOB_KEYS = {"store", "splits", "model_dir", "checkpoint_dir", "training", "stretch", "log_decades", "log", "provenance"}
+JOB_KEYS = {"store", "splits", "model_dir", "checkpoint_dir", "training", "normalisation", "log", "provenance"}
 
 
 def free_port() -> int:
@@ -202,8 +202,7 @@ def run_job(job: Mapping) -> int:
             job["model_dir"],
             job["checkpoint_dir"],
             training=job["training"],
-            stretch=job.get("stretch", "none"),
-            log_decades=job.get("log_decades", 6.0),
+            normalisation=job.get("normalisation"),
             progress=False,
             budget_start=budget_start,
             provenance=job.get("provenance"),

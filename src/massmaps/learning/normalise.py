@@ -12,7 +12,9 @@ An optional monotonic stretch is applied before the min-max step:
 Given by name only (``stretch="log"`` or ``"asinh"``), the parameter is fitted from the training split
 in a first pass: the log floor is ``10**-log_decades`` times the field's largest value (values more than
 ``log_decades`` decades below the brightest pixel are clipped), and the asinh scale is the median over
-chunks of each chunk's median of |x| (a typical outskirt value).
+chunks of each chunk's median of |x| (a typical outskirt value) times ``asinh_scale_factor`` (1 by
+default; per field or one for all). A larger scale makes the stretch linear further in: the network's error,
+a fraction of the stretched range, then costs fewer per cent of mass in a cluster's core.
 
 The bounds are fitted over an iterable of chunks (a few hundred sightlines at a time), so the full
 data set never has to be in memory. Values outside the training range (validation and test maps)
@@ -23,6 +25,7 @@ stored beside the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -96,12 +99,31 @@ class Normaliser:
     stretch : one stretch name for all fields, or a mapping field -> name or
         field -> {"stretch": name, "floor": ..., "offset": ..., "scale": ...}; fields not in the
         mapping get "none".
+    asinh_scale_factor : multiplies a fitted asinh scale; one number, or a mapping field -> number (fields not
+        in it: 1).
     """
 
-    def __init__(self, fields: Sequence[str] = FIELDS, stretch="none", *, log_decades: float = 6.0):
+    def __init__(
+        self,
+        fields: Sequence[str] = FIELDS,
+        stretch="none",
+        *,
+        log_decades: float = 6.0,
+        asinh_scale_factor: float | Mapping[str, float] = 1.0,
+    ):
         fields = tuple(fields)
         if len(set(fields)) != len(fields) or not fields:
             raise ValueError(f"fields must be distinct and non-empty, got {fields}")
+        factors = (
+            asinh_scale_factor if isinstance(asinh_scale_factor, Mapping) else dict.fromkeys(fields, asinh_scale_factor)
+        )
+        unknown = set(factors) - set(fields)
+        if unknown:
+            raise ValueError(f"asinh_scale_factor given for unknown fields {sorted(unknown)}; fields: {fields}")
+        for f, v in factors.items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"asinh_scale_factor of field {f!r} must be a finite number > 0, got {v!r}")
+        self.asinh_scale_factor = {f: float(factors.get(f, 1.0)) for f in fields}
         if isinstance(stretch, str):
             stretch = {f: stretch for f in fields}
         unknown = set(stretch) - set(fields)
@@ -154,7 +176,7 @@ class Normaliser:
                     scale = float(peak[k] * 1e-3)
                 if not scale > 0:
                     raise ValueError(f"field {f!r}: all zero, cannot set an asinh scale")
-                self.scalings[f] = replace(s, scale=scale)
+                self.scalings[f] = replace(s, scale=scale * self.asinh_scale_factor[f])
 
     def fit(self, chunks: Iterable, *, field_axis: int = 1) -> Normaliser:
         """Fit the bounds over an iterable of arrays, each with all ``fields`` along ``field_axis``.
@@ -293,15 +315,22 @@ class Normaliser:
 
 
 def fit_normaliser(
-    ds: xr.Dataset, train_index: np.ndarray, stretch="none", chunk_size: int = 256, *, log_decades: float = 6.0
+    ds: xr.Dataset,
+    train_index: np.ndarray,
+    stretch="none",
+    chunk_size: int = 256,
+    *,
+    log_decades: float = 6.0,
+    asinh_scale_factor: float | Mapping[str, float] = 1.0,
 ) -> Normaliser:
     """Global per-field min-max over the training sightlines (read ``chunk_size`` sightlines at a time), of
     the fields the model sees (its inputs and targets), in the store's order."""
     fields = [str(f) for f in ds["field"].values if str(f) in (*INPUTS, *TARGETS)]
     stretch = dict(stretch) if isinstance(stretch, Mapping) else stretch
-    return Normaliser(fields=fields, stretch=stretch, log_decades=log_decades).fit_dataarray(
-        ds["maps"], np.sort(train_index), chunk_size=chunk_size
-    )
+    if isinstance(asinh_scale_factor, Mapping):  # the config may name fields this store does not hold
+        asinh_scale_factor = {f: v for f, v in asinh_scale_factor.items() if f in fields}
+    norm = Normaliser(fields=fields, stretch=stretch, log_decades=log_decades, asinh_scale_factor=asinh_scale_factor)
+    return norm.fit_dataarray(ds["maps"], np.sort(train_index), chunk_size=chunk_size)
 
 
 def _normalised_chunks(ds: xr.Dataset, index: np.ndarray, norm: Normaliser, fields: Sequence[str], chunk_size: int):

@@ -42,6 +42,20 @@ def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None,
     return normalise.training_mean(ds, train, norm, TARGETS, per_pixel=prior_mean == "pixel")
 
 
+def normalisation_kwargs(block: Mapping | None) -> dict:
+    """The keyword arguments of :func:`massmaps.learning.normalise.fit_normaliser` from a config's
+    ``normalisation`` block (its keys, with the schema's defaults where one is left out)."""
+    block = dict(block or {})
+    bad = set(block) - {"stretch", "log_decades", "asinh_scale_factor"}
+    if bad:
+        raise ValueError(f"unknown normalisation key(s) {sorted(bad)}; valid: stretch, log_decades, asinh_scale_factor")
+    return {
+        "stretch": block.get("stretch", "none"),
+        "log_decades": block.get("log_decades", 6.0),
+        "asinh_scale_factor": block.get("asinh_scale_factor", 1.0),
+    }
+
+
 def train_from_store(
     store_path: str | os.PathLike,
     splits: pd.DataFrame,
@@ -49,14 +63,15 @@ def train_from_store(
     checkpoint_dir: str | os.PathLike,
     *,
     training: Mapping,
-    stretch="none",
-    log_decades: float = 6.0,
+    normalisation: Mapping | None = None,
     progress: bool = True,
     budget_start: float | None = None,
     provenance: Mapping | None = None,
 ):
     """Fit the normalisation on the training split, then train (or resume) the score model.
 
+    ``normalisation``: the config's block (``stretch``, ``log_decades``, ``asinh_scale_factor``; a key left out
+    takes the schema's default; ``None``: the paper's linear min-max).
     ``training["time_budget_s"]`` counts from ``budget_start`` (``time.monotonic()``; default: when
     training starts, after the normalisation). ``provenance`` (the run's cosmology, observe block and
     training hash) joins the model's data record (:func:`data_record`), which ``massmaps predict`` reads.
@@ -67,7 +82,7 @@ def train_from_store(
     if train_idx.size == 0:
         raise ValueError(f"{store_path}: the training split is empty; use more sightlines or other split fractions")
     try:
-        normaliser = normalise.fit_normaliser(ds, train_idx, stretch, log_decades=log_decades)
+        normaliser = normalise.fit_normaliser(ds, train_idx, **normalisation_kwargs(normalisation))
     except ValueError as err:
         raise ValueError(f"{store_path}: {err}{_first_nonfinite(ds, train_idx)}") from err
     log.info("normalisation (training split, %d sightlines): %s", train_idx.size, normaliser.to_dict())
