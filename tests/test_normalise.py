@@ -162,6 +162,23 @@ def test_asinh_scale_factor_multiplies_the_fitted_scale_only():
             Normaliser(FIELDS, "asinh", asinh_scale_factor=bad)
     with pytest.raises(ValueError, match="unknown fields"):
         Normaliser(("gas", "dm"), "asinh", asinh_scale_factor={"tsz": 2.0})
+    with pytest.raises(ValueError, match="asinh_scale_factor"):
+        Normaliser(FIELDS, "asinh", asinh_scale_factor=True)
+    # named for a field whose stretch has no fitted scale: nothing to multiply, refused instead of ignored
+    for stretch in ({"gas": "log"}, {"gas": {"stretch": "asinh", "scale": 2.0}}, "none"):
+        with pytest.raises(ValueError, match="without a fitted asinh stretch"):
+            Normaliser(FIELDS, stretch, asinh_scale_factor={"gas": 3.0})
+
+
+def test_normalisation_block_keys():
+    """train_from_store reads the config's normalisation block: missing keys take the schema's defaults, an
+    unknown key (a typo) is refused by name."""
+    from massmaps.learning.reconstruct import normalisation_kwargs
+
+    assert normalisation_kwargs(None) == {"stretch": "none", "log_decades": 6.0, "asinh_scale_factor": 1.0}
+    assert normalisation_kwargs({"stretch": "asinh"})["stretch"] == "asinh"
+    with pytest.raises(ValueError, match="strech"):
+        normalisation_kwargs({"strech": "asinh"})
 
 
 def test_training_mean_of_normalised_targets():

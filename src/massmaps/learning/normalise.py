@@ -99,8 +99,9 @@ class Normaliser:
     stretch : one stretch name for all fields, or a mapping field -> name or
         field -> {"stretch": name, "floor": ..., "offset": ..., "scale": ...}; fields not in the
         mapping get "none".
-    asinh_scale_factor : multiplies a fitted asinh scale; one number, or a mapping field -> number (fields not
-        in it: 1).
+    asinh_scale_factor : multiplies a fitted asinh scale; one number (fields without a fitted asinh scale
+        ignore it), or a mapping field -> number (fields not in it: 1; a field in it must have a fitted asinh
+        scale).
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class Normaliser:
         if unknown:
             raise ValueError(f"asinh_scale_factor given for unknown fields {sorted(unknown)}; fields: {fields}")
         for f, v in factors.items():
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"asinh_scale_factor of field {f!r} must be a finite number > 0, got {v!r}")
         self.asinh_scale_factor = {f: float(factors.get(f, 1.0)) for f in fields}
         if isinstance(stretch, str):
@@ -144,6 +145,13 @@ class Normaliser:
             if bad:
                 raise ValueError(f"unknown stretch parameters {sorted(bad)} for field {f!r}")
             self.scalings[f] = FieldScaling(**spec)
+        if isinstance(asinh_scale_factor, Mapping):  # a factor named for a field must have a scale to multiply
+            idle = [f for f in factors if not (self.scalings[f].stretch == "asinh" and self.scalings[f].needs_data)]
+            if idle:
+                raise ValueError(
+                    f"asinh_scale_factor given for fields {idle} without a fitted asinh stretch (stretch: "
+                    f"{ {f: self.scalings[f].stretch for f in idle} }); expected stretch asinh with the scale left to the data"
+                )
 
     # ----------------------------------------------------------------------------------- fitting
     @property
