@@ -275,6 +275,10 @@ BAD_CONFIGS = [
     ("catalog.test_box_Mpc", {"split": {"test_views": 0}}),  # the default's test box would never be projected
     ("catalog.test_box_m_min_Msun", {"catalog": {"test_box_m_min_Msun": 1e17}}),
     ("training.steps", {"training": {"steps": -1}}),
+    (
+        "normalisation.asinh_scale_factor",
+        {"normalisation": {"stretch": {"gas": "asinh"}, "asinh_scale_factor": {"dm": 3}}},
+    ),
     ("training.batch_size", {"training": {"batch_size": 30, "nodes": 2, "processes_per_node": 2}}),
     ("training.network", {"training": {"network": {"nf": 8, "ch_mul": [1, 2]}}}),
     ("particles.mock", {"particles": {"mock": {"n_ngbb": 3}}}),

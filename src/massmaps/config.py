@@ -203,6 +203,15 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
             f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max"
         )
+    norm = config["normalisation"]
+    factor, stretch = norm["asinh_scale_factor"], norm["stretch"]
+    if isinstance(factor, Mapping):
+        idle = sorted(f for f in factor if (stretch if isinstance(stretch, str) else stretch.get(f, "none")) != "asinh")
+        if idle:
+            errors.append(
+                f"config: normalisation.asinh_scale_factor names {idle}, whose normalisation.stretch is not asinh; "
+                "expected only fields with stretch asinh"
+            )
     ranks = training["nodes"] * training["processes_per_node"]
     if training["batch_size"] % ranks:
         errors.append(
