@@ -25,15 +25,19 @@ def posterior(kind: str, n_maps=200, npix=8, seed=0):
     return samples, truth
 
 
+def summaries_of(samples, truth, n_annuli=3):
+    """TARP's (samples, truth) summaries per map, on pixels of 0.4."""
+    return [
+        (calibration.summary_vector(s, 0.4, n_annuli), calibration.summary_vector(t, 0.4, n_annuli))
+        for s, t in zip(samples, truth)
+    ]
+
+
 def per_map(samples, truth, seed=0):
     stats = [calibration.map_statistics(s, t) for s, t in zip(samples, truth)]
     out = {k: np.array([s[k] for s in stats]) for k in stats[0]}
-    summaries = [
-        (calibration.summary_vector(s, 0.4, n_annuli=3), calibration.summary_vector(t, 0.4, n_annuli=3))
-        for s, t in zip(samples, truth)
-    ]
-    refs = calibration.tarp_references(summaries, seed)
-    out["tarp_f"] = np.array([calibration.tarp_fraction(s, t, r) for (s, t), r in zip(summaries, refs)])
+    summaries = summaries_of(samples, truth)
+    out["tarp_f"], out["tarp_ranks"] = calibration.tarp_primitives(summaries, seed, n_draws=20)
     return out
 
 
@@ -80,6 +84,32 @@ def test_shift_is_caught_with_its_sign():
     assert value["mass_rank_mean"] < 0.35
     assert value["mass_rank_chi2_p"] < 1e-3
     assert value["tarp_ks_p"] < 0.05
+
+
+def test_tarp_fraction_equals_the_truths_rank():
+    """f of the truth from the ranks is tarp_fraction's, for each reference draw."""
+    samples, truth = posterior("narrow", n_maps=5, npix=4)
+    summaries = summaries_of(samples, truth, n_annuli=2)
+    f, ranks = calibration.tarp_primitives(summaries, seed=3, n_draws=4)
+    refs = calibration.tarp_references(summaries, 3, n_draws=4)
+    direct = [[calibration.tarp_fraction(g, t, refs[r, i]) for r in range(4)] for i, (g, t) in enumerate(summaries)]
+    np.testing.assert_allclose(f, direct)
+    assert ranks.shape == (5, N_SAMPLES + 1, 4)
+    np.testing.assert_allclose(refs[0], calibration.tarp_references(summaries, 3))  # the first draw is the single one
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tarp_test_is_uniform_for_exchangeable_truths(seed):
+    """The randomisation p of exact draws is not small at any of these seeds; of too-narrow draws it is."""
+    samples, truth = posterior("exact", n_maps=60, npix=4, seed=seed)
+    summaries = summaries_of(samples, truth, n_annuli=2)
+    _, ranks = calibration.tarp_primitives(summaries, seed=seed, n_draws=20)
+    stat, p = calibration.tarp_test(ranks, N_SAMPLES, seed=seed, n_null=199)
+    assert 0 < stat < 1 and p > 0.05
+    narrow, t2 = posterior("narrow", n_maps=60, npix=4, seed=seed)
+    summaries = summaries_of(narrow, t2, n_annuli=2)
+    _, ranks = calibration.tarp_primitives(summaries, seed=seed, n_draws=20)
+    assert calibration.tarp_test(ranks, N_SAMPLES, seed=seed, n_null=199)[1] < 0.01
 
 
 def test_numpy_default_quantiles_under_cover_with_50_samples():
