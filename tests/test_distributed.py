@@ -290,4 +290,4 @@ def test_master_address_from_the_slurm_node_list():
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(json.loads(sys.argv[1])))
+    launch.exit_now(_worker(json.loads(sys.argv[1])))

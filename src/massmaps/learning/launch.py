@@ -223,5 +223,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_job(json.loads(Path(argv[0]).read_text()))
 
 
+def exit_now(code: int) -> None:
+    """End this rank with ``code`` once its logs and standard streams are flushed, skipping the interpreter's
+    teardown: a rank that had written the model was seen to abort there (SIGABRT, "terminate called without
+    an active exception", from a thread that torch's compiled or distributed runtime left behind), which
+    the launcher would count as a failed rank."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more to save
+            pass
+    os._exit(int(code))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
