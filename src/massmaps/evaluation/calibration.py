@@ -188,9 +188,9 @@ def ks_uniform(f: np.ndarray) -> tuple[float, float]:
 
 
 def ecp_curve(f: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """TARP's expected coverage P(f < a) at ``levels``."""
-    f = np.asarray(f, dtype=np.float64)
-    return (f[None, :] < np.asarray(levels)[:, None]).mean(axis=1)
+    """TARP's expected coverage P(f < a) at ``levels`` (f of any shape, pooled)."""
+    f = np.sort(np.ravel(np.asarray(f, dtype=np.float64)))
+    return np.searchsorted(f, np.asarray(levels, dtype=np.float64), side="left") / f.size
 
 
 def _statistics(per_map: Mapping[str, np.ndarray], n_samples: int, levels: np.ndarray) -> dict[str, float]:
@@ -201,7 +201,7 @@ def _statistics(per_map: Mapping[str, np.ndarray], n_samples: int, levels: np.nd
     z_mean = per_map["z_sum"].sum() / z_n
     z_std = np.sqrt(max(per_map["z_sq"].sum() / z_n - z_mean**2, 0.0))
     grid = np.linspace(0, 1, 101)
-    ecp = ecp_curve(np.ravel(per_map["tarp_f"]), grid)  # pooled over the reference draws, if several
+    ecp = ecp_curve(per_map["tarp_f"], grid)  # pooled over the reference draws, if several
     out = {f"coverage_{a:g}": float(c) for a, c in zip(levels, cover)}
     # the tails: the truth below every sample, or above every one (calibrated: 1 / (n + 1) each)
     out["rank_bottom"], out["rank_top"] = float(counts[0] / counts.sum()), float(counts[-1] / counts.sum())
