@@ -86,6 +86,29 @@ def test_shift_is_caught_with_its_sign():
     assert value["tarp_ks_p"] < 0.05
 
 
+def test_profile_z_catches_errors_more_coherent_than_the_samples():
+    """Pixels calibrated, annulus means not: the truth's error is one offset over the whole map, the samples'
+    errors independent per pixel, with the same pixel variance. Exact draws give the calibrated std."""
+    calibrated = calibration.calibrated_z_std(N_SAMPLES)
+    samples, truth = posterior("exact", n_maps=300)
+    z = calibration.profile_z(summaries_of(samples, truth))
+    assert z.shape == (300, 3)
+    np.testing.assert_allclose(np.std(z, axis=0), calibrated, rtol=0.12)
+    rng = np.random.default_rng(5)
+    mu = rng.uniform(5.0, 10.0, (300, 8, 8))
+    truth = mu + rng.standard_normal((300, 1, 1))  # one offset per map: fully coherent, unit pixel variance
+    samples = mu[:, None] + rng.standard_normal((300, N_SAMPLES, 8, 8))
+    stats = [calibration.map_statistics(s, t) for s, t in zip(samples, truth)]
+    prims = {k: np.array([s[k] for s in stats]) for k in stats[0]}
+    summaries = summaries_of(samples, truth)
+    prims["tarp_f"], prims["tarp_ranks"] = calibration.tarp_primitives(summaries, 0, n_draws=5)
+    prims["profile_z"] = calibration.profile_z(summaries)
+    value = calibration.summarise(prims, N_SAMPLES, n_boot=50).set_index("statistic")["value"]
+    assert value["z_std"] == pytest.approx(calibrated, abs=0.03)  # every pixel calibrated
+    assert value["profile_z_std_max"] > 2.5  # the annulus means far too certain
+    assert value["profile_z_std_max"] == max(value[f"profile_z_std_{k}"] for k in (1, 2, 3))
+
+
 def test_tarp_fraction_equals_the_truths_rank():
     """f of the truth from the ranks is tarp_fraction's, for each reference draw."""
     samples, truth = posterior("narrow", n_maps=5, npix=4)

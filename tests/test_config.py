@@ -275,6 +275,7 @@ BAD_CONFIGS = [
     ("catalog.test_box_Mpc", {"split": {"test_views": 0}}),  # the default's test box would never be projected
     ("catalog.test_box_m_min_Msun", {"catalog": {"test_box_m_min_Msun": 1e17}}),
     ("training.steps", {"training": {"steps": -1}}),
+    ("training.sigma_train", {"training": {"sigma_train": "log_normal", "preconditioning": "score_models"}}),
     (
         "normalisation.asinh_scale_factor",
         {"normalisation": {"stretch": {"gas": "asinh"}, "asinh_scale_factor": {"dm": 3}}},

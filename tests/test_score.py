@@ -100,6 +100,49 @@ def test_edm_preconditioning_gives_the_exact_denoiser_and_its_loss_prefers_it():
         score.Denoiser(model, "edm", None)
 
 
+def test_training_sigmas_follow_their_distributions():
+    """Log-uniform levels are score_models' t mapped to sigma; log-normal ones have the asked median and
+    width of ln sigma, within [sigma_min, sigma_max], from the same uniform draws."""
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(score.training_sigmas(u, 1e-3, 10.0), score.t_to_sigma(u, 1e-3, 10.0))
+    sig = score.training_sigmas(u, 1e-3, 10.0, "log_normal", 0.08, 1.2)
+    assert float(sig.min()) >= 1e-3 and float(sig.max()) <= 10.0
+    assert float(sig.median()) == pytest.approx(0.08, rel=0.01)
+    inside = sig[(sig > 1e-3) & (sig < 10.0)].log()
+    assert float(inside.std()) == pytest.approx(1.2, rel=0.02)  # clipping is rare at these settings
+    assert float((sig == 1e-3).double().mean()) == pytest.approx(0.5 * math.erfc(math.log(0.08 / 1e-3) / 1.2 / 2**0.5), abs=2e-4)
+    with pytest.raises(ValueError, match="log_uniform"):
+        score.training_sigmas(u, 1e-3, 10.0, "uniform")
+    with pytest.raises(ValueError, match="width"):
+        score.training_sigmas(u, 1e-3, 10.0, "log_normal", 0.08, 0.0)
+
+
+def test_log_normal_training_levels_enter_the_edm_loss():
+    """With sigma_train log_normal the loss draws its levels from it (median in units of sigma_data): a
+    network exact only at low noise loses nothing against the exact one when the levels concentrate there,
+    and much over log-uniform levels. Only the edm preconditioning takes it."""
+    sd = 0.2
+    x0_cond = torch.rand(256, 2, 4, 4)
+    x0 = toy_mean(x0_cond) + S * torch.randn(256, 2, 4, 4)
+
+    class LowNoiseOnly(ExactEdmNet):  # exact below sigma = 0.05, off by 50% above
+        def forward(self, t, x_in, cond):
+            sigma = score.t_to_sigma(t).view(-1, 1, 1, 1)
+            return super().forward(t, x_in, cond) * torch.where(sigma < 0.05, 1.0, 1.5)
+
+    def loss(net, sigma_train):
+        torch.manual_seed(0)
+        model = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+        return float(score.training_loss(score.Denoiser(model, "edm", sd, sigma_train), x0, x0_cond))
+
+    uniform, narrow = ("log_uniform",), ("log_normal", 0.02 / sd, 0.3)  # median sigma 0.02
+    assert loss(LowNoiseOnly(sd), narrow) / loss(ExactEdmNet(sd), narrow) < 1.02
+    assert loss(LowNoiseOnly(sd), uniform) / loss(ExactEdmNet(sd), uniform) > 1.2
+    model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    with pytest.raises(ValueError, match="edm"):
+        score.Denoiser(model, "score_models", None, narrow)
+
+
 def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
     model = toy_model()
     den = score.Denoiser(model)

@@ -484,6 +484,10 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
     assert (den.preconditioning, den.sigma_data) == ("edm", 0.25)
     with pytest.raises(ValueError, match="sigma_data"):
         small_config(preconditioning="edm")
+    with pytest.raises(ValueError, match="sigma_train"):
+        small_config(sigma_train="log_normal")  # score_models' loss draws its own levels
+    with pytest.raises(ValueError, match="sigma_train_width"):
+        small_config(preconditioning="edm", sigma_data=0.25, sigma_train="log_normal", sigma_train_width=-1.0)
 
 
 # ------------------------------------------------------------------------- precision and compile

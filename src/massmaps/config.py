@@ -203,6 +203,11 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_min: {training['sigma_min']} is not below training.sigma_max "
             f"{training['sigma_max']}; expected 0 < sigma_min < sigma_max"
         )
+    if training["sigma_train"] != "log_uniform" and training["preconditioning"] != "edm":
+        errors.append(
+            f"config: training.sigma_train: {training['sigma_train']!r} with training.preconditioning "
+            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss draws its own levels)"
+        )
     norm = config["normalisation"]
     factor, stretch = norm["asinh_scale_factor"], norm["stretch"]
     if isinstance(factor, Mapping):
@@ -321,7 +326,13 @@ TRAINING_IGNORED = (
 
 #: Training keys added after models were trained, at the value that trains those models: left out of the
 #: hash at that value, so that a model trained before the key existed keeps its checkpoint folder.
-TRAINING_LATER_DEFAULTS = {"precision": "float32", "lr_schedule": "constant"}
+TRAINING_LATER_DEFAULTS = {
+    "precision": "float32",
+    "lr_schedule": "constant",
+    "sigma_train": "log_uniform",
+    "sigma_train_median": 0.6,
+    "sigma_train_width": 1.2,
+}
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that
 #: value, so that those datasets (and the models trained on them) stay valid.
 DATA_LATER_DEFAULTS = {"catalog": {"test_box_Mpc": None, "test_box_m_min_Msun": 6.0e14}}

@@ -36,6 +36,7 @@ CALIBRATION_STATISTICS = (
     "z_mean",
     "z_std",
     "tarp_ks_p",
+    "profile_z_std_max",
     "rank_top",
     "rank_bottom",
 )
@@ -48,6 +49,7 @@ HEADLINE = (
     ("z_std", "z std", "{:.2f}"),
     ("rank_top", "truth above all samples", "{:.3f}"),
     ("tarp_ks_p", "TARP KS p", "{:.3f}"),
+    ("profile_z_std_max", "annulus z std (largest)", "{:.2f}"),
 )
 
 

@@ -30,6 +30,10 @@ pool maps, with bootstrap intervals over maps (:func:`summarise`). The statistic
   truth, map by map, draws the statistic's null distribution (:func:`tarp_test`). With several views of a cluster
   the KS and chi-square tests take one view per cluster (views are not independent draws; a test over all
   of them would overstate the evidence), and are also given over every map.
+* **Profile z-scores**: z of each annulus of TARP's summary, (truth - sample mean) / sample std, pooled over
+  maps. They say where a TARP rejection comes from: pixel z-scores can be calibrated while the samples' pixel
+  errors are less coherent than the true ones, and then the mean over an annulus varies too little between
+  samples (annulus z std above the calibrated value) although no single pixel does.
 """
 
 from __future__ import annotations
@@ -92,6 +96,17 @@ def summary_vector(maps: np.ndarray, pixel: float, n_annuli: int = SUMMARY_ANNUL
     ny = maps.shape[-1]
     edges = radial_bin_edges(ny * pixel / 2, ny * pixel / 2 / n_annuli)
     return np.log10(np.maximum(radial_profiles(maps, pixel, edges), 1e-30))
+
+
+def profile_z(summaries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(maps, d): z of the truth's summary against the samples' (mean, std with ddof 1), per component."""
+    out = []
+    for gen, truth in summaries:
+        gen = np.asarray(gen, np.float64)
+        std = gen.std(axis=0, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(std > 0, (np.asarray(truth, np.float64) - gen.mean(axis=0)) / std, np.nan))
+    return np.asarray(out)
 
 
 def tarp_fraction(samples: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
@@ -222,6 +237,12 @@ def _statistics(per_map: Mapping[str, np.ndarray], n_samples: int, levels: np.nd
         out["mass_error_median"] = float(np.median(per_map["mass_error"]))
     if "b_large" in per_map:
         out["b_large"] = float(np.mean(per_map["b_large"]))
+    # z of each annulus of TARP's summary: its std per annulus (from the centre out), and the largest
+    if "profile_z" in per_map:
+        pz = np.asarray(per_map["profile_z"], np.float64)
+        stds = [float(np.nanstd(pz[:, k])) if np.isfinite(pz[:, k]).any() else float("nan") for k in range(pz.shape[1])]
+        out.update({f"profile_z_std_{k + 1}": v for k, v in enumerate(stds)})
+        out["profile_z_std_max"] = float(np.nanmax(stds)) if np.isfinite(stds).any() else float("nan")
     return out
 
 
@@ -257,7 +278,8 @@ def summarise(
     and, for the randomisation test of :func:`tarp_test`, ``tarp_ranks`` (without them: a KS test on the
     first reference draw's f), and optionally the
     posterior mean's ``mass_error`` and ``b_large`` per map (rows ``mass_error_median`` and ``b_large``, the
-    mean over maps)."""
+    mean over maps) and ``profile_z`` (maps, d) from :func:`profile_z` (rows ``profile_z_std_1`` .. ``_d``,
+    annuli from the centre out, and ``profile_z_std_max``)."""
     levels = np.asarray(levels, dtype=np.float64)
     n_maps = len(per_map["z_n"])
     if n_maps == 0:

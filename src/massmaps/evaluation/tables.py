@@ -49,6 +49,7 @@ def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> 
         sub = ev.sel(field=fld)
         summaries = list(zip(sub["summary_gen"].values, sub["summary_sim"].values))
         f, ranks = calibration.tarp_primitives(summaries, seed)
+        pz = calibration.profile_z(summaries)
         per_map_rows.append(
             pd.DataFrame(
                 {
@@ -66,6 +67,7 @@ def calibration_tables(ev: xr.Dataset, *, seed: int = 0, n_boot: int = 1000) -> 
             prims["tarp_f"], prims["tarp_ranks"] = f[sel], ranks[sel]
             prims["mass_error"] = sub["mass_error"].values[sel]
             prims["b_large"] = sub["b"].values[sel][:, large].mean(axis=1)
+            prims["profile_z"] = pz[sel]
             table = calibration.summarise(
                 prims, int(ev.attrs["n_posterior_samples"]), n_boot=n_boot, seed=seed, groups=ev["halo_id"].values[sel]
             )
@@ -90,6 +92,7 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
         ("rank_top", "truth above all"),
         ("tarp_ks_p", "TARP KS p"),
         ("tarp_area", "TARP area"),
+        ("profile_z_std_max", "std z, annuli (largest)"),
         ("mass_rank_chi2_p", "mass-rank chi2 p"),
     ]
     lines = [
@@ -112,7 +115,9 @@ def calibration_markdown(table: pd.DataFrame, n_samples: int) -> str:
         f"coverage of central credible intervals from the rank of the truth among the {n_samples} samples "
         "(calibrated: equal to the level); z = (truth - mean) / std, calibrated std "
         f"{calibration.calibrated_z_std(n_samples):.3f}; TARP on the log radial profile, 100 reference "
-        "points per map (calibrated: KS p, from a randomisation test, uniform; area 0); the KS and chi-square "
+        "points per map (calibrated: KS p, from a randomisation test, uniform; area 0), and the largest std of z "
+        "over its annuli (calibrated as std z; above it, the annulus means vary too little between samples); "
+        "the KS and chi-square "
         "tests on one view per cluster; [16th, 84th] percentiles of 1000 bootstrap draws over clusters.",
     ]
     return "\n".join(lines) + "\n"

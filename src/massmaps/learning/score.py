@@ -140,6 +140,25 @@ def t_to_sigma(t, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX):
 
 
 PRECONDITIONINGS = ("score_models", "edm")
+#: Distributions of the training noise levels of the edm loss: log_uniform on [sigma_min, sigma_max] (what
+#: score_models' uniform t gives), or log_normal (EDM's p_train: ln sigma ~ N(ln(median sigma_data), width^2)).
+SIGMA_TRAIN = ("log_uniform", "log_normal")
+
+
+def training_sigmas(u: torch.Tensor, sigma_min: float, sigma_max: float, kind: str = "log_uniform",
+                    median: float | None = None, width: float | None = None) -> torch.Tensor:
+    """Training noise levels from uniform draws ``u`` in (0, 1): log-uniform on [sigma_min, sigma_max], or
+    log-normal with the given ``median`` and ``width`` (std of ln sigma) through the inverse normal CDF, so
+    that both consume the same random draws; log-normal levels are clipped to [sigma_min, sigma_max], the
+    range the network's noise embedding covers."""
+    if kind == "log_uniform":
+        return t_to_sigma(u, sigma_min, sigma_max)
+    if kind != "log_normal":
+        raise ValueError(f"the training noise distribution must be one of {SIGMA_TRAIN}, got {kind!r}")
+    if not (median and median > 0 and width and width > 0):
+        raise ValueError(f"a log_normal training noise distribution needs median > 0 and width > 0, got {median!r}, {width!r}")
+    u = u.clamp(1e-12, 1 - 1e-12)
+    return (math.log(median) + width * torch.special.ndtri(u)).exp().clamp(sigma_min, sigma_max)
 
 
 #: Precisions of the network's forward pass: float32, or bfloat16 under torch.autocast (weights and the
@@ -180,9 +199,18 @@ class Denoiser:
     dtype (float32) and the result is returned in the dtype of ``x``. ``sigma`` is a float, a
     0-d tensor or one value per batch row. Noise levels outside [sigma_min, sigma_max] are
     evaluated at t outside [0, 1], where the network was never trained: keep schedules inside.
+
+    ``sigma_train`` (edm only) sets the noise levels of :meth:`loss`: ``("log_uniform",)``, the default, or
+    ``("log_normal", median, width)`` with the median in units of ``sigma_data`` (:func:`training_sigmas`).
     """
 
-    def __init__(self, score_model: ScoreModel, preconditioning: str = "score_models", sigma_data: float | None = None):
+    def __init__(
+        self,
+        score_model: ScoreModel,
+        preconditioning: str = "score_models",
+        sigma_data: float | None = None,
+        sigma_train: tuple = ("log_uniform",),
+    ):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
             raise ValueError(f"Denoiser needs a VE SDE with T = 1, got {type(sde).__name__}")
@@ -197,6 +225,17 @@ class Denoiser:
         self.preconditioning = preconditioning
         self.sigma_data = float(sigma_data) if sigma_data else None
         self.precision = "float32"
+        self.sigma_train = tuple(sigma_train or ("log_uniform",))
+        if self.sigma_train[0] != "log_uniform":
+            if preconditioning != "edm":
+                raise ValueError(f"a {self.sigma_train[0]} training noise distribution needs the edm preconditioning")
+            training_sigmas(torch.full((1,), 0.5), self.sigma_min, self.sigma_max, *self._sigma_train_args())
+
+    def _sigma_train_args(self) -> tuple:
+        kind, *rest = self.sigma_train
+        if kind == "log_normal" and len(rest) == 2:
+            return kind, rest[0] * self.sigma_data, rest[1]
+        return (kind, *rest)
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
@@ -238,14 +277,15 @@ class Denoiser:
 
     def loss(self, x0: torch.Tensor, cond, shard: tuple[int, int] | None = None) -> torch.Tensor:
         """The training loss of the EDM parametrisation: sigma log-uniform on [sigma_min, sigma_max] (as
-        score_models draws t), weight lambda(sigma) = 1 / c_out^2 on ||D - x0||^2, i.e.
+        score_models draws t) or as ``sigma_train`` says, weight lambda(sigma) = 1 / c_out^2 on ||D - x0||^2, i.e.
         ||F - (x0 - c_skip x) / c_out||^2, summed over pixels and averaged over the batch (score_models'
         reduction). Draws from torch's global random state, as score_models' loss does; ``shard``: see
         :func:`training_loss`."""
         B = x0.shape[0]
         first, total = shard or (0, B)
         u = torch.rand(total, device=x0.device, dtype=torch.float64)[first : first + B]
-        sig = t_to_sigma(u, self.sigma_min, self.sigma_max).reshape(-1, *[1] * (x0.ndim - 1))
+        sig = training_sigmas(u, self.sigma_min, self.sigma_max, *self._sigma_train_args())
+        sig = sig.reshape(-1, *[1] * (x0.ndim - 1))
         noise = torch.randn_like(x0) if shard is None else _global_noise(x0, first, total)
         x = x0 + sig.to(x0.dtype) * noise
         c_skip, c_out, c_in = (c.to(x0.dtype) for c in self.coefficients(sig))

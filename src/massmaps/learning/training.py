@@ -137,6 +137,11 @@ class TrainConfig:
     # weight); sigma_data: the std of the normalised targets, needed by edm
     preconditioning: str = "score_models"
     sigma_data: float | None = None
+    # the noise levels the edm loss trains on: log_uniform on [sigma_min, sigma_max], or log_normal (EDM's
+    # p_train) with median sigma_train_median * sigma_data and std of ln sigma sigma_train_width
+    sigma_train: str = "log_uniform"
+    sigma_train_median: float = 0.6
+    sigma_train_width: float = 1.2
     lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
@@ -183,6 +188,14 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.sigma_data must be > 0 with the edm preconditioning, got {self.sigma_data!r}"
             )
+        if self.sigma_train not in score_mod.SIGMA_TRAIN:
+            raise ValueError(f"TrainConfig.sigma_train must be one of {score_mod.SIGMA_TRAIN}, got {self.sigma_train!r}")
+        if self.sigma_train != "log_uniform" and self.preconditioning != "edm":
+            raise ValueError(f"TrainConfig.sigma_train {self.sigma_train!r} needs preconditioning 'edm'")
+        for name in ("sigma_train_median", "sigma_train_width"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -218,7 +231,10 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------------- training
 def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
-    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data)
+    sigma_train = ("log_uniform",)
+    if config.sigma_train == "log_normal":
+        sigma_train = ("log_normal", config.sigma_train_median, config.sigma_train_width)
+    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train)
 
 
 def _autocast(config: TrainConfig, device):
