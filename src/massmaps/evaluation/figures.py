@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import files, store
-from . import plotting
+from . import calibration, plotting
 from .evaluate import INPUTS, TARGETS
 
 
@@ -159,7 +159,25 @@ def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping)
         maps = per_map[per_map["field"] == f]
         tarp_f[mb, f] = (maps if mb == "all" else maps[maps["mass_bin"] == mb])["tarp_f"].to_numpy()
     ranks = {f: ev["rank_counts"].sel(field=f).sum("sightline").values for f in TARGETS}
-    _save(plotting.figure10_calibration(levels, coverage, ranks, tarp_f), outputs, options)
+    # z std of each annulus of TARP's summary, where the table has it (tables from before it do not)
+    n_annuli = ev.sizes.get("annulus", 0)
+    keys = [f"profile_z_std_{k + 1}" for k in range(n_annuli)]
+    profile_z = {}
+    if n_annuli and set(keys) <= set(table["statistic"]):
+        for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
+            rows = g.set_index("statistic").loc[keys]
+            profile_z[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
+    half = float(ev["radius_hi"].values.max()) if profile_z else 0.0  # the profiles reach half the field, as the summary
+    fig = plotting.figure10_calibration(
+        levels,
+        coverage,
+        ranks,
+        tarp_f,
+        profile_z=profile_z or None,
+        annulus_edges_Mpc=np.linspace(0, half, n_annuli + 1) if profile_z else None,
+        calibrated_z_std=calibration.calibrated_z_std(_n_samples(ev)),
+    )
+    _save(fig, outputs, options)
 
 
 def fig1_mass_function(inputs: Mapping, outputs: Sequence[str], options: Mapping, config: Mapping) -> None:

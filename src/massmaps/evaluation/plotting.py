@@ -395,18 +395,30 @@ GALLERY_FIELDS = (
 )
 
 
-def figure10_calibration(levels: np.ndarray, coverage: dict, rank_hists: dict, tarp_f: dict):
+def figure10_calibration(
+    levels: np.ndarray,
+    coverage: dict,
+    rank_hists: dict,
+    tarp_f: dict,
+    *,
+    profile_z: dict | None = None,
+    annulus_edges_Mpc: np.ndarray | None = None,
+    calibrated_z_std: float | None = None,
+):
     """Calibration per field (rows): coverage of central credible intervals against their level (bootstrap
     16-84 band) per mass bin; the histogram of the truth's rank among the samples, all pixels pooled;
-    TARP's expected coverage P(f < a). A calibrated posterior follows the diagonals and the flat line.
+    TARP's expected coverage P(f < a); with ``profile_z``, the z std of each annulus of TARP's summary
+    against radius. A calibrated posterior follows the diagonals and the flat lines.
 
     coverage: (mass_bin, field) -> (value, lo, hi) arrays over ``levels``; rank_hists: field -> pooled
-    counts per rank (n + 1 values); tarp_f: (mass_bin, field) -> per-map TARP fractions.
+    counts per rank (n + 1 values); tarp_f: (mass_bin, field) -> per-map TARP fractions; profile_z:
+    (mass_bin, field) -> (value, lo, hi) arrays over the annuli bounded by ``annulus_edges_Mpc``.
     """
     fields = list(rank_hists)
     bins = list(dict.fromkeys(mb for mb, _ in coverage))
     colours = dict(zip(bins, ["tab:blue", "tab:red", "0.3", "tab:green", "tab:purple"]))
-    fig, axes = plt.subplots(len(fields), 3, figsize=(12.5, 3.6 * len(fields)), squeeze=False)
+    ncols = 4 if profile_z else 3
+    fig, axes = plt.subplots(len(fields), ncols, figsize=(4.2 * ncols, 3.6 * len(fields)), squeeze=False)
     grid = np.linspace(0, 1, 101)
     for row, f in zip(axes, fields):
         ax = row[0]
@@ -448,6 +460,25 @@ def figure10_calibration(levels: np.ndarray, coverage: dict, rank_hists: dict, t
         ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=r"$\alpha$", ylabel="expected coverage", title="TARP")
         ax.legend(frameon=False, fontsize=8)
+        if profile_z:
+            ax = row[3]
+            edges = np.asarray(annulus_edges_Mpc, dtype=float)
+            mid = 0.5 * (edges[1:] + edges[:-1])
+            for mb in bins:
+                if (mb, f) in profile_z:
+                    value, lo, hi = profile_z[mb, f]
+                    ax.plot(mid, value, color=colours[mb], lw=1.6, marker="o", ms=3, label=mb)
+                    ax.fill_between(mid, lo, hi, color=colours[mb], alpha=0.2, lw=0)
+            if calibrated_z_std:
+                ax.axhline(calibrated_z_std, color="k", lw=0.8, ls="--", label="calibrated")
+            ax.set(
+                xlim=(0, edges[-1]),
+                ylim=(0, None),
+                xlabel="annulus of TARP's summary (Mpc)",
+                ylabel="std of z",
+                title="annulus means (above: samples too alike)",
+            )
+            ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
