@@ -6,6 +6,7 @@ These glue :mod:`massmaps.learning.split`, :mod:`massmaps.learning.normalise`, :
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -241,6 +242,7 @@ def sample_from_store(
         "sampler": sampler,
         "steps": steps,
         "nfe_per_sample": samplers.nfe(sampler, steps),
+        "sampler_kwargs": json.dumps(dict(sampler_kwargs or {}), sort_keys=True),  # beyond the solver's defaults
         "prior_mean": prior_mean,
         "precision": precision,
         "compile": compile,
