@@ -39,7 +39,11 @@ def z_stds(samples, dataset, pixel_Mpc: float) -> dict:
             z_sum, z_sq, z_n = z_sum + stats["z_sum"], z_sq + stats["z_sq"], z_n + stats["z_n"]
             summaries.append((calibration.summary_vector(smp, pixel_Mpc), calibration.summary_vector(truth, pixel_Mpc)))
         z_mean = z_sum / z_n
-        out[f] = (len(summaries), float(np.sqrt(z_sq / z_n - z_mean**2)), np.nanstd(calibration.profile_z(summaries), axis=0))
+        out[f] = (
+            len(summaries),
+            float(np.sqrt(z_sq / z_n - z_mean**2)),
+            np.nanstd(calibration.profile_z(summaries), axis=0),
+        )
     return out
 
 
@@ -62,7 +66,9 @@ def main(argv=None) -> int:
     chosen.loc[(chosen["split"] == "train") & ~chosen.index.isin(train.index), "split"] = "unused"
     kwargs = {k: test.attrs[k] for k in ("sampler", "steps", "seed", "prior_mean")}
     sampler_kwargs = json.loads(test.attrs.get("sampler_kwargs", "{}"))  # stores before it was recorded: none
-    print(f"sampling {len(train)} training maps of {len(train)} clusters with {kwargs} {sampler_kwargs} ...", flush=True)
+    print(
+        f"sampling {len(train)} training maps of {len(train)} clusters with {kwargs} {sampler_kwargs} ...", flush=True
+    )
     trained = reconstruct.sample_from_store(
         res / "model",
         res / "dataset" / "maps.zarr",
@@ -75,7 +81,11 @@ def main(argv=None) -> int:
     )
     calibrated = calibration.calibrated_z_std(test.sizes["sample"])
     print(f"\nz std (calibrated: {calibrated:.3f}); annuli of TARP's summary from the centre out\n")
-    print("| maps | field | n | pixels | " + " | ".join(f"annulus {k + 1}" for k in range(calibration.SUMMARY_ANNULI)) + " |")
+    print(
+        "| maps | field | n | pixels | "
+        + " | ".join(f"annulus {k + 1}" for k in range(calibration.SUMMARY_ANNULI))
+        + " |"
+    )
     print("|---|---|---|---|" + "---|" * calibration.SUMMARY_ANNULI)
     for name, samples in (("training", trained), ("validation", val), ("test", test)):
         for f, (n, pixel_z, annuli) in z_stds(samples, dataset, pixel).items():

@@ -110,7 +110,9 @@ def test_training_sigmas_follow_their_distributions():
     assert float(sig.median()) == pytest.approx(0.08, rel=0.01)
     inside = sig[(sig > 1e-3) & (sig < 10.0)].log()
     assert float(inside.std()) == pytest.approx(1.2, rel=0.02)  # clipping is rare at these settings
-    assert float((sig == 1e-3).double().mean()) == pytest.approx(0.5 * math.erfc(math.log(0.08 / 1e-3) / 1.2 / 2**0.5), abs=2e-4)
+    assert float((sig == 1e-3).double().mean()) == pytest.approx(
+        0.5 * math.erfc(math.log(0.08 / 1e-3) / 1.2 / 2**0.5), abs=2e-4
+    )
     with pytest.raises(ValueError, match="log_uniform"):
         score.training_sigmas(u, 1e-3, 10.0, "uniform")
     with pytest.raises(ValueError, match="width"):

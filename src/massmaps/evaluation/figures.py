@@ -167,7 +167,9 @@ def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping)
         for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
             rows = g.set_index("statistic").loc[keys]
             profile_z[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
-    half = float(ev["radius_hi"].values.max()) if profile_z else 0.0  # the profiles reach half the field, as the summary
+    half = (
+        float(ev["radius_hi"].values.max()) if profile_z else 0.0
+    )  # the profiles reach half the field, as the summary
     fig = plotting.figure10_calibration(
         levels,
         coverage,

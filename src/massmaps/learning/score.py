@@ -145,8 +145,14 @@ PRECONDITIONINGS = ("score_models", "edm")
 SIGMA_TRAIN = ("log_uniform", "log_normal")
 
 
-def training_sigmas(u: torch.Tensor, sigma_min: float, sigma_max: float, kind: str = "log_uniform",
-                    median: float | None = None, width: float | None = None) -> torch.Tensor:
+def training_sigmas(
+    u: torch.Tensor,
+    sigma_min: float,
+    sigma_max: float,
+    kind: str = "log_uniform",
+    median: float | None = None,
+    width: float | None = None,
+) -> torch.Tensor:
     """Training noise levels from uniform draws ``u`` in (0, 1): log-uniform on [sigma_min, sigma_max], or
     log-normal with the given ``median`` and ``width`` (std of ln sigma) through the inverse normal CDF, so
     that both consume the same random draws; log-normal levels are clipped to [sigma_min, sigma_max], the
@@ -156,7 +162,9 @@ def training_sigmas(u: torch.Tensor, sigma_min: float, sigma_max: float, kind: s
     if kind != "log_normal":
         raise ValueError(f"the training noise distribution must be one of {SIGMA_TRAIN}, got {kind!r}")
     if not (median and median > 0 and width and width > 0):
-        raise ValueError(f"a log_normal training noise distribution needs median > 0 and width > 0, got {median!r}, {width!r}")
+        raise ValueError(
+            f"a log_normal training noise distribution needs median > 0 and width > 0, got {median!r}, {width!r}"
+        )
     u = u.clamp(1e-12, 1 - 1e-12)
     return (math.log(median) + width * torch.special.ndtri(u)).exp().clamp(sigma_min, sigma_max)
 

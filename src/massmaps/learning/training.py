@@ -189,7 +189,9 @@ class TrainConfig:
                 f"TrainConfig.sigma_data must be > 0 with the edm preconditioning, got {self.sigma_data!r}"
             )
         if self.sigma_train not in score_mod.SIGMA_TRAIN:
-            raise ValueError(f"TrainConfig.sigma_train must be one of {score_mod.SIGMA_TRAIN}, got {self.sigma_train!r}")
+            raise ValueError(
+                f"TrainConfig.sigma_train must be one of {score_mod.SIGMA_TRAIN}, got {self.sigma_train!r}"
+            )
         if self.sigma_train != "log_uniform" and self.preconditioning != "edm":
             raise ValueError(f"TrainConfig.sigma_train {self.sigma_train!r} needs preconditioning 'edm'")
         for name in ("sigma_train_median", "sigma_train_width"):
