@@ -152,31 +152,28 @@ def fig10_calibration(inputs: Mapping, outputs: Sequence[str], options: Mapping)
     table = pd.read_csv(inputs["calibration"])
     per_map = pd.read_csv(inputs["calibration_maps"])
     levels = np.array(LEVELS)
-    coverage, tarp_f = {}, {}
-    for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
-        rows = g.set_index("statistic").loc[[f"coverage_{a:g}" for a in levels]]
-        coverage[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
-        maps = per_map[per_map["field"] == f]
-        tarp_f[mb, f] = (maps if mb == "all" else maps[maps["mass_bin"] == mb])["tarp_f"].to_numpy()
-    ranks = {f: ev["rank_counts"].sel(field=f).sum("sightline").values for f in TARGETS}
     # z std of each annulus of TARP's summary, where the table has it (tables from before it do not)
     n_annuli = ev.sizes.get("annulus", 0)
     keys = [f"profile_z_std_{k + 1}" for k in range(n_annuli)]
-    profile_z = {}
-    if n_annuli and set(keys) <= set(table["statistic"]):
-        for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
-            rows = g.set_index("statistic").loc[keys]
-            profile_z[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
-    half = (
-        float(ev["radius_hi"].values.max()) if profile_z else 0.0
-    )  # the profiles reach half the field, as the summary
+    with_profile = n_annuli > 0 and set(keys) <= set(table["statistic"])
+    coverage, tarp_f, profile_z = {}, {}, {}
+    for (mb, f), g in table.groupby(["mass_bin", "field"], sort=False):
+        g = g.set_index("statistic")
+        rows = g.loc[[f"coverage_{a:g}" for a in levels]]
+        coverage[mb, f] = tuple(rows[c].to_numpy() for c in ("value", "lo", "hi"))
+        if with_profile:
+            profile_z[mb, f] = tuple(g.loc[keys, c].to_numpy() for c in ("value", "lo", "hi"))
+        maps = per_map[per_map["field"] == f]
+        tarp_f[mb, f] = (maps if mb == "all" else maps[maps["mass_bin"] == mb])["tarp_f"].to_numpy()
+    ranks = {f: ev["rank_counts"].sel(field=f).sum("sightline").values for f in TARGETS}
     fig = plotting.figure10_calibration(
         levels,
         coverage,
         ranks,
         tarp_f,
         profile_z=profile_z or None,
-        annulus_edges_Mpc=np.linspace(0, half, n_annuli + 1) if profile_z else None,
+        # the summary's annuli reach half the field, as the radial profiles do
+        annulus_edges_Mpc=np.linspace(0, float(ev["radius_hi"].max()), n_annuli + 1) if profile_z else None,
         calibrated_z_std=calibration.calibrated_z_std(_n_samples(ev)),
     )
     _save(fig, outputs, options)

@@ -208,8 +208,9 @@ class Denoiser:
     0-d tensor or one value per batch row. Noise levels outside [sigma_min, sigma_max] are
     evaluated at t outside [0, 1], where the network was never trained: keep schedules inside.
 
-    ``sigma_train`` (edm only) sets the noise levels of :meth:`loss`: ``("log_uniform",)``, the default, or
-    ``("log_normal", median, width)`` with the median in units of ``sigma_data`` (:func:`training_sigmas`).
+    ``sigma_train = (kind, median, width)`` sets the noise levels of :meth:`loss` (:func:`training_sigmas`):
+    kind ``log_uniform`` (the default; median and width unused) or, with edm only, ``log_normal`` with the
+    median in units of ``sigma_data``.
     """
 
     def __init__(
@@ -217,7 +218,7 @@ class Denoiser:
         score_model: ScoreModel,
         preconditioning: str = "score_models",
         sigma_data: float | None = None,
-        sigma_train: tuple = ("log_uniform",),
+        sigma_train: tuple[str, float, float] = ("log_uniform", 0.6, 1.2),
     ):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
@@ -233,17 +234,9 @@ class Denoiser:
         self.preconditioning = preconditioning
         self.sigma_data = float(sigma_data) if sigma_data else None
         self.precision = "float32"
-        self.sigma_train = tuple(sigma_train or ("log_uniform",))
-        if self.sigma_train[0] != "log_uniform":
-            if preconditioning != "edm":
-                raise ValueError(f"a {self.sigma_train[0]} training noise distribution needs the edm preconditioning")
-            training_sigmas(torch.full((1,), 0.5), self.sigma_min, self.sigma_max, *self._sigma_train_args())
-
-    def _sigma_train_args(self) -> tuple:
-        kind, *rest = self.sigma_train
-        if kind == "log_normal" and len(rest) == 2:
-            return kind, rest[0] * self.sigma_data, rest[1]
-        return (kind, *rest)
+        self.sigma_train = tuple(sigma_train)
+        if self.sigma_train[0] != "log_uniform" and preconditioning != "edm":
+            raise ValueError(f"a {self.sigma_train[0]} training noise distribution needs the edm preconditioning")
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
@@ -292,7 +285,8 @@ class Denoiser:
         B = x0.shape[0]
         first, total = shard or (0, B)
         u = torch.rand(total, device=x0.device, dtype=torch.float64)[first : first + B]
-        sig = training_sigmas(u, self.sigma_min, self.sigma_max, *self._sigma_train_args())
+        kind, median, width = self.sigma_train
+        sig = training_sigmas(u, self.sigma_min, self.sigma_max, kind, median * self.sigma_data, width)
         sig = sig.reshape(-1, *[1] * (x0.ndim - 1))
         noise = torch.randn_like(x0) if shard is None else _global_noise(x0, first, total)
         x = x0 + sig.to(x0.dtype) * noise

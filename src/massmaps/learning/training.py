@@ -233,9 +233,7 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------------- training
 def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
-    sigma_train = ("log_uniform",)
-    if config.sigma_train == "log_normal":
-        sigma_train = ("log_normal", config.sigma_train_median, config.sigma_train_width)
+    sigma_train = (config.sigma_train, config.sigma_train_median, config.sigma_train_width)
     return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train)
 
 
