@@ -191,6 +191,36 @@ def test_exposure_map_and_masked_pixels(run, tmp_path):
                 out=tmp_path / "d.fits", **kw)  # fmt: skip
 
 
+@pytest.mark.parametrize("dec", [-40.0, 0.0, 65.0])
+def test_counts_on_a_car_grid_keep_their_surface_density(tmp_path, dec):
+    """A sky of uniform count density seen in a plate-carree image whose equator is far from the cluster (as
+    survey mosaics come): each CAR pixel holds density x its own solid angle, cos(dec) of the reference
+    pixel's at dec, and the model's pixels must get density x their own solid angle back, not cos(dec) of it."""
+    from massmaps.predict import load_input, pixel_solid_angles
+
+    record = {
+        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
+        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
+    }  # fmt: skip
+    target = grid_wcs(record, 30.0, dec, 0.3)
+    step = abs(target.wcs.cdelt[0]) / 2  # degrees
+    n_ra = int(np.ceil(2.6 * 16 / np.cos(np.radians(dec)))) + 8
+    n_dec = 2 * 16 + 16
+    car = WCS(naxis=2)
+    car.wcs.ctype, car.wcs.crval, car.wcs.cdelt = ["RA---CAR", "DEC--CAR"], [30.0, 0.0], [-step, step]
+    car.wcs.crpix = [(n_ra + 1) / 2, (n_dec + 1) / 2 - dec / step]
+    _, lat = car.pixel_to_world_values(*np.meshgrid(np.arange(n_ra), np.arange(n_dec)))
+    s = np.radians(step)
+    area = s * (np.sin(np.radians(lat) + s / 2) - np.sin(np.radians(lat) - s / 2))  # exact for CAR pixels
+    np.testing.assert_allclose(pixel_solid_angles(car, (n_dec, n_ra)), area, rtol=1e-5)
+    density = 3.0e9  # counts per steradian
+    image = _write(tmp_path / "counts_car.fits", density * area, car, "counts")
+    got, masked = load_input(image, "xray", record, target)
+    model_pixel_sr = np.radians(abs(target.wcs.cdelt[0])) ** 2
+    assert masked == 0
+    np.testing.assert_allclose(got, density * model_pixel_sr, rtol=2e-3)
+
+
 ABLATION = (
     OBSERVED
     + """

@@ -4,12 +4,14 @@ The images (any celestial WCS astropy reads: TAN, CAR, ...) are reprojected onto
 gnomonic (TAN) grid of the model's npix x npix pixels of pixel_Mpc physical Mpc centred on the cluster's
 RA, Dec, with the pixel's angle from the angular-diameter distance at the cluster's redshift (the model's
 cosmology); RA runs to the left (east), Dec up. Intensive maps (y, microK, surface brightness) are
-interpolated bilinearly; counts are turned into counts per unit solid angle first, interpolated, and
-multiplied by the model pixel's solid angle, and, with an exposure map, scaled to the exposure the model
-was trained with. Masked (NaN) pixels inside the grid take the value of the nearest unmasked pixel; more
-than ``max_masked`` of them is an error. The inputs are then normalised as in training, N posterior samples
-drawn with the pipeline's sampler, and written as FITS: the posterior mean, std and samples as image
-extensions with the grid's WCS, and a header naming the model, its hashes, the instrument and the units.
+interpolated bilinearly; counts are turned into counts per unit solid angle first (each pixel's own, from
+its corners: a CAR pixel far from the projection's equator is smaller than its reference pixel),
+interpolated, and multiplied by the solid angle of each model pixel, and, with an exposure map, scaled to the
+exposure the model was trained with. Masked (NaN) pixels inside the grid take the value of the nearest
+unmasked pixel; more than ``max_masked`` of them is an error. The inputs are then normalised as in
+training, N posterior samples drawn with the pipeline's sampler, and written as FITS: the posterior mean,
+std and samples as image extensions with the grid's WCS, and a header naming the model, its hashes, the
+instrument and the units.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from .store import INPUTS, TARGETS
 
-__all__ = ["PredictError", "grid_wcs", "load_input", "main", "predict"]
+__all__ = ["PredictError", "grid_wcs", "load_input", "main", "pixel_solid_angles", "predict"]
 
 #: Spellings of BUNIT accepted for each unit the model may expect.
 UNIT_ALIASES = {
@@ -138,7 +140,7 @@ def load_input(
         idx = ndimage.distance_transform_edt(masked, return_distances=False, return_indices=True)
         data = data[tuple(idx)]
     if unit == "counts":
-        data = data / _pixel_sr(wcs)
+        data = data / pixel_solid_angles(wcs, data.shape)
     data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
     if np.any(footprint < 1):
         outside = int(np.sum(footprint < 1))
@@ -161,15 +163,21 @@ def load_input(
             if np.any(e_foot < 1) or not np.all(np.isfinite(e_grid) & (e_grid > 0)):
                 raise PredictError(f"{exposure}: the exposure map must cover the model's field with values > 0 s")
             data_grid = data_grid * float(record["observe_exposure_s"]) / e_grid
-        data_grid = data_grid * _pixel_sr(target_wcs)
+        data_grid = data_grid * pixel_solid_angles(target_wcs, (n, n))
     return data_grid, n_masked
 
 
-def _pixel_sr(wcs) -> float:
-    """Solid angle of a pixel (sr), from the WCS's pixel scales at the reference point."""
-    from astropy.wcs.utils import proj_plane_pixel_area
-
-    return proj_plane_pixel_area(wcs) * (np.pi / 180.0) ** 2
+def pixel_solid_angles(wcs, shape: tuple[int, int]) -> np.ndarray:
+    """Solid angle (sr) of each pixel of an image of ``shape`` (ny, nx) on ``wcs``, from its four corners on
+    the unit sphere (half the cross product of the diagonals). The reference point's pixel area is not
+    enough for counts: a CAR pixel at declination d covers cos(d) of the area of one on the projection's
+    equator, so counts per pixel of a plate-carree map far from its equator would be read too faint."""
+    ny, nx = shape
+    yy, xx = np.mgrid[-0.5:ny:1.0, -0.5:nx:1.0]  # the (ny + 1) x (nx + 1) pixel corners
+    lon, lat = (np.radians(a) for a in wcs.pixel_to_world_values(xx, yy))
+    v = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+    diagonal_1, diagonal_2 = v[1:, 1:] - v[:-1, :-1], v[1:, :-1] - v[:-1, 1:]
+    return 0.5 * np.linalg.norm(np.cross(diagonal_1, diagonal_2), axis=-1)
 
 
 def predict(
