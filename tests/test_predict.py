@@ -221,6 +221,38 @@ def test_counts_on_a_car_grid_keep_their_surface_density(tmp_path, dec):
     np.testing.assert_allclose(got, density * model_pixel_sr, rtol=2e-3)
 
 
+def test_a_survey_map_is_read_as_its_cut_out_around_the_cluster(tmp_path):
+    """A large CAR map (as a survey's full map) gives the same model-grid input as a cut-out of it made by
+    hand, for an intensive map and for counts; only the window around the cluster is read."""
+    from massmaps.predict import _read_image, load_input
+
+    record = {
+        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
+        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
+    }  # fmt: skip
+    target = grid_wcs(record, 41.0, -35.0, 0.3)
+    step = abs(target.wcs.cdelt[0]) / 2
+    big = WCS(naxis=2)
+    big.wcs.ctype, big.wcs.crval, big.wcs.cdelt = ["RA---CAR", "DEC--CAR"], [40.0, 0.0], [-step, step]
+    shape = (1200, 900)
+    big.wcs.crpix = [450.5, 600.5 + 35.0 / step]
+    rng = np.random.default_rng(5)
+    sky = rng.gamma(2.0, 1.0, size=shape) * 1e-5
+    sky[rng.random(shape) < 0.002] = np.nan  # a few masked pixels everywhere
+    x0, y0 = (int(round(float(c))) for c in big.world_to_pixel_values(41.0, -35.0))
+    window = (slice(y0 - 60, y0 + 60), slice(x0 - 70, x0 + 70))  # wider than the field (32 x 39 pixels here)
+    assert np.isfinite(sky[window]).any()
+    for unit, field in (("y", "tsz"), ("counts", "xray")):
+        whole = _write(tmp_path / f"whole_{field}.fits", sky, big, unit)
+        cut = _write(tmp_path / f"cut_{field}.fits", sky[window], big.slice(window), unit)
+        got, got_masked = load_input(whole, field, record, target, max_masked=1.0)
+        ref, ref_masked = load_input(cut, field, record, target, max_masked=1.0)
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert got_masked == ref_masked
+        _, data, _ = _read_image(whole, field, target, 16)
+        assert data.size < sky.size / 20
+
+
 ABLATION = (
     OBSERVED
     + """

@@ -86,7 +86,10 @@ def grid_wcs(record: Mapping, ra: float, dec: float, redshift: float):
     return w
 
 
-def _read_image(path: Path, what: str):
+def _read_image(path: Path, what: str, target_wcs=None, n: int = 0):
+    """(header, data, celestial WCS) of the first image HDU of ``path``; with ``target_wcs`` (the model's n x n
+    grid) only the cut-out around that grid is read (memory-mapped), so that a survey's full map costs no
+    more than a cut-out of it."""
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
 
@@ -94,21 +97,45 @@ def _read_image(path: Path, what: str):
         raise PredictError(f"{path}: {what} FITS file not found")
     try:
         with fits.open(path) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
+            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
             if hdu is None:
                 raise PredictError(f"{path}: no image HDU ({what})")
-            header, data = hdu.header.copy(), np.asarray(hdu.data, dtype=np.float64)
+            header = hdu.header.copy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)
+                wcs = WCS(header).celestial
+            if not wcs.has_celestial or not header.get("CTYPE1"):
+                raise PredictError(
+                    f"{path}: no celestial WCS (keywords CTYPE1/CTYPE2, CRVAL, CRPIX, CDELT or CD) ({what})"
+                )
+            data = hdu.data
+            while data.ndim > 2 and data.shape[0] == 1:  # degenerate leading axes (NAXIS3 = 1, ...)
+                data = data[0]
+            if data.ndim != 2:
+                raise PredictError(f"{path}: expected a 2-D image ({what}), got shape {hdu.data.shape}")
+            window = _cutout(wcs, data.shape, target_wcs, n) if target_wcs is not None else None
+            if window is not None:
+                data, wcs = data[window], wcs.slice(window)
+            data = np.array(data, dtype=np.float64)
     except OSError as err:
         raise PredictError(f"{path}: not a readable FITS file ({err})") from None
-    data = np.squeeze(data)
-    if data.ndim != 2:
-        raise PredictError(f"{path}: expected a 2-D image ({what}), got shape {data.shape}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(header).celestial
-    if not wcs.has_celestial or not header.get("CTYPE1"):
-        raise PredictError(f"{path}: no celestial WCS (keywords CTYPE1/CTYPE2, CRVAL, CRPIX, CDELT or CD) ({what})")
     return header, data, wcs
+
+
+def _cutout(wcs, shape: tuple[int, int], target_wcs, n: int, margin: int = 3) -> tuple[slice, slice] | None:
+    """The (y, x) slices of an image on ``wcs`` that hold the model's n x n grid on ``target_wcs`` with
+    ``margin`` pixels to spare (the interpolation needs one), or None where the grid does not map into the
+    image's pixels (then the whole image is read, and the coverage check names what is missing)."""
+    yy, xx = np.mgrid[-0.5:n:1.0, -0.5:n:1.0]
+    with np.errstate(invalid="ignore"):
+        px, py = wcs.world_to_pixel_values(*target_wcs.pixel_to_world_values(xx, yy))
+    if not (np.isfinite(px).all() and np.isfinite(py).all()):
+        return None
+    x0, x1 = max(int(np.floor(px.min())) - margin, 0), min(int(np.ceil(px.max())) + margin + 1, shape[1])
+    y0, y1 = max(int(np.floor(py.min())) - margin, 0), min(int(np.ceil(py.max())) + margin + 1, shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return slice(y0, y1), slice(x0, x1)
 
 
 def load_input(
@@ -125,17 +152,17 @@ def load_input(
     from scipy import ndimage
 
     path = Path(path)
-    header, data, wcs = _read_image(path, field)
+    n = int(record["npix"])
+    header, data, wcs = _read_image(path, field, target_wcs, n)
     expected = record["inputs"][field]
     if "BUNIT" not in header:
         raise PredictError(f"{path}: no BUNIT keyword; the model expects {field} in {expected!r}")
     unit = _unit_of(str(header["BUNIT"]))
     if unit != expected:
         raise PredictError(f"{path}: BUNIT = {header['BUNIT']!r}, but the model expects {field} in {expected!r}")
-    n = int(record["npix"])
     masked = ~np.isfinite(data)
     if masked.all():
-        raise PredictError(f"{path}: every pixel is masked (NaN)")
+        raise PredictError(f"{path}: every pixel around the cluster is masked (NaN)")
     if masked.any():  # nearest unmasked pixel, on the image's own grid, before any interpolation
         idx = ndimage.distance_transform_edt(masked, return_distances=False, return_indices=True)
         data = data[tuple(idx)]
@@ -158,7 +185,7 @@ def load_input(
             )
     if unit == "counts":
         if exposure is not None:
-            _, e_data, e_wcs = _read_image(Path(exposure), "exposure map")
+            _, e_data, e_wcs = _read_image(Path(exposure), "exposure map", target_wcs, n)
             e_grid, e_foot = reproject_interp((e_data, e_wcs), target_wcs, shape_out=(n, n))
             if np.any(e_foot < 1) or not np.all(np.isfinite(e_grid) & (e_grid > 0)):
                 raise PredictError(f"{exposure}: the exposure map must cover the model's field with values > 0 s")
