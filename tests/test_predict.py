@@ -221,6 +221,29 @@ def test_counts_on_a_car_grid_keep_their_surface_density(tmp_path, dec):
     np.testing.assert_allclose(got, density * model_pixel_sr, rtol=2e-3)
 
 
+def test_finer_images_are_averaged_over_the_model_pixel(tmp_path):
+    """An image of pixels 4 times finer than the model's: each model pixel is the mean of the 16 image
+    pixels in it (not an interpolation at its centre, whose noise would be a single fine pixel's), and
+    counts add up."""
+    from massmaps.predict import load_input
+
+    record = {
+        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
+        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
+    }  # fmt: skip
+    target = grid_wcs(record, 200.0, 30.0, 0.2)
+    fine = target.deepcopy()
+    fine.wcs.cdelt = [c / 4 for c in target.wcs.cdelt]
+    fine.wcs.crpix = [32.5, 32.5]
+    rng = np.random.default_rng(2)
+    y = 1e-5 + 1e-6 * rng.standard_normal((64, 64))
+    got, _ = load_input(_write(tmp_path / "y.fits", y, fine, "y"), "tsz", record, target)
+    np.testing.assert_allclose(got, y.reshape(16, 4, 16, 4).mean(axis=(1, 3)), rtol=1e-6)
+    counts = rng.poisson(3.0, (64, 64)).astype(float)
+    got, _ = load_input(_write(tmp_path / "c.fits", counts, fine, "counts"), "xray", record, target)
+    np.testing.assert_allclose(got, counts.reshape(16, 4, 16, 4).sum(axis=(1, 3)), rtol=1e-5)
+
+
 def test_a_survey_map_is_read_as_its_cut_out_around_the_cluster(tmp_path):
     """A large CAR map (as a survey's full map) gives the same model-grid input as a cut-out of it made by
     hand, for an intensive map and for counts; only the window around the cluster is read."""

@@ -3,15 +3,17 @@
 The images (any celestial WCS astropy reads: TAN, CAR, ...) are reprojected onto the model's grid, a
 gnomonic (TAN) grid of the model's npix x npix pixels of pixel_Mpc physical Mpc centred on the cluster's
 RA, Dec, with the pixel's angle from the angular-diameter distance at the cluster's redshift (the model's
-cosmology); RA runs to the left (east), Dec up. Intensive maps (y, microK, surface brightness) are
-interpolated bilinearly; counts are turned into counts per unit solid angle first (each pixel's own, from
-its corners: a CAR pixel far from the projection's equator is smaller than its reference pixel),
-interpolated, and multiplied by the solid angle of each model pixel, and, with an exposure map, scaled to the
-exposure the model was trained with. Masked (NaN) pixels inside the grid take the value of the nearest
-unmasked pixel; more than ``max_masked`` of them is an error. The inputs are then normalised as in
-training, N posterior samples drawn with the pipeline's sampler, and written as FITS: the posterior mean,
-std and samples as image extensions with the grid's WCS, and a header naming the model, its hashes, the
-instrument and the units.
+cosmology); RA runs to the left (east), Dec up. Each model pixel takes the mean of the image over its
+area (:func:`area_mean`), what a detector with the model's pixels would record: an image of finer pixels
+is averaged, where an interpolation would pick the few pixels nearest the centre and keep their
+single-pixel noise. Counts are turned into counts per unit solid angle first (each pixel's own, from its
+corners: a CAR pixel far from the projection's equator is smaller than its reference pixel), averaged so,
+and multiplied by the solid angle of each model pixel, which conserves them, and, with an exposure map,
+scaled to the exposure the model was trained with. Masked (NaN) pixels inside the grid take the value of
+the nearest unmasked pixel; more than ``max_masked`` of them is an error. The inputs are then normalised
+as in training, N posterior samples drawn with the pipeline's sampler, and written as FITS: the posterior
+mean, std and samples as image extensions with the grid's WCS, and a header naming the model, its hashes,
+the instrument and the units.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from .store import INPUTS, TARGETS
 
-__all__ = ["PredictError", "grid_wcs", "load_input", "main", "pixel_solid_angles", "predict"]
+__all__ = ["PredictError", "area_mean", "grid_wcs", "load_input", "main", "pixel_solid_angles", "predict"]
 
 #: Spellings of BUNIT accepted for each unit the model may expect.
 UNIT_ALIASES = {
@@ -124,7 +126,7 @@ def _read_image(path: Path, what: str, target_wcs=None, n: int = 0):
 
 def _cutout(wcs, shape: tuple[int, int], target_wcs, n: int, margin: int = 3) -> tuple[slice, slice] | None:
     """The (y, x) slices of an image on ``wcs`` that hold the model's n x n grid on ``target_wcs`` with
-    ``margin`` pixels to spare (the interpolation needs one), or None where the grid does not map into the
+    ``margin`` pixels to spare, or None where the grid does not map into the
     image's pixels (then the whole image is read, and the coverage check names what is missing)."""
     yy, xx = np.mgrid[-0.5:n:1.0, -0.5:n:1.0]
     with np.errstate(invalid="ignore"):
@@ -148,7 +150,6 @@ def load_input(
     max_masked: float = 0.05,
 ) -> tuple[np.ndarray, int]:
     """One input map on the model's grid, in the units the model expects; returns (map, masked pixels)."""
-    from reproject import reproject_interp
     from scipy import ndimage
 
     path = Path(path)
@@ -168,7 +169,7 @@ def load_input(
         data = data[tuple(idx)]
     if unit == "counts":
         data = data / pixel_solid_angles(wcs, data.shape)
-    data_grid, footprint = reproject_interp((data, wcs), target_wcs, shape_out=(n, n))
+    data_grid, footprint = area_mean(data, wcs, target_wcs, n)
     if np.any(footprint < 1):
         outside = int(np.sum(footprint < 1))
         raise PredictError(
@@ -177,8 +178,8 @@ def load_input(
         )
     n_masked = 0
     if masked.any():  # model pixels that draw on a masked image pixel
-        touched, _ = reproject_interp((masked.astype(np.float64), wcs), target_wcs, shape_out=(n, n))
-        n_masked = int(np.sum(touched > 1e-3))  # (WCS round-off gives far pixels weights of ~1e-10)
+        touched, _ = area_mean(masked.astype(np.float64), wcs, target_wcs, n)
+        n_masked = int(np.sum(touched > 0))
         if n_masked > max_masked * n * n:
             raise PredictError(
                 f"{path}: {n_masked} of {n * n} pixels are masked (NaN), more than max_masked {max_masked}"
@@ -186,12 +187,36 @@ def load_input(
     if unit == "counts":
         if exposure is not None:
             _, e_data, e_wcs = _read_image(Path(exposure), "exposure map", target_wcs, n)
-            e_grid, e_foot = reproject_interp((e_data, e_wcs), target_wcs, shape_out=(n, n))
+            e_grid, e_foot = area_mean(e_data, e_wcs, target_wcs, n)
             if np.any(e_foot < 1) or not np.all(np.isfinite(e_grid) & (e_grid > 0)):
                 raise PredictError(f"{exposure}: the exposure map must cover the model's field with values > 0 s")
             data_grid = data_grid * float(record["observe_exposure_s"]) / e_grid
         data_grid = data_grid * pixel_solid_angles(target_wcs, (n, n))
     return data_grid, n_masked
+
+
+def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each model pixel's mean of the image over its area, and the fraction of its area the image covers.
+
+    The image's value (its own pixel's: no interpolation) is read at k x k points spread evenly over each
+    model pixel and averaged, with k such that an image pixel holds about 16 points or more (4 <= k <= 64).
+    An image of finer pixels is averaged, as a detector with the model's pixels would record it; an
+    interpolation at the model pixel's centre would keep the noise of the few image pixels next to it. The
+    same image on the model's grid, or on a grid whose pixel edges fall on the model's, comes back exactly
+    (``reproject_exact``'s spherical polygons lose a quarter of a pixel's overlap where edges coincide)."""
+    from reproject import reproject_interp
+
+    side_in = np.sqrt(np.median(pixel_solid_angles(wcs, data.shape)))
+    side_out = np.sqrt(np.mean(pixel_solid_angles(target_wcs, (n, n))))
+    k = int(np.clip(np.ceil(4 * side_out / side_in), 4, 64))
+    fine = target_wcs.deepcopy()
+    fine.wcs.cdelt = np.asarray(target_wcs.wcs.cdelt) / k
+    fine.wcs.crpix = (np.asarray(target_wcs.wcs.crpix) - 0.5) * k + 0.5
+    values, footprint = reproject_interp((data, wcs), fine, shape_out=(n * k, n * k), order="nearest-neighbor")
+    values = np.where(footprint > 0, np.nan_to_num(values), 0.0)
+    cover = footprint.reshape(n, k, n, k).mean(axis=(1, 3))
+    total = values.reshape(n, k, n, k).sum(axis=(1, 3))
+    return np.divide(total, cover * k * k, out=np.zeros_like(total), where=cover > 0), cover
 
 
 def pixel_solid_angles(wcs, shape: tuple[int, int]) -> np.ndarray:
