@@ -199,7 +199,9 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np
     """Each model pixel's mean of the image over its area, and the fraction of its area the image covers.
 
     The image's value (its own pixel's: no interpolation) is read at k x k points spread evenly over each
-    model pixel and averaged, with k such that an image pixel holds about 16 points or more (4 <= k <= 64).
+    model pixel and averaged, k = 4 x (model pixel / image pixel) within 4 <= k <= 64: about 16 points in
+    each image pixel, fewer where the image's pixels are more than 16 times finer (4 arcsec against 1.5
+    arcmin: about 8).
     An image of finer pixels is averaged, as a detector with the model's pixels would record it; an
     interpolation at the model pixel's centre would keep the noise of the few image pixels next to it. The
     same image on the model's grid, or on a grid whose pixel edges fall on the model's, comes back exactly
