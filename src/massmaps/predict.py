@@ -126,8 +126,8 @@ def _read_image(path: Path, what: str, target_wcs=None, n: int = 0):
 
 def _cutout(wcs, shape: tuple[int, int], target_wcs, n: int, margin: int = 3) -> tuple[slice, slice] | None:
     """The (y, x) slices of an image on ``wcs`` that hold the model's n x n grid on ``target_wcs`` with
-    ``margin`` pixels to spare, or None where the grid does not map into the
-    image's pixels (then the whole image is read, and the coverage check names what is missing)."""
+    ``margin`` pixels to spare, or None where the grid does not map into the image's pixels (then the whole
+    image is read, and the coverage check names what is missing)."""
     yy, xx = np.mgrid[-0.5:n:1.0, -0.5:n:1.0]
     with np.errstate(invalid="ignore"):
         px, py = wcs.world_to_pixel_values(*target_wcs.pixel_to_world_values(xx, yy))
@@ -201,11 +201,11 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np
     The image's value (its own pixel's: no interpolation) is read at k x k points spread evenly over each
     model pixel and averaged, k = 4 x (model pixel / image pixel) within 4 <= k <= 64: about 16 points in
     each image pixel, fewer where the image's pixels are more than 16 times finer (4 arcsec against 1.5
-    arcmin: about 8).
-    An image of finer pixels is averaged, as a detector with the model's pixels would record it; an
-    interpolation at the model pixel's centre would keep the noise of the few image pixels next to it. The
-    same image on the model's grid, or on a grid whose pixel edges fall on the model's, comes back exactly
-    (``reproject_exact``'s spherical polygons lose a quarter of a pixel's overlap where edges coincide)."""
+    arcmin: about 8). An image of finer pixels is averaged, as a detector with the model's pixels would
+    record it; an interpolation at the model pixel's centre would keep the noise of the few image pixels
+    next to it. The same image on the model's grid, or on a grid whose pixel edges fall on the model's,
+    comes back exactly (``reproject_exact``'s spherical polygons lose a quarter of a pixel's overlap where
+    edges coincide)."""
     from reproject import reproject_interp
 
     side_in = np.sqrt(np.median(pixel_solid_angles(wcs, data.shape)))
