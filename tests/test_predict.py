@@ -21,6 +21,11 @@ observe:
   xray: {preset: erosita_erass1}
 """
 TARGET = "results/tiny/samples/test.zarr"
+#: The data record of a model on the tiny run's grid, for the tests that need no trained model.
+MODEL_RECORD = {
+    "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
+    "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -198,10 +203,7 @@ def test_counts_on_a_car_grid_keep_their_surface_density(tmp_path, dec):
     pixel's at dec, and the model's pixels must get density x their own solid angle back, not cos(dec) of it."""
     from massmaps.predict import load_input, pixel_solid_angles
 
-    record = {
-        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
-        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
-    }  # fmt: skip
+    record = MODEL_RECORD
     target = grid_wcs(record, 30.0, dec, 0.3)
     step = abs(target.wcs.cdelt[0]) / 2  # degrees
     n_ra = int(np.ceil(2.6 * 16 / np.cos(np.radians(dec)))) + 8
@@ -227,10 +229,7 @@ def test_finer_images_are_averaged_over_the_model_pixel(tmp_path):
     counts add up."""
     from massmaps.predict import load_input
 
-    record = {
-        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
-        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
-    }  # fmt: skip
+    record = MODEL_RECORD
     target = grid_wcs(record, 200.0, 30.0, 0.2)
     fine = target.deepcopy()
     fine.wcs.cdelt = [c / 4 for c in target.wcs.cdelt]
@@ -249,10 +248,7 @@ def test_a_survey_map_is_read_as_its_cut_out_around_the_cluster(tmp_path):
     hand, for an intensive map and for counts; only the window around the cluster is read."""
     from massmaps.predict import _read_image, load_input
 
-    record = {
-        "npix": 16, "pixel_Mpc": 0.8, "inputs": {"tsz": "1", "xray": "counts"}, "observe_exposure_s": 200.0,
-        "cosmology": {"Om0": 0.3, "Ob0": 0.045, "H0": 70.0, "sigma8": 0.8, "ns": 0.96},
-    }  # fmt: skip
+    record = MODEL_RECORD
     target = grid_wcs(record, 41.0, -35.0, 0.3)
     step = abs(target.wcs.cdelt[0]) / 2
     big = WCS(naxis=2)

@@ -169,21 +169,18 @@ def load_input(
         data = data[tuple(idx)]
     if unit == "counts":
         data = data / pixel_solid_angles(wcs, data.shape)
-    data_grid, footprint = area_mean(data, wcs, target_wcs, n)
+    # the mask goes through the same sampling as the image: model pixels that draw on a masked image pixel
+    grids, footprint = area_mean(np.stack([data, masked.astype(np.float64)]), wcs, target_wcs, n)
+    data_grid, touched = grids
     if np.any(footprint < 1):
         outside = int(np.sum(footprint < 1))
         raise PredictError(
             f"{path}: the image does not cover the model's field ({n} x {n} pixels of {record['pixel_Mpc']} Mpc "
             f"around the cluster); {outside} pixels fall outside it"
         )
-    n_masked = 0
-    if masked.any():  # model pixels that draw on a masked image pixel
-        touched, _ = area_mean(masked.astype(np.float64), wcs, target_wcs, n)
-        n_masked = int(np.sum(touched > 0))
-        if n_masked > max_masked * n * n:
-            raise PredictError(
-                f"{path}: {n_masked} of {n * n} pixels are masked (NaN), more than max_masked {max_masked}"
-            )
+    n_masked = int(np.sum(touched > 0))
+    if n_masked > max_masked * n * n:
+        raise PredictError(f"{path}: {n_masked} of {n * n} pixels are masked (NaN), more than max_masked {max_masked}")
     if unit == "counts":
         if exposure is not None:
             _, e_data, e_wcs = _read_image(Path(exposure), "exposure map", target_wcs, n)
@@ -196,7 +193,8 @@ def load_input(
 
 
 def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each model pixel's mean of the image over its area, and the fraction of its area the image covers.
+    """Each model pixel's mean of the image over its area (..., n, n), and the fraction of its area the image
+    covers (n, n); ``data`` (..., ny, nx) may stack several images on the same grid, sampled once.
 
     The image's value (its own pixel's: no interpolation) is read at k x k points spread evenly over each
     model pixel and averaged, k = 4 x (model pixel / image pixel) within 4 <= k <= 64: about 16 points in
@@ -208,7 +206,7 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np
     edges coincide)."""
     from reproject import reproject_interp
 
-    side_in = np.sqrt(np.median(pixel_solid_angles(wcs, data.shape)))
+    side_in = np.sqrt(np.median(pixel_solid_angles(wcs, data.shape[-2:])))
     side_out = np.sqrt(np.mean(pixel_solid_angles(target_wcs, (n, n))))
     k = int(np.clip(np.ceil(4 * side_out / side_in), 4, 64))
     fine = target_wcs.deepcopy()
@@ -216,8 +214,9 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np
     fine.wcs.crpix = (np.asarray(target_wcs.wcs.crpix) - 0.5) * k + 0.5
     values, footprint = reproject_interp((data, wcs), fine, shape_out=(n * k, n * k), order="nearest-neighbor")
     values = np.where(footprint > 0, np.nan_to_num(values), 0.0)
-    cover = footprint.reshape(n, k, n, k).mean(axis=(1, 3))
-    total = values.reshape(n, k, n, k).sum(axis=(1, 3))
+    blocks = (*values.shape[:-2], n, k, n, k)
+    cover = footprint.reshape(blocks).mean(axis=(-3, -1)).reshape(-1, n, n)[0]
+    total = values.reshape(blocks).sum(axis=(-3, -1))
     return np.divide(total, cover * k * k, out=np.zeros_like(total), where=cover > 0), cover
 
 
