@@ -243,6 +243,29 @@ def test_finer_images_are_averaged_over_the_model_pixel(tmp_path):
     np.testing.assert_allclose(got, counts.reshape(16, 4, 16, 4).sum(axis=(1, 3)), rtol=1e-5)
 
 
+def test_area_means_read_in_bands_of_rows_equal_one_pass():
+    """The points of the area mean are read a few model rows at a time (a bound on memory): any band
+    height, one row included, gives the same means and coverage as a single pass, on a grid turned
+    against the model's that covers part of it."""
+    from massmaps.predict import area_mean
+
+    target = grid_wcs(MODEL_RECORD, 200.0, 30.0, 0.2)
+    image = WCS(naxis=2)
+    image.wcs.ctype, image.wcs.crval = ["RA---TAN", "DEC--TAN"], [200.01, 30.0]
+    image.wcs.cdelt = [c / 3 for c in target.wcs.cdelt]
+    image.wcs.crpix = [30.5, 20.5]
+    turn = np.radians(20.0)
+    image.wcs.pc = [[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]
+    rng = np.random.default_rng(9)
+    data = rng.gamma(2.0, 1.0, size=(2, 40, 60))
+    whole, cover = area_mean(data, image, target, 16)
+    assert 0.1 < cover.mean() < 0.9  # part of the model grid lies off the image
+    for max_points in (12 * 12 * 16, 5 * 12 * 12 * 16):  # bands of 1 and 5 rows (k = 12 here)
+        banded, banded_cover = area_mean(data, image, target, 16, max_points=max_points)
+        np.testing.assert_array_equal(banded, whole)
+        np.testing.assert_array_equal(banded_cover, cover)
+
+
 def test_a_survey_map_is_read_as_its_cut_out_around_the_cluster(tmp_path):
     """A large CAR map (as a survey's full map) gives the same model-grid input as a cut-out of it made by
     hand, for an intensive map and for counts; only the window around the cluster is read."""

@@ -192,7 +192,7 @@ def load_input(
     return data_grid, n_masked
 
 
-def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np.ndarray]:
+def area_mean(data: np.ndarray, wcs, target_wcs, n: int, max_points: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
     """Each model pixel's mean of the image over its area (..., n, n), and the fraction of its area the image
     covers (n, n); ``data`` (..., ny, nx) may stack several images on the same grid, sampled once.
 
@@ -203,20 +203,26 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int) -> tuple[np.ndarray, np
     record it; an interpolation at the model pixel's centre would keep the noise of the few image pixels
     next to it. The same image on the model's grid, or on a grid whose pixel edges fall on the model's,
     comes back exactly (``reproject_exact``'s spherical polygons lose a quarter of a pixel's overlap where
-    edges coincide)."""
+    edges coincide). The points are read a band of model rows at a time, at most ``max_points`` at once
+    (a 128-pixel model on a Chandra image takes 8192 x 8192 points: 9 GB in one pass, 1.8 GB in bands)."""
     from reproject import reproject_interp
 
     side_in = np.sqrt(np.median(pixel_solid_angles(wcs, data.shape[-2:])))
     side_out = np.sqrt(np.mean(pixel_solid_angles(target_wcs, (n, n))))
     k = int(np.clip(np.ceil(4 * side_out / side_in), 4, 64))
-    fine = target_wcs.deepcopy()
-    fine.wcs.cdelt = np.asarray(target_wcs.wcs.cdelt) / k
-    fine.wcs.crpix = (np.asarray(target_wcs.wcs.crpix) - 0.5) * k + 0.5
-    values, footprint = reproject_interp((data, wcs), fine, shape_out=(n * k, n * k), order="nearest-neighbor")
-    values = np.where(footprint > 0, np.nan_to_num(values), 0.0)
-    blocks = (*values.shape[:-2], n, k, n, k)
-    cover = footprint.reshape(blocks).mean(axis=(-3, -1)).reshape(-1, n, n)[0]
-    total = values.reshape(blocks).sum(axis=(-3, -1))
+    rows = max(1, min(n, max_points // (k * k * n)))
+    totals, covers = [], []
+    for row in range(0, n, rows):
+        band = min(rows, n - row)
+        fine = target_wcs.deepcopy()
+        fine.wcs.cdelt = np.asarray(target_wcs.wcs.cdelt) / k
+        fine.wcs.crpix = (np.asarray(target_wcs.wcs.crpix) - 0.5 - [0, row]) * k + 0.5
+        values, footprint = reproject_interp((data, wcs), fine, shape_out=(band * k, n * k), order="nearest-neighbor")
+        values = np.where(footprint > 0, np.nan_to_num(values), 0.0)
+        blocks = (*values.shape[:-2], band, k, n, k)
+        covers.append(footprint.reshape(blocks).mean(axis=(-3, -1)).reshape(-1, band, n)[0])
+        totals.append(values.reshape(blocks).sum(axis=(-3, -1)))
+    total, cover = np.concatenate(totals, axis=-2), np.concatenate(covers, axis=0)
     return np.divide(total, cover * k * k, out=np.zeros_like(total), where=cover > 0), cover
 
 
