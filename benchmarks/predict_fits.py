@@ -60,13 +60,6 @@ def car_grid(ra: float, dec: float, step: float, n_field: int) -> tuple[WCS, tup
     return w, (n_dec, n_ra)
 
 
-def car_pixel_sr(w: WCS, shape: tuple[int, int]) -> np.ndarray:
-    """Exact solid angle (sr) of each CAR pixel: d(RA) x (sin(Dec_top) - sin(Dec_bottom))."""
-    _, lat = w.pixel_to_world_values(*np.meshgrid(np.arange(shape[1]), np.arange(shape[0])))
-    s = np.radians(abs(w.wcs.cdelt[1]))
-    return np.radians(abs(w.wcs.cdelt[0])) * (np.sin(np.radians(lat) + s / 2) - np.sin(np.radians(lat) - s / 2))
-
-
 def xray_image(counts, tan: WCS, ra: float, dec: float, pixel_deg: float, npix: int, record, rng):
     """A counts image as an X-ray telescope's: integer counts on a TAN grid of ``pixel_deg`` pixels turned by
     20 degrees, its reference 1 arcmin east of the cluster; each model pixel's counts spread over the image

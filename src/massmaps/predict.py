@@ -211,11 +211,11 @@ def area_mean(data: np.ndarray, wcs, target_wcs, n: int, max_points: int = 1 << 
     side_out = np.sqrt(np.mean(pixel_solid_angles(target_wcs, (n, n))))
     k = int(np.clip(np.ceil(4 * side_out / side_in), 4, 64))
     rows = max(1, min(n, max_points // (k * k * n)))
+    fine = target_wcs.deepcopy()  # k times finer; its reference pixel moves with each band
+    fine.wcs.cdelt = np.asarray(target_wcs.wcs.cdelt) / k
     totals, covers = [], []
     for row in range(0, n, rows):
         band = min(rows, n - row)
-        fine = target_wcs.deepcopy()
-        fine.wcs.cdelt = np.asarray(target_wcs.wcs.cdelt) / k
         fine.wcs.crpix = (np.asarray(target_wcs.wcs.crpix) - 0.5 - [0, row]) * k + 0.5
         values, footprint = reproject_interp((data, wcs), fine, shape_out=(band * k, n * k), order="nearest-neighbor")
         values = np.where(footprint > 0, np.nan_to_num(values), 0.0)
