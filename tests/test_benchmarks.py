@@ -1,0 +1,81 @@
+"""The benchmark scripts that judge finished runs, on synthetic metrics with known verdicts."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(folder: Path, changes: dict | None = None) -> Path:
+    """A run's metrics csv files that meet every goal, but for ``changes``: (bin, field, statistic) -> value."""
+    changes = changes or {}
+    good = {
+        "mass_error_median": 0.01,
+        "b_large": 1.02,
+        "max_coverage_error": 0.03,
+        "z_std": 1.0,
+        "z_mean": 0.02,
+        "tarp_ks_p": 0.4,
+    }
+    rows = []
+    for b in ("low", "high", "all"):
+        for f in ("gas", "dm"):
+            for s, v in good.items():
+                rows.append({"mass_bin": b, "field": f, "statistic": s, "value": changes.get((b, f, s), v)})
+    (folder / "metrics").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "metrics" / "calibration.csv", index=False)
+    t1 = [
+        {"mass_bin": b, "field": f, "statistic": "r", "scale": "small", "mean": 0.9}
+        for b in ("low", "high")
+        for f in ("gas", "dm")
+    ]
+    pd.DataFrame(t1).to_csv(folder / "metrics" / "table1.csv", index=False)
+    margin = [
+        {"mass_bin": b, "field": f, "k": k, "margin": changes.get((b, f, "margin"), 0.01) if k == 2 else 0.02}
+        for b in ("low", "high")
+        for f in ("gas", "dm")
+        for k in (1, 2, 3)
+    ]
+    pd.DataFrame(margin).to_csv(folder / "metrics" / "r_margin.csv", index=False)
+    return folder
+
+
+def test_goals_flags_exactly_the_missed_goals(tmp_path):
+    goals = _load("goals")
+    good = _metrics(tmp_path / "good")
+    assert all(met for _, _, met, _ in goals.goals(good))
+    bad = _metrics(
+        tmp_path / "bad",
+        {
+            ("high", "dm", "mass_error_median"): -0.031,
+            ("all", "gas", "tarp_ks_p"): 0.009,
+            ("all", "dm", "z_mean"): -0.11,
+            ("low", "gas", "margin"): -0.001,
+        },
+    )
+    missed = {g for g, _, met, _ in goals.goals(bad) if not met}
+    assert missed == {
+        "mass error, dm high",
+        "TARP KS p, gas",
+        "mean z, dm",
+        "smallest r margin over the baselines, gas low",
+    }
+    text = goals.table({"good": good, "bad": bad})
+    assert text.splitlines()[-1] == "| goals missed | 0 | 4 |"
+    assert "| TARP KS p, gas | 0.400 | 0.009 MISS |" in text
+
+
+def test_goals_names_a_folder_that_is_not_a_finished_run(tmp_path):
+    goals = _load("goals")
+    with pytest.raises(SystemExit, match="not a finished run.*calibration.csv"):
+        goals.goals(tmp_path)
