@@ -26,10 +26,10 @@ FIELDS = ("gas", "dm")
 DM_SMALL_SCALE_R_MIN = 0.848  # the low-mass DM small-scale r before the posterior work (Table 1 of 6f79d36)
 
 
-def _value(cal: pd.DataFrame, mass_bin: str, field: str, statistic: str) -> float:
+def _value(cal: pd.DataFrame, path: Path, mass_bin: str, field: str, statistic: str) -> float:
     row = cal[(cal.mass_bin == mass_bin) & (cal.field == field) & (cal.statistic == statistic)]
     if len(row) != 1:
-        raise SystemExit(f"calibration.csv: expected one row for {mass_bin}/{field}/{statistic}, found {len(row)}")
+        raise SystemExit(f"{path}: expected one row for {mass_bin}/{field}/{statistic}, found {len(row)}")
     return float(row["value"].iloc[0])
 
 
@@ -37,7 +37,8 @@ def goals(results: Path) -> list[tuple[str, float, bool, str]]:
     """(goal, value, met, format) for each goal, from ``results/metrics``'s csv files."""
     metrics = results / "metrics"
     try:
-        cal = pd.read_csv(metrics / "calibration.csv")
+        cal_path = metrics / "calibration.csv"
+        cal = pd.read_csv(cal_path)
         table1 = pd.read_csv(metrics / "table1.csv")
         margin = pd.read_csv(metrics / "r_margin.csv")
     except FileNotFoundError as err:
@@ -45,31 +46,37 @@ def goals(results: Path) -> list[tuple[str, float, bool, str]]:
     out = []
     for f in FIELDS:
         for b in BINS:
-            m = _value(cal, b, f, "mass_error_median")
+            m = _value(cal, cal_path, b, f, "mass_error_median")
             out.append((f"mass error, {f} {b}", m, abs(m) <= 0.03, "{:+.1%}"))
     for f in FIELDS:
         for b in BINS:
-            v = _value(cal, b, f, "b_large")
+            v = _value(cal, cal_path, b, f, "b_large")
             out.append((f"large-scale b, {f} {b}", v, abs(v - 1) <= 0.05, "{:.3f}"))
     for f in FIELDS:
-        v = _value(cal, "all", f, "max_coverage_error")
+        v = _value(cal, cal_path, "all", f, "max_coverage_error")
         out.append((f"largest coverage error, {f}", v, v <= 0.05, "{:.3f}"))
     for f in FIELDS:
-        v = _value(cal, "all", f, "z_std")
+        v = _value(cal, cal_path, "all", f, "z_std")
         out.append((f"z std, {f}", v, 0.9 <= v <= 1.15, "{:.3f}"))
     for f in FIELDS:
-        v = _value(cal, "all", f, "z_mean")
+        v = _value(cal, cal_path, "all", f, "z_mean")
         out.append((f"mean z, {f}", v, abs(v) <= 0.1, "{:+.3f}"))
     for f in FIELDS:
-        v = _value(cal, "all", f, "tarp_ks_p")
+        v = _value(cal, cal_path, "all", f, "tarp_ks_p")
         out.append((f"TARP KS p, {f}", v, v > 0.05, "{:.3f}"))
     for f in FIELDS:
         for b in BINS:
             rows = margin[(margin.mass_bin == b) & (margin.field == f)]
+            if rows.empty:
+                raise SystemExit(f"{metrics / 'r_margin.csv'}: no rows for {b}/{f}")
             v = float(rows["margin"].min())
             out.append((f"smallest r margin over the baselines, {f} {b}", v, v > 0, "{:+.4f}"))
-    row = table1[(table1.mass_bin == "low") & (table1.field == "dm") & (table1.statistic == "r")]
-    v = float(row[row.scale == "small"]["mean"].iloc[0])
+    row = table1[
+        (table1.mass_bin == "low") & (table1.field == "dm") & (table1.statistic == "r") & (table1.scale == "small")
+    ]
+    if len(row) != 1:
+        raise SystemExit(f"{metrics / 'table1.csv'}: expected one row for low/dm/r/small, found {len(row)}")
+    v = float(row["mean"].iloc[0])
     out.append(("small-scale r, DM low", v, v >= DM_SMALL_SCALE_R_MIN, "{:.3f}"))
     return out
 

@@ -79,3 +79,12 @@ def test_goals_names_a_folder_that_is_not_a_finished_run(tmp_path):
     goals = _load("goals")
     with pytest.raises(SystemExit, match="not a finished run.*calibration.csv"):
         goals.goals(tmp_path)
+
+
+def test_goals_names_the_file_and_row_that_is_missing(tmp_path):
+    goals = _load("goals")
+    run = _metrics(tmp_path / "run")
+    cal = pd.read_csv(run / "metrics" / "calibration.csv")
+    cal[cal.statistic != "tarp_ks_p"].to_csv(run / "metrics" / "calibration.csv", index=False)
+    with pytest.raises(SystemExit, match=r"calibration.csv: expected one row for all/gas/tarp_ks_p, found 0"):
+        goals.goals(run)
