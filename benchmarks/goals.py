@@ -19,64 +19,65 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 BINS = ("low", "high")
 FIELDS = ("gas", "dm")
 DM_SMALL_SCALE_R_MIN = 0.848  # the low-mass DM small-scale r before the posterior work (Table 1 of 6f79d36)
+#: Goals on calibration.csv statistics: (statistic, label, met, format), per field and mass bin ...
+PER_BIN = (
+    ("mass_error_median", "mass error", lambda v: abs(v) <= 0.03, "{:+.1%}"),
+    ("b_large", "large-scale b", lambda v: abs(v - 1) <= 0.05, "{:.3f}"),
+)
+#: ... and per field over all maps.
+PER_FIELD = (
+    ("max_coverage_error", "largest coverage error", lambda v: v <= 0.05, "{:.3f}"),
+    ("z_std", "z std", lambda v: 0.9 <= v <= 1.15, "{:.3f}"),
+    ("z_mean", "mean z", lambda v: abs(v) <= 0.1, "{:+.3f}"),
+    ("tarp_ks_p", "TARP KS p", lambda v: v > 0.05, "{:.3f}"),
+)
 
 
-def _value(cal: pd.DataFrame, path: Path, mass_bin: str, field: str, statistic: str) -> float:
-    row = cal[(cal.mass_bin == mass_bin) & (cal.field == field) & (cal.statistic == statistic)]
+def _one(table: pd.DataFrame, path: Path, column: str, **where) -> float:
+    """``column`` of the one row of ``table`` (read from ``path``) whose columns equal ``where``."""
+    mask = np.logical_and.reduce([table[k] == v for k, v in where.items()])
+    row = table[mask]
     if len(row) != 1:
-        raise SystemExit(f"{path}: expected one row for {mass_bin}/{field}/{statistic}, found {len(row)}")
-    return float(row["value"].iloc[0])
+        raise SystemExit(f"{path}: expected one row for {'/'.join(where.values())}, found {len(row)}")
+    return float(row[column].iloc[0])
 
 
 def goals(results: Path) -> list[tuple[str, float, bool, str]]:
     """(goal, value, met, format) for each goal, from ``results/metrics``'s csv files."""
     metrics = results / "metrics"
+    paths = {name: metrics / f"{name}.csv" for name in ("calibration", "table1", "r_margin")}
     try:
-        cal_path = metrics / "calibration.csv"
-        cal = pd.read_csv(cal_path)
-        table1 = pd.read_csv(metrics / "table1.csv")
-        margin = pd.read_csv(metrics / "r_margin.csv")
+        cal, table1, margin = (pd.read_csv(p) for p in paths.values())
     except FileNotFoundError as err:
         raise SystemExit(f"{results}: not a finished run ({err.filename} is missing)") from err
+
+    def stat(mass_bin, field, statistic):
+        return _one(cal, paths["calibration"], "value", mass_bin=mass_bin, field=field, statistic=statistic)
+
     out = []
-    for f in FIELDS:
-        for b in BINS:
-            m = _value(cal, cal_path, b, f, "mass_error_median")
-            out.append((f"mass error, {f} {b}", m, abs(m) <= 0.03, "{:+.1%}"))
-    for f in FIELDS:
-        for b in BINS:
-            v = _value(cal, cal_path, b, f, "b_large")
-            out.append((f"large-scale b, {f} {b}", v, abs(v - 1) <= 0.05, "{:.3f}"))
-    for f in FIELDS:
-        v = _value(cal, cal_path, "all", f, "max_coverage_error")
-        out.append((f"largest coverage error, {f}", v, v <= 0.05, "{:.3f}"))
-    for f in FIELDS:
-        v = _value(cal, cal_path, "all", f, "z_std")
-        out.append((f"z std, {f}", v, 0.9 <= v <= 1.15, "{:.3f}"))
-    for f in FIELDS:
-        v = _value(cal, cal_path, "all", f, "z_mean")
-        out.append((f"mean z, {f}", v, abs(v) <= 0.1, "{:+.3f}"))
-    for f in FIELDS:
-        v = _value(cal, cal_path, "all", f, "tarp_ks_p")
-        out.append((f"TARP KS p, {f}", v, v > 0.05, "{:.3f}"))
+    for statistic, label, met, fmt in PER_BIN:
+        for f in FIELDS:
+            for b in BINS:
+                v = stat(b, f, statistic)
+                out.append((f"{label}, {f} {b}", v, met(v), fmt))
+    for statistic, label, met, fmt in PER_FIELD:
+        for f in FIELDS:
+            v = stat("all", f, statistic)
+            out.append((f"{label}, {f}", v, met(v), fmt))
     for f in FIELDS:
         for b in BINS:
             rows = margin[(margin.mass_bin == b) & (margin.field == f)]
             if rows.empty:
-                raise SystemExit(f"{metrics / 'r_margin.csv'}: no rows for {b}/{f}")
+                raise SystemExit(f"{paths['r_margin']}: no rows for {b}/{f}")
             v = float(rows["margin"].min())
             out.append((f"smallest r margin over the baselines, {f} {b}", v, v > 0, "{:+.4f}"))
-    row = table1[
-        (table1.mass_bin == "low") & (table1.field == "dm") & (table1.statistic == "r") & (table1.scale == "small")
-    ]
-    if len(row) != 1:
-        raise SystemExit(f"{metrics / 'table1.csv'}: expected one row for low/dm/r/small, found {len(row)}")
-    v = float(row["mean"].iloc[0])
+    v = _one(table1, paths["table1"], "mean", mass_bin="low", field="dm", statistic="r", scale="small")
     out.append(("small-scale r, DM low", v, v >= DM_SMALL_SCALE_R_MIN, "{:.3f}"))
     return out
 
