@@ -110,7 +110,7 @@ def main() -> None:
     maps["err_model"] = ev["mass_error"].sel(field="dm").values
     for name, ref in (("training", train), ("population", population)):
         maps[f"err_{name}"] = local_mean(maps.lm.to_numpy(), ref) / maps.q_true - 1
-    gas_error = mean[:, 0].sum(axis=(1, 2)) / gas_true - 1
+    gas_error = ev["mass_error"].sel(field="gas").values
     maps["err_training_gas"] = (1 + gas_error) * (1 + maps.err_training) - 1
 
     for b, m in maps.groupby("bin", sort=False):
