@@ -88,3 +88,25 @@ def test_goals_names_the_file_and_row_that_is_missing(tmp_path):
     cal[cal.statistic != "tarp_ks_p"].to_csv(run / "metrics" / "calibration.csv", index=False)
     with pytest.raises(SystemExit, match=r"calibration.csv: expected one row for all/gas/tarp_ks_p, found 0"):
         goals.goals(run)
+
+
+def test_profile_recalibration_fits_the_widening_and_widening_accepts_only_a_centred_posterior():
+    """Summaries whose samples are half as spread as the truth's posterior: the fitted alpha is about 2, and
+    widening by it makes TARP accept; a posterior shifted by one posterior std is still rejected after it."""
+    import numpy as np
+
+    recal = _load("profile_recalibration")
+    rng = np.random.default_rng(0)
+    maps, n, d = 120, 50, 6
+    centre = rng.normal(size=(maps, 1, d))
+    truth = centre[:, 0] + rng.normal(size=(maps, d))
+    narrow = centre + 0.5 * rng.normal(size=(maps, n, d))
+    from massmaps.evaluation import calibration
+
+    alpha, per_annulus = recal.fit_alpha(calibration.profile_z(list(zip(narrow, truth))), n)
+    assert 1.7 < alpha < 2.3 and np.all((per_annulus > 1.5) & (per_annulus < 2.6))
+    groups = np.arange(maps)
+    assert recal.tarp_p(narrow, truth, groups, 0) < 0.01
+    assert recal.tarp_p(recal.widen(narrow, alpha), truth, groups, 0) > 0.05
+    shifted = recal.widen(narrow, alpha) + 1.0
+    assert recal.tarp_p(shifted, truth, groups, 0) < 0.01
