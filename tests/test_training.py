@@ -518,9 +518,11 @@ def test_bf16_autocast_trains_close_to_float32(tmp_path):
     """training.precision bf16: the forward pass in bfloat16 (8 bits of mantissa), weights and optimiser in
     float32. After 6 steps the losses agree to 1e-3 (measured 2e-5 train, 3e-4 validation) and the weights
     differ by a quarter of what training moved them at most (measured 8%: an element whose gradient
-    changes sign moves by Adam's lr the other way); float32 stays the default, unchanged."""
+    changes sign moves by Adam's lr the other way); a second bf16 run gives the same bytes."""
     f32, a = _train_short(tmp_path, "f32")
     bf16, b = _train_short(tmp_path, "bf16", precision="bf16")
+    _, again = _train_short(tmp_path, "bf16_again", precision="bf16")
+    assert all(torch.equal(b[k], again[k]) for k in b), "bf16 training must repeat to the bit"
     torch.manual_seed(5)  # small_config's seed: the initial weights, as training._build draws them
     w0 = score.build_score_model(TINY_NET, device="cpu").model.state_dict()
     keys = [k for k in a if a[k].is_floating_point()]
