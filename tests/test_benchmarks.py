@@ -3,8 +3,11 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from massmaps.evaluation import calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,16 +96,12 @@ def test_goals_names_the_file_and_row_that_is_missing(tmp_path):
 def test_profile_recalibration_fits_the_widening_and_widening_accepts_only_a_centred_posterior():
     """Summaries whose samples are half as spread as the truth's posterior: the fitted alpha is about 2, and
     widening by it makes TARP accept; a posterior shifted by one posterior std is still rejected after it."""
-    import numpy as np
-
     recal = _load("profile_recalibration")
     rng = np.random.default_rng(0)
     maps, n, d = 120, 50, 6
     centre = rng.normal(size=(maps, 1, d))
     truth = centre[:, 0] + rng.normal(size=(maps, d))
     narrow = centre + 0.5 * rng.normal(size=(maps, n, d))
-    from massmaps.evaluation import calibration
-
     alpha, per_annulus = recal.fit_alpha(calibration.profile_z(list(zip(narrow, truth))), n)
     assert 1.7 < alpha < 2.3 and np.all((per_annulus > 1.5) & (per_annulus < 2.6))
     groups = np.arange(maps)
