@@ -50,17 +50,21 @@ def tarp_p(gen: np.ndarray, sim: np.ndarray, groups: np.ndarray, seed: int) -> f
     return float(calibration.tarp_test(ranks, gen.shape[1], seed)[1])
 
 
-def validation_summaries(results: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
-    """(maps, n, d) summary samples and (maps, d) truths of the validation maps of ``field``."""
+def validation_summaries(results: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per field, (maps, n, d) summary samples and (maps, d) truths of the validation maps."""
     val = store.open_store(results / "samples" / "validation.zarr")
     ds = store.open_store(results / "dataset" / "maps.zarr")
     pos = np.searchsorted(ds["sightline_id"].values, val["sightline_id"].values)
     if not np.array_equal(ds["sightline_id"].values[pos], val["sightline_id"].values):
         raise ValueError(f"{results / 'samples' / 'validation.zarr'}: sightlines that the dataset store lacks")
     pixel = float(abs(val["x"].values[1] - val["x"].values[0]))
-    samples = val["samples"].sel(field=field).values.astype(np.float64)
-    truth = ds["maps"].isel(sightline=pos).sel(field=field).values.astype(np.float64)
-    return calibration.summary_vector(samples, pixel), calibration.summary_vector(truth, pixel)
+    truth = ds["maps"].isel(sightline=pos)
+    out = {}
+    for field in [str(f) for f in val["field"].values]:
+        samples = val["samples"].sel(field=field).values.astype(np.float64)
+        maps = truth.sel(field=field).values.astype(np.float64)
+        out[field] = calibration.summary_vector(samples, pixel), calibration.summary_vector(maps, pixel)
+    return out
 
 
 def fmt(values: np.ndarray) -> str:
@@ -80,8 +84,9 @@ def main() -> None:
     print(
         f"{args.results}: {ev.sizes['sightline']} test maps, {n} samples; calibrated z std {calibration.calibrated_z_std(n):.3f}"
     )
+    validation = validation_summaries(args.results)
     for field in [str(f) for f in ev["field"].values]:
-        vg, vs = validation_summaries(args.results, field)
+        vg, vs = validation[field]
         zv = calibration.profile_z(list(zip(vg, vs)))
         alpha, alpha_ann = fit_alpha(zv, n)
         print(f"\n{field}: {len(zv)} validation maps; alpha {alpha:.3f}, per annulus {fmt(alpha_ann)}")
