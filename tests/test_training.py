@@ -514,6 +514,19 @@ def test_compiled_network_trains_to_the_eager_weights(tmp_path, preconditioning)
     assert compiled.history == eager.history
 
 
+def test_model_records_the_numerics_that_set_its_low_bits(tmp_path):
+    """The same config and seed give the same weights only on the same torch, device, instruction set and
+    thread count (bfloat16 products differ between AMX, AVX-512 BF16 and AVX2 CPUs): the model's metadata
+    names them, so two runs whose bytes differ can be told apart."""
+    _train_short(tmp_path, "x", precision="bf16")
+    meta = json.loads((tmp_path / "x" / score.META_FILE).read_text())["training"]["numerics_last_attempt"]
+    assert meta["torch"] == torch.__version__ and meta["device"] == "cpu"
+    assert meta["threads"] == torch.get_num_threads() == 1  # the one_torch_thread fixture
+    assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if Path("/proc/cpuinfo").exists():
+        assert set(meta["cpu_bf16"]) <= {"avx512_bf16", "amx_bf16"} and meta["cpu"]
+
+
 def test_bf16_autocast_trains_close_to_float32(tmp_path):
     """training.precision bf16: the forward pass in bfloat16 (8 bits of mantissa), weights and optimiser in
     float32. After 6 steps the losses agree to 1e-3 (measured 2e-5 train, 3e-4 validation) and the weights

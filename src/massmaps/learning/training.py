@@ -505,6 +505,28 @@ def _stop_reason(stop: dict, config: TrainConfig, step: int, t_start: float, ste
     return reason
 
 
+def numerics(device: torch.device) -> dict:
+    """What sets the low bits of a training on this machine: the same config and seed give the same weights
+    only with the same torch, device, CPU instruction set and thread count. bfloat16 matrix products in
+    particular differ between a CPU with AMX, one with AVX-512 BF16 and one with neither (benchmarks/README.md,
+    "Laptop default")."""
+    device = torch.device(device)
+    out = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        return out
+    out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    try:  # Linux: the model name and the bfloat16 instruction sets oneDNN dispatches on
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return out
+    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    out["cpu"] = model
+    out["cpu_bf16"] = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return out
+
+
 def _write_model(
     run: _Run,
     config: TrainConfig,
@@ -514,6 +536,7 @@ def _write_model(
     lock,
     val_loss,
     images_per_s: float,
+    device: torch.device,
 ) -> dict:
     """The final model (EMA weights), written only now, and the training log; returns the summary."""
     lock.verify()
@@ -528,6 +551,7 @@ def _write_model(
             "weights": "ema",
             "config": config.to_dict(),
             "images_per_s_last_attempt": images_per_s,
+            "numerics_last_attempt": numerics(device),
         },
         "preconditioning": {"kind": config.preconditioning, "sigma_data": config.sigma_data},
     }
@@ -610,7 +634,9 @@ def _train_locked(
     images_per_s = steps_this_run * config.batch_size / wall if steps_this_run else 0.0
 
     distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
-    written = lambda: _write_model(run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s)
+    written = lambda: _write_model(
+        run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s, device
+    )
     summary = distributed.main_only(lambda: (written(), lock.release())[0], world)  # before any rank exits
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
     return TrainResult(
