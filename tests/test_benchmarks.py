@@ -1,6 +1,7 @@
 """The benchmark scripts that judge finished runs, on synthetic metrics with known verdicts."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,15 @@ def test_profile_recalibration_fits_the_widening_and_widening_accepts_only_a_cen
     assert recal.tarp_p(recal.widen(narrow, alpha), truth, groups, 0) > 0.05
     shifted = recal.widen(narrow, alpha) + 1.0
     assert recal.tarp_p(shifted, truth, groups, 0) < 0.01
+
+
+def test_numerics_worker_repeats_its_bytes_and_tells_precisions_apart(tmp_path):
+    """benchmarks/numerics.py's rows: the same settings in the same process give the same digest (what lets
+    a differing row be read as the machine setting's doing), and bfloat16 another one."""
+    numerics = _load("numerics")
+    digests = []
+    for i, precision in enumerate(("float32", "float32", "bf16")):
+        out = tmp_path / f"{i}.json"
+        numerics.worker(precision, 2, str(out))
+        digests.append(json.loads(out.read_text())["digest"])
+    assert digests[0] == digests[1] != digests[2]
