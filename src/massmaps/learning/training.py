@@ -508,8 +508,8 @@ def _stop_reason(stop: dict, config: TrainConfig, step: int, t_start: float, ste
 def numerics(device: torch.device) -> dict:
     """What sets the low bits of a training on this machine: the same config and seed give the same weights
     only with the same torch, device, CPU instruction set and thread count. bfloat16 matrix products in
-    particular differ between a CPU with AMX, one with AVX-512 BF16 and one with neither (benchmarks/README.md,
-    "Laptop default")."""
+    particular differ between a CPU with AMX, one with AVX-512 only and one with AVX2 (benchmarks/numerics.py
+    and its section in benchmarks/README.md)."""
     device = torch.device(device)
     out = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
