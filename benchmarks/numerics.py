@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 ISAS = ("DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE", "AVX2")
 
 
@@ -29,8 +30,11 @@ def worker(precision: str, steps: int, out: str) -> None:
     import numpy as np
     import torch
 
+    from massmaps.config import load_yaml
+    from massmaps.learning import score
     from massmaps.learning.training import TrainConfig, train
 
+    laptop = load_yaml(ROOT / "config" / "config.yaml")["training"]
     rng = np.random.default_rng(0)
 
     def maps(n):
@@ -46,10 +50,10 @@ def worker(precision: str, steps: int, out: str) -> None:
         log_every=steps,
         seed=0,
         device="cpu",
-        network={"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False},
-        preconditioning="edm",
+        network=laptop["network"],
+        preconditioning=laptop["preconditioning"],
         sigma_data=0.15,
-        sigma_max=10.0,
+        sigma_max=laptop["sigma_max"],
         precision=precision,
         progress=False,
     )
@@ -62,8 +66,6 @@ def worker(precision: str, steps: int, out: str) -> None:
             checkpoint_dir=Path(tmp) / "ckpt",
             log=lambda *a: None,
         )
-        from massmaps.learning import score
-
         weights = torch.load(Path(tmp) / "model" / score.WEIGHTS_FILE, weights_only=True)
     digest = hashlib.sha256()
     for key in sorted(weights):
@@ -103,7 +105,8 @@ def main(argv=None) -> int:
                     subprocess.run(cmd, env=env, check=True)
                     row = json.loads(Path(out).read_text())
                     weights = torch.load(out + ".pt", weights_only=True)
-                    first = first or weights
+                    if first is None:
+                        first = weights
                     dw = max(float((weights[k].double() - first[k].double()).abs().max()) for k in weights)
                     print(f"| {precision} | {isa} | {threads} | {row['digest']} | {dw:.2g} | {row['loss']:.4f} |")
     return 0

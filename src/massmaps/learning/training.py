@@ -510,7 +510,6 @@ def numerics(device: torch.device) -> dict:
     only with the same torch, device, CPU instruction set and thread count. bfloat16 matrix products in
     particular differ between a CPU with AMX, one with AVX-512 only and one with AVX2 (benchmarks/numerics.py
     and its section in benchmarks/README.md)."""
-    device = torch.device(device)
     out = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
