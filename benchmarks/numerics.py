@@ -45,6 +45,7 @@ def worker(precision: str, steps: int, out: str) -> None:
     config = TrainConfig(
         steps=steps,
         batch_size=32,
+        lr=1e-3,  # the rate the recorded digests were trained at (the default's before 2e-3)
         checkpoint_every=steps,
         val_every=steps,
         log_every=steps,

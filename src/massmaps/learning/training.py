@@ -117,7 +117,7 @@ class TrainConfig:
     # applies the transforms, such as training_data.ZarrMapsDataset)
     steps: int = 4000
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     # constant (the paper's), or cosine: lr (1 + cos(pi step / steps)) / 2, from lr to 0 at the last step
     lr_schedule: str = "constant"
     ema_decay: float = 0.999
