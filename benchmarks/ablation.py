@@ -48,7 +48,13 @@ from massmaps.learning.training import single_process_settings  # noqa: E402
 # rate 5e-4 in float32), whatever config/config.yaml now says; the names below override it. The default that came out of the ablation
 # is edm_sigma10+prior_none+dpmpp_2m_sde20, and then 4000 steps (edm_sigma10_steps4000+prior_none+dpmpp_2m_sde20).
 BASE = {
-    "training": {"preconditioning": "score_models", "sigma_max": 1.0, "steps": 2000, "lr": 5.0e-4, "precision": "float32"},
+    "training": {
+        "preconditioning": "score_models",
+        "sigma_max": 1.0,
+        "steps": 2000,
+        "lr": 5.0e-4,
+        "precision": "float32",
+    },
     "sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0}, "prior_mean": "pixel"},
 }
 # name -> overrides of BASE's training and sampling blocks
