@@ -45,8 +45,9 @@ from massmaps.learning.training import single_process_settings  # noqa: E402
 
 # Every variant starts from BASE, the laptop default before this ablation (score_models' parametrisation,
 # sigma_max 1, the prior on the training mean map, EDM's stochastic sampler at 79 evaluations, learning
-# rate 5e-4 in float32), whatever config/config.yaml now says; the names below override it. The default that came out of the ablation
-# is edm_sigma10+prior_none+dpmpp_2m_sde20, and then 4000 steps (edm_sigma10_steps4000+prior_none+dpmpp_2m_sde20).
+# rate 5e-4 in float32), whatever config/config.yaml now says; the names below override it. The default
+# that came out of the ablation is edm_sigma10+prior_none+dpmpp_2m_sde20, and then 4000 steps
+# (edm_sigma10_steps4000+prior_none+dpmpp_2m_sde20).
 BASE = {
     "training": {
         "preconditioning": "score_models",
