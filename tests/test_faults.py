@@ -81,7 +81,7 @@ def _array_differences(recovered: Path, fresh: Path) -> str:
             f"{rel}:attrs[{k}]" for k in sorted(a.attrs.keys() | b.attrs.keys()) if a.attrs.get(k) != b.attrs.get(k)
         ]
     out += [
-        f"{rel}"
+        rel
         for rel in ("results/tiny/catalog/halos.parquet", "results/tiny/sightlines/plan.parquet")
         if (recovered / rel).read_bytes() != (fresh / rel).read_bytes()
     ]
