@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from massmaps.jit import njit
 
 __all__ = ["Cluster", "ParticleSet", "in_any_cube", "rotate", "rotate_in_cube"]
 

@@ -20,9 +20,9 @@ footprint row's weights once.
 
 from __future__ import annotations
 
-from numba import njit
 from numba.extending import overload
 
+from massmaps.jit import njit
 from massmaps.projection.kernels import correction_bilinear, fold_linear, half_cdf_unit
 
 #: Partial images: a backend's threads deposit into this many float64 images (the exact backend: block b

@@ -32,9 +32,10 @@ import math
 import numba
 import numba.core.event
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.extending import overload
 
+from massmaps.jit import njit
 from massmaps.projection.exact import _PARTS, _clip1, _clipped, _deposit, _deposit_row, _exact_general
 from massmaps.projection.footprints import _CLS_MODES, _NCLS, _NSIDE, _sort_block
 from massmaps.projection.kernels import CORRECTION_MODES, correction_bilinear, fold_linear, half_cdf_unit

@@ -44,7 +44,9 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, vectorize
+from numba import vectorize
+
+from massmaps.jit import njit
 
 __all__ = [
     "KERNEL_NORM_3D",
@@ -252,8 +254,14 @@ def column_kernel(s):
         return _column_kernel_ufunc(np.abs(np.asarray(s, dtype=np.float64)))
 
 
-# The array version is the scalar closed form as a ufunc: one formula, used by numba and numpy alike.
-_column_kernel_ufunc = vectorize(["float64(float64)"], cache=True)(column_kernel_unit.py_func)
+def _column_kernel_scalar(s):
+    return column_kernel_unit(s)
+
+
+# The array version is the scalar closed form as a ufunc: one formula, used by numba and numpy alike. It is
+# built from its own function so that its cache entry (numba's plain cache, one signature, so nothing for two
+# processes to mix up) has its own index rather than sharing column_kernel_unit's checked one.
+_column_kernel_ufunc = vectorize(["float64(float64)"], cache=True)(_column_kernel_scalar)
 
 
 def projected_kernel(R, h):

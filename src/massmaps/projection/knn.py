@@ -30,8 +30,9 @@ References
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from massmaps.jit import njit
 from massmaps.projection.kernels import w3d_unit
 
 __all__ = ["KNNTree", "build_tree"]

@@ -44,8 +44,9 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from massmaps.jit import njit
 from massmaps.projection.exact import _PARTS, _deposit
 from massmaps.projection.exact_fast import _exact_kernel
 from massmaps.projection.kernels import column_kernel_unit, correction_modes, correction_table, w3d_unit

@@ -33,9 +33,10 @@ from contextlib import contextmanager
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from scipy.spatial import cKDTree
 
+from massmaps.jit import njit
 from massmaps.projection import knn
 from massmaps.projection.kernels import w3d_unit
 
