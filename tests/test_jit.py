@@ -130,3 +130,19 @@ def test_two_processes_saving_at_once_leave_a_cache_later_processes_load_right(t
     for order in (["f1", "i1"], ["i1", "f1"]):
         results, err = _results(_start(tmp_path, folder, order))
         assert all(got == want for got, want in results.values()), (results, err)
+
+
+def test_the_package_compiles_with_its_checked_njit_only():
+    """A kernel decorated with numba's own ``njit(cache=True)`` would bring the race back: the package
+    imports ``njit`` from :mod:`massmaps.jit` everywhere."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "src" / "massmaps"
+    pattern = re.compile(r"^\s*(from numba import .*\bn?jit\b|.*\bnumba\.n?jit\()", re.MULTILINE)
+    offenders = [
+        f"{path.relative_to(package)}: {match.group(0).strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "jit.py"
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert not offenders, offenders

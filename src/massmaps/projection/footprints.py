@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from massmaps.jit import njit
 
 #: Footprints of up to _NSIDE x _NSIDE pixels inside the map have a class of their own in a block's sort.
 _NSIDE = 8
