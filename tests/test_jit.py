@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 # One function, two signatures (int64 and float64 elements): their data files hold different machine code,
 # and the wrong one reads the caller's bytes as the other type.
 MODULE = """
@@ -146,3 +148,88 @@ def test_the_package_compiles_with_its_checked_njit_only():
         for match in pattern.finditer(path.read_text())
     ]
     assert not offenders, offenders
+
+
+# Closures of one factory, each compiled into a cached caller: big enough that LLVM keeps the calls.
+FACTORY = """
+import numpy as np
+from massmaps.jit import njit
+
+
+def make(c):
+    def run(x):
+        acc = 0.0
+        for v in x:
+BODY
+        return acc
+
+    run.__qualname__ = f"make.<locals>.run_{c}"  # without this, massmaps.jit.njit refuses the second
+    return njit(run)
+
+
+r1 = make(1)
+r2 = make(2)
+
+
+@njit(cache=True)
+def use1(x):
+    return r1(x) + r1(x[::-1])
+
+
+@njit(cache=True)
+def use2(x):
+    return r2(x) + r2(x[::-1])
+""".replace(
+    "BODY",
+    "\n".join(
+        f"            if v > {i}.5:\n                acc += v * {i + 1} + c\n            else:\n                acc -= v / {i + 2} - c"
+        for i in range(60)
+    ),
+)
+
+FACTORY_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import factory_mod
+x = np.linspace(0.0, 70.0, 50)
+for name in sys.argv[2:]:
+    fn = getattr(factory_mod, name)
+    print(name, float(fn(x)), float(fn.py_func(x)))
+"""
+
+
+def test_closures_compiled_into_cache_files_of_different_processes_keep_their_own_code(tmp_path):
+    """With numba's names (``make.<locals>.run`` and a per-process counter) the first two processes give the
+    two closures the same machine-code name, and the third, loading both cache files, ran ``use1``'s runner
+    for ``use2`` (checked by hand with ``numba.njit`` and no ``__qualname__``: 4120075.7 for 4126075.7)."""
+    folder = tmp_path / "mod"
+    folder.mkdir()
+    (folder / "factory_mod.py").write_text(FACTORY)
+    (tmp_path / "run.py").write_text(FACTORY_RUN)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    for names in (["use1"], ["use2"], ["use1", "use2"], ["use2", "use1"]):  # one process after another
+        proc = subprocess.run(
+            [sys.executable, str(tmp_path / "run.py"), str(folder), *names], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        rows = [line.split() for line in proc.stdout.splitlines()]
+        assert [row[0] for row in rows] == names
+        assert all(float(got) == float(want) for _, got, want in rows), rows
+
+
+def test_two_different_functions_under_one_name_are_refused():
+    from massmaps.jit import njit
+
+    def make(c):
+        def run(x):
+            return x + c
+
+        return njit(run)
+
+    make(1)
+    make(1)  # the same code and closure again: nothing to mix up
+    with pytest.raises(ValueError, match="names two different functions"):
+        make(2)

@@ -16,6 +16,15 @@ on the caller's arrays without an error: maps come out wrong with exit status 0.
   each other's index updates (fewer recompiles). Where locks are not available the check still holds.
 
 Everything else (where the cache lives, when it is stale, ``NUMBA_CACHE_DIR``) is numba's.
+
+A second hazard is of names, not of the cache's bookkeeping. numba names the machine code of a function
+after its qualified name and a counter that every process starts afresh, and a cached function carries
+copies of the functions it calls under those names. Closures made by one factory share a qualified name;
+if two of them end up under the same name in cache files written by different processes, a process that
+loads both files links every call of that name to one body, and one caller runs the other's code. No
+process needs to run at the same time as another for this: each file can be written on its own day.
+:func:`njit` therefore refuses a function whose module and qualified name were already taken by a
+different one; a factory names each closure it makes (``run.__qualname__ = f"...run_{nx}x{ny}"``).
 """
 
 from __future__ import annotations
@@ -96,14 +105,33 @@ class _KeyedFunctionCache(FunctionCache):
         )
 
 
+#: (module, qualified name) -> the function's code and closure values, for the check of unique names.
+_NAMES: dict[tuple[str, str], tuple] = {}
+
+
+def _claim_name(function) -> None:
+    """Refuse a second, different function under a module and qualified name already compiled here."""
+    cells = tuple(repr(cell.cell_contents) for cell in function.__closure__ or ())
+    identity = (function.__code__.co_code, function.__code__.co_consts, cells)
+    key = (function.__module__, function.__qualname__)
+    if _NAMES.setdefault(key, identity) != identity:
+        raise ValueError(
+            f"massmaps.jit.njit: {key[0]}.{key[1]} names two different functions (closures of one factory?). "
+            "numba names compiled code by qualified name and a per-process counter, so cache files written by "
+            "different processes could run one in place of the other: give each its own __qualname__."
+        )
+
+
 def njit(func=None, /, **options):
     """``numba.njit`` with the same options (``@njit`` or ``@njit(...)``); ``cache=True`` uses the checked cache
-    described above. Signatures are not taken: numba would compile them before the cache is in place."""
+    described above, and every function must have a module and qualified name of its own (see above).
+    Signatures are not taken: numba would compile them before the cache is in place."""
     if func is not None and not callable(func):
         raise TypeError("massmaps.jit.njit takes options only, not a signature; numba compiles on the first call")
     cache = options.pop("cache", False)
 
     def decorate(function):
+        _claim_name(function)
         dispatcher = numba.njit(**options)(function)
         if cache:
             dispatcher._cache = _KeyedFunctionCache(dispatcher.py_func)

@@ -323,9 +323,12 @@ def _make_runner(NX, NY):
     trip counts known at compile time: the loops unroll and the scratch rows stay in registers. The math
     is written out rather than called: numba inlines at the level of its IR, and inlining the helpers
     into every runner tripled the module's compile time (docs/projection.md section 4).
+
+    Each runner has a qualified name of its own (``run_3x4``): numba names machine code after it and a
+    counter that each process starts afresh, so runners of one name could take each other's code where
+    cache files from different processes meet in one process (:mod:`massmaps.jit`).
     """
 
-    @njit(fastmath={"contract"})
     def run(x, y, h, w, order, corner, b0, s0, s1, x0, y0, inv_dx, inv_dy, ktab, img, sc, ic):
         nk = ktab.shape[0] - 1
         ryx = inv_dx / inv_dy
@@ -402,7 +405,9 @@ def _make_runner(NX, NY):
                 _deposit_row(img, w, j, iyl + l - 1, ixl, NX, dmx, my[l] - my[l - 1], cur, prv, row)
                 prv, cur = cur, prv
 
-    return run
+    run.__name__ = f"run_{NX}x{NY}"
+    run.__qualname__ = f"_make_runner.<locals>.run_{NX}x{NY}"
+    return njit(fastmath={"contract"})(run)
 
 
 _RUNNERS = tuple(_make_runner(nx, ny) for nx, ny in _FIXED)
