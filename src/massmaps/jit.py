@@ -1,4 +1,4 @@
-"""``njit`` with an on-disk cache that stays right when several processes compile at once.
+"""``njit`` with an on-disk cache that stays right when cache files from several processes meet.
 
 numba's own cache (``cache=True``) keeps one index file per function that maps each compiled signature to a
 numbered data file. Saving an entry reads the index, takes the first free number, rewrites the index, then
