@@ -11,7 +11,7 @@ on the caller's arrays without an error: maps come out wrong with exit status 0.
 
 - every data file also records the key it was saved under, and loading checks it: an entry that holds
   another signature's code (or anything else unexpected) is treated as missing, so the function is compiled
-  again and the entry rewritten. This alone makes the cache safe, on any file system;
+  again and the entry rewritten. This alone keeps the index from misleading, on any file system;
 - saving holds an exclusive ``flock`` on a lock file beside the index, so concurrent saves do not undo
   each other's index updates (fewer recompiles). Where locks are not available the check still holds.
 
