@@ -74,11 +74,16 @@ def _module(tmp_path: Path) -> Path:
     return folder
 
 
-def _start(tmp_path: Path, folder: Path, names, start: float = 0.0, slow_save: str = "") -> subprocess.Popen:
+def _env(**extra: str) -> dict[str, str]:
+    """This environment with the package's sources first and numba's cache beside the test module."""
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}  # the cache beside the module
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    env["SLOW_SAVE"] = slow_save
+    return env | extra
+
+
+def _start(tmp_path: Path, folder: Path, names, start: float = 0.0, slow_save: str = "") -> subprocess.Popen:
+    env = _env(SLOW_SAVE=slow_save)
     return subprocess.Popen(
         [sys.executable, str(tmp_path / "run.py"), str(folder), str(start), *names],
         env=env,
@@ -207,9 +212,7 @@ def test_closures_compiled_into_cache_files_of_different_processes_keep_their_ow
     folder.mkdir()
     (folder / "factory_mod.py").write_text(FACTORY)
     (tmp_path / "run.py").write_text(FACTORY_RUN)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    env = _env()
     for names in (["use1"], ["use2"], ["use1", "use2"], ["use2", "use1"]):  # one process after another
         proc = subprocess.run(
             [sys.executable, str(tmp_path / "run.py"), str(folder), *names], env=env, capture_output=True, text=True
