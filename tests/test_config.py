@@ -276,6 +276,8 @@ BAD_CONFIGS = [
     ("catalog.test_box_m_min_Msun", {"catalog": {"test_box_m_min_Msun": 1e17}}),
     ("training.steps", {"training": {"steps": -1}}),
     ("training.sigma_train", {"training": {"sigma_train": "log_normal", "preconditioning": "score_models"}}),
+    ("training.multiscale_loss", {"training": {"multiscale_loss": 1.0, "preconditioning": "score_models"}}),
+    ("training.multiscale_loss", {"training": {"multiscale_loss": -1.0}}),
     (
         "normalisation.asinh_scale_factor",
         {"normalisation": {"stretch": {"gas": "asinh"}, "asinh_scale_factor": {"dm": 3}}},

@@ -145,6 +145,70 @@ def test_log_normal_training_levels_enter_the_edm_loss():
         score.Denoiser(model, "score_models", None, narrow)
 
 
+def test_multiscale_error_counts_each_coarse_scale_of_a_smooth_error_once_more():
+    """An error constant over the map counts once per scale (2x2 and 4x4 blocks of an 8x8 map: twice the
+    pixel sum); a checkerboard, whose blocks average to zero, not at all; a lone pixel 1 / f^2 per scale."""
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    assert torch.allclose(score.multiscale_error(flat), 2 * (flat**2).sum().reshape(1))
+    checker = (-1.0) ** (torch.arange(8).view(-1, 1) + torch.arange(8).view(1, -1)).float().view(1, 1, 8, 8)
+    assert float(score.multiscale_error(checker)) == 0.0
+    spike = torch.zeros(2, 3, 8, 8)
+    spike[1, 2, 3, 5] = 1.0
+    torch.testing.assert_close(score.multiscale_error(spike), torch.tensor([0.0, 1 / 4 + 1 / 16]))
+
+
+def test_multiscale_loss_keeps_the_mean_as_minimiser_and_weighs_coarse_errors():
+    """The multiscale term is a positive-definite quadratic form of the error, so the map minimising it
+    summed over draws x_i is their mean (found by gradient descent, as a network would): the weight moves
+    effort, not the target. In the edm loss it adds to a smooth error and not to a pixel-scale one; weight 0
+    is the plain loss, and the score_models parametrisation refuses a weight."""
+    torch.manual_seed(0)
+    draws = torch.randn(16, 1, 8, 8) + torch.linspace(0, 1, 8).view(1, 1, 1, 8)
+    d = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    opt = torch.optim.LBFGS([d], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        err = d - draws
+        loss = (err**2).sum() + 3.0 * score.multiscale_error(err).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    torch.testing.assert_close(d.detach(), draws.mean(0, keepdim=True), atol=1e-5, rtol=0)
+
+    sd = 0.2
+    x0_cond = torch.rand(64, 2, 8, 8)
+    x0 = toy_mean(x0_cond) + S * torch.randn(64, 2, 8, 8)
+
+    class Off(ExactEdmNet):  # the exact output plus a given error pattern
+        def __init__(self, pattern):
+            super().__init__(sd)
+            self.pattern = pattern
+
+        def forward(self, t, x_in, cond):
+            return super().forward(t, x_in, cond) + self.pattern
+
+    def loss(net, weight):
+        torch.manual_seed(1)
+        model = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+        den = score.Denoiser(model, "edm", sd, multiscale=weight)
+        return float(score.training_loss(den, x0, x0_cond))
+
+    smooth, checker = torch.full((1, 2, 8, 8), 0.3), 0.3 * (-1.0) ** (torch.arange(8).view(-1, 1) + torch.arange(8))
+    exact = loss(ExactEdmNet(sd), 0.0)
+    assert loss(ExactEdmNet(sd), 1.0) > exact  # the exact network's own error has coarse modes too
+    gain_smooth = loss(Off(smooth), 1.0) - loss(Off(smooth), 0.0)
+    gain_checker = loss(Off(checker), 1.0) - loss(Off(checker), 0.0)
+    gain_exact = loss(ExactEdmNet(sd), 1.0) - exact
+    assert gain_smooth - gain_exact > 10 * abs(gain_checker - gain_exact)
+    model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    with pytest.raises(ValueError, match="edm"):
+        score.Denoiser(model, "score_models", None, multiscale=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        score.Denoiser(model, "edm", sd, multiscale=-1.0)
+
+
 def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
     model = toy_model()
     den = score.Denoiser(model)

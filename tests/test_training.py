@@ -488,6 +488,10 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
         small_config(sigma_train="log_normal")  # score_models' loss draws its own levels
     with pytest.raises(ValueError, match="sigma_train_width"):
         small_config(preconditioning="edm", sigma_data=0.25, sigma_train="log_normal", sigma_train_width=-1.0)
+    with pytest.raises(ValueError, match="multiscale_loss"):
+        small_config(multiscale_loss=1.0)  # score_models' loss is its own
+    with pytest.raises(ValueError, match="multiscale_loss"):
+        small_config(preconditioning="edm", sigma_data=0.25, multiscale_loss=-0.5)
 
 
 # ------------------------------------------------------------------------- precision and compile

@@ -208,6 +208,11 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_train: {training['sigma_train']!r} with training.preconditioning "
             f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss draws its own levels)"
         )
+    if training["multiscale_loss"] and training["preconditioning"] != "edm":
+        errors.append(
+            f"config: training.multiscale_loss: {training['multiscale_loss']} with training.preconditioning "
+            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
+        )
     norm = config["normalisation"]
     factor, stretch = norm["asinh_scale_factor"], norm["stretch"]
     if isinstance(factor, Mapping):
@@ -332,6 +337,7 @@ TRAINING_LATER_DEFAULTS = {
     "sigma_train": "log_uniform",
     "sigma_train_median": 0.6,
     "sigma_train_width": 1.2,
+    "multiscale_loss": 0.0,
 }
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that
 #: value, so that those datasets (and the models trained on them) stay valid.

@@ -210,7 +210,8 @@ class Denoiser:
 
     ``sigma_train = (kind, median, width)`` sets the noise levels of :meth:`loss` (:func:`training_sigmas`):
     kind ``log_uniform`` (the default; median and width unused) or, with edm only, ``log_normal`` with the
-    median in units of ``sigma_data``.
+    median in units of ``sigma_data``. ``multiscale`` (edm only) adds the coarse scales' term of
+    :func:`multiscale_error` to :meth:`loss`, with that weight (0: none).
     """
 
     def __init__(
@@ -219,6 +220,7 @@ class Denoiser:
         preconditioning: str = "score_models",
         sigma_data: float | None = None,
         sigma_train: tuple[str, float, float] = ("log_uniform", 0.6, 1.2),
+        multiscale: float = 0.0,
     ):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
@@ -237,6 +239,11 @@ class Denoiser:
         self.sigma_train = tuple(sigma_train)
         if self.sigma_train[0] != "log_uniform" and preconditioning != "edm":
             raise ValueError(f"a {self.sigma_train[0]} training noise distribution needs the edm preconditioning")
+        self.multiscale = float(multiscale)
+        if not (math.isfinite(self.multiscale) and self.multiscale >= 0):
+            raise ValueError(f"the multiscale loss weight must be a number >= 0, got {multiscale!r}")
+        if self.multiscale and preconditioning != "edm":
+            raise ValueError("a multiscale loss needs the edm preconditioning (score_models' loss is its own)")
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
@@ -293,7 +300,31 @@ class Denoiser:
         c_skip, c_out, c_in = (c.to(x0.dtype) for c in self.coefficients(sig))
         target = (x0 - c_skip * x) / c_out
         out = self.network_output(c_in * x, sig.reshape(-1), cond)
-        return ((out - target) ** 2).reshape(B, -1).sum(dim=1).mean()
+        err = out - target
+        total = (err**2).reshape(B, -1).sum(dim=1)
+        if self.multiscale:
+            total = total + self.multiscale * multiscale_error(err)
+        return total.mean()
+
+
+def multiscale_error(err: torch.Tensor) -> torch.Tensor:
+    """Per item of ``err`` (B, C, H, W): sum over f = 2, 4, ... (while H / f >= 2 and W / f >= 2) of
+    f^2 x the sum of squares of ``err`` averaged over f x f blocks.
+
+    An error that is constant over f x f blocks counts once more at every such f (white pixel noise
+    about 1 / f^2 of that), so the coarse modes of the error weigh more in the loss. The loss stays a
+    positive-definite quadratic form of D - x0 for each noise level, so its minimiser is still the
+    posterior mean E[x0 | x, y]: the weight moves the network's effort, not its target (the multiscale
+    loss of Hoogeboom, Heek & Salimans 2023, "simple diffusion", section 3.3, there for high resolution).
+    """
+    B, H, W = err.shape[0], err.shape[-2], err.shape[-1]
+    total = torch.zeros(B, dtype=err.dtype, device=err.device)
+    f = 2
+    while H // f >= 2 and W // f >= 2:
+        pooled = torch.nn.functional.avg_pool2d(err, f)
+        total = total + f * f * (pooled**2).reshape(B, -1).sum(dim=1)
+        f *= 2
+    return total
 
 
 def _global_noise(x0: torch.Tensor, first: int, total: int) -> torch.Tensor:

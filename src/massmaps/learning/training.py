@@ -142,6 +142,9 @@ class TrainConfig:
     sigma_train: str = "log_uniform"
     sigma_train_median: float = 0.6
     sigma_train_width: float = 1.2
+    # weight of the coarse scales' term of the edm loss (score.multiscale_error; 0: the plain loss); the
+    # validation loss is the plain one whatever the weight, so that it compares across weights
+    multiscale_loss: float = 0.0
     lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
@@ -198,6 +201,11 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
+        v = self.multiscale_loss
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"TrainConfig.multiscale_loss must be a number >= 0, got {v!r}")
+        if v and self.preconditioning != "edm":
+            raise ValueError(f"TrainConfig.multiscale_loss {v!r} needs preconditioning 'edm'")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -232,9 +240,10 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------- training
-def _denoiser(model, config: TrainConfig) -> score_mod.Denoiser:
+def _denoiser(model, config: TrainConfig, multiscale: bool = True) -> score_mod.Denoiser:
     sigma_train = (config.sigma_train, config.sigma_train_median, config.sigma_train_width)
-    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train)
+    weight = config.multiscale_loss if multiscale else 0.0
+    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train, weight)
 
 
 def _autocast(config: TrainConfig, device):
@@ -249,8 +258,9 @@ def _network(module, config: TrainConfig):
 
 @torch.no_grad()
 def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
-    """Mean training loss of the EMA weights over the validation set, at a fixed random state."""
-    denoiser = _denoiser(model, config)
+    """Mean training loss (without a multiscale term) of the EMA weights over the validation set, at a
+    fixed random state."""
+    denoiser = _denoiser(model, config, multiscale=False)
     if loader is None:
         return None
     devices = [device] if device.type == "cuda" else []
