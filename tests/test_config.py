@@ -278,6 +278,7 @@ BAD_CONFIGS = [
     ("training.sigma_train", {"training": {"sigma_train": "log_normal", "preconditioning": "score_models"}}),
     ("training.multiscale_loss", {"training": {"multiscale_loss": 1.0, "preconditioning": "score_models"}}),
     ("training.multiscale_loss", {"training": {"multiscale_loss": -1.0}}),
+    ("training.ema_gamma", {"training": {"ema_gamma": 0}}),
     (
         "normalisation.asinh_scale_factor",
         {"normalisation": {"stretch": {"gas": "asinh"}, "asinh_scale_factor": {"dm": 3}}},

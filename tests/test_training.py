@@ -494,6 +494,48 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
         small_config(preconditioning="edm", sigma_data=0.25, multiscale_loss=-0.5)
 
 
+# ------------------------------------------------------------------------------------------- EMA
+def test_torch_ema_warmup_is_reported_when_it_keeps_ema_decay_from_acting():
+    """torch_ema's decay is min(ema_decay, (1 + n) / (10 + n)): with 4,000 steps 0.999 is never reached, and
+    the note says so (the laptop default); with enough steps, or a power-function EMA, there is no note."""
+    note = training.ema_warmup_note(TrainConfig(steps=4000, ema_decay=0.999))
+    assert "8990" in note and "0.99776" in note and "no effect" in note
+    assert training.ema_warmup_note(TrainConfig(steps=9000, ema_decay=0.999)) is None
+    assert training.ema_warmup_note(TrainConfig(steps=4000, ema_gamma=3.0)) is None
+    with pytest.raises(ValueError, match="ema_gamma"):
+        TrainConfig(ema_gamma=0.0)
+
+
+def test_power_ema_weights_and_resume():
+    """gamma 0 is the running mean of every iterate and gamma 1 weighs update s as 2s - 1 (exactly, from
+    the decay (1 - 1/t)^(gamma + 1)); a state dict saved midway and loaded into a new PowerEMA continues to
+    the same average."""
+    steps = 50
+    for gamma, weight in ((0.0, lambda s: 1.0), (1.0, lambda s: 2.0 * s - 1.0)):
+        p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+        ema = training.PowerEMA([p], gamma)
+        for t in range(1, steps + 1):
+            p.data.fill_(float(t))
+            ema.update()
+        w = np.array([weight(s) for s in range(1, steps + 1)])
+        expected = float((w * np.arange(1, steps + 1)).sum() / w.sum())
+        assert float(ema.shadow_params[0][0]) == pytest.approx(expected, rel=1e-12)
+
+    def run(split_at=None):
+        p = torch.nn.Parameter(torch.zeros(3))
+        ema = training.PowerEMA([p], 3.0)
+        for t in range(1, 41):
+            if t == split_at:
+                state = ema.state_dict()
+                ema = training.PowerEMA([p], 3.0)
+                ema.load_state_dict(state)
+            p.data.copy_(torch.tensor([t, t**0.5, -t], dtype=torch.float32))
+            ema.update()
+        return ema.shadow_params[0].clone()
+
+    assert torch.equal(run(), run(split_at=17))
+
+
 # ------------------------------------------------------------------------- precision and compile
 def _train_short(tmp_path, name, **kw):
     cfg = small_config(steps=6, checkpoint_every=3, val_every=3, log_every=3, **kw)

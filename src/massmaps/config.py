@@ -338,6 +338,7 @@ TRAINING_LATER_DEFAULTS = {
     "sigma_train_median": 0.6,
     "sigma_train_width": 1.2,
     "multiscale_loss": 0.0,
+    "ema_gamma": None,
 }
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that
 #: value, so that those datasets (and the models trained on them) stay valid.
