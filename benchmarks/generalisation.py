@@ -12,11 +12,11 @@ then per annulus the rms error of the samples' mean profile and the rms spread o
 
     python benchmarks/generalisation.py --results results/default
     python benchmarks/generalisation.py --results results/default --n-train 60 --steps 60 --sampler-kwargs '{"eta": 1}'
-    python benchmarks/generalisation.py --results results/default --raw-weights results/default/checkpoints/<hash>/checkpoint.pt
+    python benchmarks/generalisation.py --results results/default --raw-weights results/default/checkpoints/<hash>
 
 ``--steps`` and ``--sampler-kwargs`` change the sampler for the training maps only (the validation and
-test rows are the run's own samples); ``--raw-weights`` samples them with a training checkpoint's raw
-weights instead of the model's EMA weights.
+test rows are the run's own samples); ``--raw-weights`` samples them with the raw weights of the latest
+verified checkpoint in a training's checkpoint folder instead of the model's EMA weights.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 
 from massmaps import store
 from massmaps.evaluation import calibration
-from massmaps.learning import reconstruct
+from massmaps.learning import checkpoints, reconstruct, score
 
 
 def z_stds(samples, dataset, pixel_Mpc: float) -> dict:
@@ -61,15 +61,18 @@ def z_stds(samples, dataset, pixel_Mpc: float) -> dict:
     return out
 
 
-def raw_weights_model(model_dir: Path, checkpoint: Path, into: Path) -> Path:
-    """A copy of ``model_dir`` whose weights are the raw (not EMA) weights of a training checkpoint."""
+def raw_weights_model(model_dir: Path, checkpoint_dir: Path, into: Path) -> Path:
+    """A copy of ``model_dir`` whose weights are the raw (not EMA) weights of the latest checkpoint in a
+    training's ``checkpoint_dir`` (read and verified as a resumed training reads it)."""
     into.mkdir(parents=True, exist_ok=True)
     for f in model_dir.glob("*.json"):
         shutil.copy(f, into / f.name)
-    meta = json.loads((model_dir / "massmaps_model.json").read_text())
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    torch.save(ckpt["model"], into / meta.get("weights", "checkpoint_001.pt"))
-    print(f"raw weights of {checkpoint} (step {ckpt['step']})", flush=True)
+    meta = json.loads((model_dir / score.META_FILE).read_text())
+    ckpt = checkpoints.load_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{checkpoint_dir}: no training checkpoint")
+    torch.save(ckpt["model"], into / meta.get("weights", score.WEIGHTS_FILE))
+    print(f"raw weights of {checkpoint_dir} (step {ckpt['step']})", flush=True)
     return into
 
 
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="sampler steps for the training maps (default: the run's)")
     ap.add_argument("--sampler-kwargs", default=None, help="JSON merged into the run's sampler keywords")
     ap.add_argument(
-        "--raw-weights", default=None, help="a training checkpoint whose raw weights sample the training maps"
+        "--raw-weights", default=None, help="a training's checkpoint folder whose raw weights sample the training maps"
     )
     args = ap.parse_args(argv)
     res = Path(args.results)
