@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from massmaps.evaluation import calibration
 
@@ -122,3 +123,61 @@ def test_numerics_worker_repeats_its_bytes_and_tells_precisions_apart(tmp_path):
         numerics.worker(precision, 2, str(out))
         digests.append(json.loads(out.read_text())["digest"])
     assert digests[0] == digests[1] != digests[2]
+
+
+def _sample_store(values: np.ndarray, sightlines) -> xr.Dataset:
+    samples = xr.DataArray(values, dims=("sightline", "sample", "field", "y", "x"))
+    ds = xr.Dataset(
+        {"samples": samples, "mean": samples.mean("sample"), "std": samples.std("sample")},
+        coords={"sightline": list(sightlines), "sample": np.arange(values.shape[1]), "field": ["gas", "dm"]},
+    )
+    ds.attrs["sampler"] = "test"
+    return ds
+
+
+def test_ensemble_pools_the_first_samples_of_each_run_and_refuses_other_maps():
+    ens = _load("ensemble")
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 4, 2, 2, 2)).astype(np.float32)
+    b = (a + 10).astype(np.float32)
+    pooled = ens.pooled_samples([_sample_store(a, [5, 6, 7]), _sample_store(b, [5, 6, 7])], 2)
+    assert pooled.sizes["sample"] == 4
+    np.testing.assert_array_equal(pooled["samples"].values[:, :2], a[:, :2])
+    np.testing.assert_array_equal(pooled["samples"].values[:, 2:], b[:, :2])
+    both = np.concatenate([a[:, :2], b[:, :2]], axis=1)
+    np.testing.assert_allclose(pooled["mean"].values, both.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(pooled["std"].values, both.std(axis=1, ddof=1), rtol=1e-5)
+    assert pooled.attrs["sampler"] == "test"
+    with pytest.raises(ValueError, match="other test maps"):
+        ens.pooled_samples([_sample_store(a, [5, 6, 7]), _sample_store(b, [5, 6, 8])], 2)
+    with pytest.raises(ValueError, match="at least --per-run 5"):
+        ens.pooled_samples([_sample_store(a, [5, 6, 7]), _sample_store(b, [5, 6, 7])], 5)
+
+
+def test_ensemble_residuals_tell_shared_errors_from_independent_ones():
+    ens = _load("ensemble")
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(400, 1, 1))
+    shared = rng.normal(scale=0.1, size=(400, 1, 1))
+
+    def evaluation(own_scale):
+        mean = truth + shared + rng.normal(scale=own_scale, size=truth.shape)
+        gen = mean[:, None] + rng.normal(scale=0.05, size=(400, 30, 1, 1))
+        gen -= gen.mean(axis=1, keepdims=True) - mean[:, None]  # the samples' mean is exactly ``mean``
+        return xr.Dataset(
+            {
+                "summary_sim": (("sightline", "field", "annulus"), truth),
+                "summary_gen": (("sightline", "sample", "field", "annulus"), gen),
+            },
+            coords={"field": ["gas"]},
+        )
+
+    t = ens.residual_table([evaluation(0.0), evaluation(0.0), evaluation(0.1)], ["a", "b", "c"])
+    corr = t.set_index("run")["corr_with_run_1"]
+    assert corr["a"] == pytest.approx(1.0) and corr["b"] == pytest.approx(1.0)
+    assert corr["c"] == pytest.approx(2**-0.5, abs=0.08)  # half of c's residual variance is its own
+    rms = t.set_index("run")
+    assert rms.loc["b", "rms_mean_difference"] == pytest.approx(0.0, abs=1e-12)
+    assert rms.loc["c", "rms_mean_difference"] == pytest.approx(0.1, rel=0.15)
+    assert rms.loc["a", "rms_residual"] == pytest.approx(0.1, rel=0.15)
+    assert rms.loc["a", "rms_spread"] == pytest.approx(0.05, rel=0.1)
