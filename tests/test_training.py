@@ -152,6 +152,25 @@ def test_zarr_dataset_cache_gives_the_same_items(zarr_store):
     assert torch.equal(cached[5][0], uncached[5][0])
 
 
+def test_validation_loss_is_drawn_alike_for_every_training_seed(zarr_store):
+    """The validation loss of given weights does not depend on training.seed, so seeds' losses compare;
+    other weights give another loss."""
+    from torch_ema import ExponentialMovingAverage
+
+    path, maps = zarr_store
+    norm = Normaliser().fit([maps[:8]])
+    loader = torch.utils.data.DataLoader(ZarrMapsDataset(path, np.arange(8, 12), norm), batch_size=4)
+
+    def loss(weights_seed, training_seed):
+        torch.manual_seed(weights_seed)
+        model = score.build_score_model(TINY_NET, device="cpu")
+        ema = ExponentialMovingAverage(model.model.parameters(), decay=0.9)
+        return training._validation_loss(model, ema, loader, small_config(seed=training_seed), torch.device("cpu"))
+
+    assert loss(3, 0) == loss(3, 7) == loss(3, 5)
+    assert loss(4, 0) != loss(3, 0)
+
+
 def test_train_from_zarr_then_sample(zarr_store, tmp_path):
     path, maps = zarr_store
     norm = Normaliser().fit([maps[:8]])
