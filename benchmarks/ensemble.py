@@ -32,14 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from massmaps import config as checks  # noqa: E402
 from massmaps import store  # noqa: E402
-from massmaps.config import merge  # noqa: E402
 from massmaps.evaluation import evaluate, tables  # noqa: E402
 
 HEADLINE = ("tarp_ks_p", "profile_z_std_max", "z_std", "z_mean", "max_coverage_error", "mass_rank_chi2_p")
@@ -77,12 +75,12 @@ def headline(samples: xr.Dataset, dataset: xr.Dataset, cfg: dict, seed: int) -> 
 def residual_table(evaluations: list[xr.Dataset], names: list[str]) -> pd.DataFrame:
     """Per field, annulus and run: residual correlation with the first run, rms residual, spread and difference."""
     rows = []
-    first = evaluations[0]
-    e0 = first["summary_sim"].values - first["summary_gen"].values.mean(axis=1)  # (maps, field, annulus)
-    for name, ev in zip(names, evaluations):
-        gen = ev["summary_gen"].values
-        err = ev["summary_sim"].values - gen.mean(axis=1)
-        spread = gen.std(axis=1, ddof=1)
+    errors = [
+        ev["summary_sim"].values - ev["summary_gen"].values.mean(axis=1) for ev in evaluations
+    ]  # (maps, field, annulus)
+    e0 = errors[0]
+    for name, ev, err in zip(names, evaluations, errors):
+        spread = ev["summary_gen"].values.std(axis=1, ddof=1)
         for fi, field in enumerate(ev["field"].values.tolist()):
             for a in range(err.shape[-1]):
                 rows.append(
@@ -108,10 +106,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if len(args.results) < 2:
         ap.error("--results needs two or more runs")
-    cfg: dict = {}
-    for f in args.config:
-        merge(cfg, yaml.safe_load(Path(f).read_text()))
-    checks.validate(cfg, ROOT / "workflow" / "schemas" / "config.schema.yaml")  # fills the defaults
+    cfg = checks.load_merged(args.config)  # merged as Snakemake merges them, the schema's defaults filled in
     names = [str(r) for r in args.results]
     stores = [store.open_store(r / "samples" / "test.zarr").load() for r in args.results]
     per_run = args.per_run or stores[0].sizes["sample"] // len(stores)
