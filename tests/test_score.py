@@ -119,6 +119,61 @@ def test_training_sigmas_follow_their_distributions():
         score.training_sigmas(u, 1e-3, 10.0, "log_normal", 0.08, 0.0)
 
 
+def _noise_matrix(n: int, discount: float) -> torch.Tensor:
+    """The pyramid noise's linear map A on n x n images, column p = the noise of a unit impulse at pixel p."""
+    basis = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
+    return score.colour_noise(basis, "pyramid", discount).reshape(n * n, n * n).T
+
+
+@pytest.mark.parametrize("n", [8, 32])
+def test_pyramid_noise_keeps_unit_pixel_variance_and_raises_the_coarse_modes(n):
+    """Exactly: the covariance A A^T of the pyramid noise has 1 on its diagonal (every pixel keeps the white
+    noise's variance) and gives a map's mean and a central disc far more variance than white noise's 1 per
+    unit-norm pattern, while a checkerboard (no coarse part) gets less; white noise is the identity."""
+    A = _noise_matrix(n, 0.8)
+    cov = A @ A.T
+    torch.testing.assert_close(torch.diagonal(cov), torch.ones(n * n, dtype=torch.float64))
+    mean = torch.full((n * n,), 1.0 / n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(torch.arange(n) + 0.5 - n / 2, torch.arange(n) + 0.5 - n / 2, indexing="ij")
+    disc = ((yy**2 + xx**2) < (n / 4) ** 2).double().reshape(-1)
+    disc = disc / disc.norm()
+    checker = ((-1.0) ** (torch.arange(n).view(-1, 1) + torch.arange(n))).double().reshape(-1) / n
+    assert float(mean @ cov @ mean) > 10 and float(disc @ cov @ disc) > 3 and float(checker @ cov @ checker) < 1
+    z = torch.randn(2, 3, n, n)
+    assert torch.equal(score.colour_noise(z, "white"), z)
+    with pytest.raises(ValueError, match="pyramid"):
+        score.colour_noise(z, "pink", 0.8)
+    with pytest.raises(ValueError, match="edm"):
+        score.Denoiser(ScoreModel(model=ExactEdmNet(0.2), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu"),
+                       "score_models", noise=("pyramid", 0.8))  # fmt: skip
+
+
+def test_the_edm_loss_draws_the_denoisers_noise():
+    """With pyramid noise the loss's noisy input is x0 + sigma A z for the same draws z as white noise's."""
+    seen = []
+
+    class Spy(ExactEdmNet):
+        def forward(self, t, x_in, cond):
+            seen.append((t.double(), x_in.double()))
+            return super().forward(t, x_in, cond)
+
+    sd = 0.2
+    x0_cond = torch.rand(4, 2, 8, 8)
+    x0 = toy_mean(x0_cond)
+    inputs = {}
+    for noise in (("white", 0.0), ("pyramid", 0.8)):
+        seen.clear()
+        torch.manual_seed(3)
+        model = ScoreModel(model=Spy(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+        score.training_loss(score.Denoiser(model, "edm", sd, noise=noise), x0, x0_cond)
+        t, x_in = seen[-1]
+        sigma = score.t_to_sigma(t).view(-1, 1, 1, 1)
+        inputs[noise[0]] = (x_in * (sigma**2 + sd**2).sqrt() - x0.double()) / sigma  # the noise drawn
+    torch.testing.assert_close(
+        inputs["pyramid"], score.colour_noise(inputs["white"], "pyramid", 0.8), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_log_normal_training_levels_enter_the_edm_loss():
     """With sigma_train log_normal the loss draws its levels from it (median in units of sigma_data): a
     network exact only at low noise loses nothing against the exact one when the levels concentrate there,

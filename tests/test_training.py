@@ -511,6 +511,33 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
         small_config(multiscale_loss=1.0)  # score_models' loss is its own
     with pytest.raises(ValueError, match="multiscale_loss"):
         small_config(preconditioning="edm", sigma_data=0.25, multiscale_loss=-0.5)
+    with pytest.raises(ValueError, match="noise"):
+        small_config(noise="pyramid")  # score_models' loss draws its own noise
+    with pytest.raises(ValueError, match="noise_discount"):
+        small_config(preconditioning="edm", sigma_data=0.25, noise="pyramid", noise_discount=0.0)
+
+
+def test_pyramid_noise_is_saved_with_the_model_and_its_denoiser_draws_it(tmp_path):
+    """The model remembers the noise it was trained on, so the samplers draw the same; white noise writes
+    nothing new into the model's metadata (the default's files keep their form)."""
+    for noise in ("white", "pyramid"):
+        cfg = small_config(steps=2, preconditioning="edm", sigma_data=0.25, noise=noise, noise_discount=0.7)
+        training.train(
+            tmp_path / noise,
+            synthetic(16, 8, 0),
+            None,
+            config=cfg,
+            checkpoint_dir=tmp_path / f"ckpt-{noise}",
+            log=quiet,
+        )
+    white = score.load_model(tmp_path / "white", device="cpu")
+    pyramid = score.load_model(tmp_path / "pyramid", device="cpu")
+    assert "noise" not in white.metadata["preconditioning"]
+    assert white.denoiser.noise == ("white", 0.0)
+    assert pyramid.denoiser.noise == ("pyramid", 0.7)
+    z = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pyramid.denoiser.colour(z), score.colour_noise(z, "pyramid", 0.7))
+    torch.testing.assert_close(white.denoiser.colour(z), z)
 
 
 # ------------------------------------------------------------------------------------------- EMA

@@ -213,6 +213,11 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.multiscale_loss: {training['multiscale_loss']} with training.preconditioning "
             f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
         )
+    if training["noise"] != "white" and training["preconditioning"] != "edm":
+        errors.append(
+            f"config: training.noise: {training['noise']!r} with training.preconditioning "
+            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss draws its own noise)"
+        )
     norm = config["normalisation"]
     factor, stretch = norm["asinh_scale_factor"], norm["stretch"]
     if isinstance(factor, Mapping):

@@ -466,10 +466,10 @@ def diffusion_trajectory(
     cond = norm.apply(maps.sel(field=list(INPUTS)).values[None], INPUTS, field_axis=1)
     levels = np.sort(np.asarray(levels, dtype=np.float64))
     gen = torch.Generator().manual_seed(samplers.sample_seed(seed, sid, 0))
-    z = torch.randn(x0.shape, generator=gen, dtype=torch.float64).numpy()
+    denoiser = trained.denoiser
+    z = denoiser.colour(torch.randn(x0.shape, generator=gen, dtype=torch.float64)).numpy()
     forward = np.stack([x0 + s * z for s in levels]).astype(np.float32)
 
-    denoiser = trained.denoiser
     solver, sigmas, kwargs = samplers.solver_setup(sampler, denoiser, steps, sampler_kwargs)
     states: list[tuple[float, np.ndarray]] = []
     dev = denoiser.device
@@ -481,6 +481,7 @@ def diffusion_trajectory(
         float(sigmas[0]),
         prior_mean_for(prior_mean, ds, splits, norm),
         dev,
+        denoiser,
     )
     states.append((float(sigmas[0]), x[0].cpu().numpy()))
     cb = lambda st: states.append((float(sigmas[st["i"] + 1]), st["x"][0].cpu().numpy()))  # noqa: E731

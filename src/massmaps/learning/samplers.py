@@ -68,6 +68,14 @@ def randn_like(x: torch.Tensor, generator: GeneratorLike) -> torch.Tensor:
     return torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator])
 
 
+def fresh_noise(denoiser, x: torch.Tensor, generator: GeneratorLike) -> torch.Tensor:
+    """The diffusion's noise for a step of a solver: white, or coloured as ``denoiser.colour`` says (the noise
+    the model was trained on, :func:`massmaps.learning.score.colour_noise`)."""
+    z = randn_like(x, generator)
+    colour = getattr(denoiser, "colour", None)
+    return z if colour is None else colour(z)
+
+
 def _report(callback, x, i, sigma, sigma_hat, denoised):
     if callback is not None:
         callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
@@ -97,7 +105,7 @@ def sample_euler_maruyama(denoiser, x, sigmas, *, cond, generator, callback=None
             two_dlog = 2.0 * math.log(sigma / sigma_next)
             x = x + two_dlog * (denoised - x)
             # Diffusion: g sqrt(dt) z from the passed generator.
-            x = x + sigma * math.sqrt(two_dlog) * randn_like(x, generator)
+            x = x + sigma * math.sqrt(two_dlog) * fresh_noise(denoiser, x, generator)
         _report(callback, x, i, sigma, sigma, denoised)
     return x
 
@@ -153,7 +161,7 @@ def sample_edm_stochastic(
         gamma = min(s_churn / n_steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
         sigma_hat = sigma * (1 + gamma)
         if gamma > 0:
-            eps = randn_like(x, generator) * s_noise
+            eps = fresh_noise(denoiser, x, generator) * s_noise
             x = x + math.sqrt(sigma_hat**2 - sigma**2) * eps
         # Euler step from sigma_hat to sigma_next.
         denoised = denoiser(x, sigma_hat, cond=cond)
@@ -222,7 +230,9 @@ def sample_dpmpp_2m_sde(
             if old is not None:
                 x = x + 0.5 * keep * (h / h_last) * (denoised - old)
             if eta:
-                x = x + randn_like(x, generator) * (sigma_next * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise)
+                x = x + fresh_noise(denoiser, x, generator) * (
+                    sigma_next * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise
+                )
             h_last = h
         old = denoised
         _report(callback, x, i, sigma, sigma, denoised)
@@ -262,7 +272,9 @@ def sample_dpmpp_3m_sde(
             elif h_1 is not None:
                 x = x + phi_2 * (denoised - d_1) / (h_1 / h)
             if eta:
-                x = x + randn_like(x, generator) * (sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise)
+                x = x + fresh_noise(denoiser, x, generator) * (
+                    sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise
+                )
         d_1, d_2 = denoised, d_1
         h_1, h_2 = h, h_1
         _report(callback, x, i, sigma, sigma, denoised)
@@ -476,14 +488,15 @@ def draw_posterior_samples(
     return out
 
 
-def start_noise(pairs, shape, seed: int, sigma_max: float, prior_mean=None, device="cpu"):
-    """The sampler's start: a draw of the prior N(prior_mean, sigma_max^2) (float64) for each (sightline id,
-    sample index) pair, and the per-row generators that the solver then draws its noise from. Row j is
-    seeded by ``sample_seed(seed, *pairs[j])`` alone, so a sample is the same in any batch."""
+def start_noise(pairs, shape, seed: int, sigma_max: float, prior_mean=None, device="cpu", denoiser=None):
+    """The sampler's start: a draw of the prior N(prior_mean, sigma_max^2) (float64; the noise coloured as
+    ``denoiser`` says, :func:`fresh_noise`) for each (sightline id, sample index) pair, and the per-row
+    generators that the solver then draws its noise from. Row j is seeded by ``sample_seed(seed, *pairs[j])``
+    alone, so a sample is the same in any batch."""
     generators = [torch.Generator(device=device).manual_seed(sample_seed(seed, sid, k)) for sid, k in pairs]
     x = torch.empty((len(pairs), *shape), dtype=torch.float64, device=device)
     # score_models (and the paper) centre the prior on zero: prior_mean None
-    return shift_to_prior(randn_like(x, generators) * sigma_max, prior_mean), generators
+    return shift_to_prior(fresh_noise(denoiser, x, generators) * sigma_max, prior_mean), generators
 
 
 def _sample_chunk(
@@ -500,6 +513,7 @@ def _sample_chunk(
         float(sigmas[0]),
         prior_mean,
         dev,
+        denoiser,
     )
     x = solver(denoiser, x, sigmas, cond=cond, generator=generators, **kwargs)
     x = x.to(torch.float32).cpu().numpy()

@@ -149,6 +149,10 @@ class TrainConfig:
     # weight of the coarse scales' term of the edm loss (score.multiscale_error; 0: the plain loss); the
     # validation loss is the plain one whatever the weight, so that it compares across weights
     multiscale_loss: float = 0.0
+    # the diffusion's noise (score.colour_noise): white, or pyramid with this discount per level of blocks;
+    # the samplers draw the model's own (it is saved with the model)
+    noise: str = "white"
+    noise_discount: float = 0.8
     lock_stale_s: float = 900.0  # a lock from another host is stale after this long without heartbeat
     # random rotations by multiples of 90 degrees and flips of each (target, condition) pair: exact
     # symmetries of maps centred on the halo with an even number of pixels (8x the distinct examples)
@@ -214,6 +218,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.multiscale_loss must be a number >= 0, got {v!r}")
         if v and self.preconditioning != "edm":
             raise ValueError(f"TrainConfig.multiscale_loss {v!r} needs preconditioning 'edm'")
+        if self.noise not in score_mod.NOISES:
+            raise ValueError(f"TrainConfig.noise must be one of {score_mod.NOISES}, got {self.noise!r}")
+        if self.noise != "white" and self.preconditioning != "edm":
+            raise ValueError(f"TrainConfig.noise {self.noise!r} needs preconditioning 'edm'")
+        v = self.noise_discount
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 1):
+            raise ValueError(f"TrainConfig.noise_discount must be a number in (0, 1], got {v!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -293,7 +304,8 @@ class TrainResult:
 def _denoiser(model, config: TrainConfig, multiscale: bool = True) -> score_mod.Denoiser:
     sigma_train = (config.sigma_train, config.sigma_train_median, config.sigma_train_width)
     weight = config.multiscale_loss if multiscale else 0.0
-    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train, weight)
+    noise = (config.noise, config.noise_discount)
+    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train, weight, noise)
 
 
 def _autocast(config: TrainConfig, device):
@@ -620,7 +632,11 @@ def _write_model(
             "images_per_s_last_attempt": images_per_s,
             "numerics_last_attempt": numerics(device),
         },
-        "preconditioning": {"kind": config.preconditioning, "sigma_data": config.sigma_data},
+        "preconditioning": {
+            "kind": config.preconditioning,
+            "sigma_data": config.sigma_data,
+            **({"noise": [config.noise, config.noise_discount]} if config.noise != "white" else {}),
+        },
     }
     score_mod.save_model(model_dir, run.model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
     (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": run.history}, indent=2))
