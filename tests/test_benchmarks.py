@@ -181,3 +181,208 @@ def test_ensemble_residuals_tell_shared_errors_from_independent_ones():
     assert rms.loc["c", "rms_mean_difference"] == pytest.approx(0.1, rel=0.15)
     assert rms.loc["a", "rms_residual"] == pytest.approx(0.1, rel=0.15)
     assert rms.loc["a", "rms_spread"] == pytest.approx(0.05, rel=0.1)
+
+
+def _toy_gaussian(npix: int = 8, offset: float = 1.0):
+    """Covariance (flattened over channel, y, x; torch float64) of two correlated channels, each a constant
+    offset of variance ``offset`` per pixel, a smooth squared-exponential part and white noise."""
+    import torch
+
+    y, x = torch.meshgrid(torch.arange(npix), torch.arange(npix), indexing="ij")
+    d2 = (y.reshape(-1, 1) - y.reshape(-1)) ** 2 + (x.reshape(-1, 1) - x.reshape(-1)) ** 2
+    per_channel = offset + 0.3 * torch.exp(-d2 / (2 * 2.0**2)) + 0.05 * torch.eye(npix * npix)
+    return torch.kron(torch.tensor([[1.0, 0.7], [0.7, 1.0]]), per_channel).double()
+
+
+def _gain(cov, sigma: float):
+    """K = C (C + sigma^2 I)^-1 (torch linear algebra: one thread under ``one_torch_thread``)."""
+    import torch
+
+    return torch.linalg.solve(cov + sigma**2 * torch.eye(len(cov), dtype=cov.dtype), cov).T
+
+
+def _linear_denoiser(cov):
+    """D(x) = m + K (x - m), K = C (C + sigma^2 I)^-1: the exact denoiser of x0 ~ N(m, C), the mean m taken
+    from the condition (channel k: (k + 1) cond), so a condition paired with the wrong map shows."""
+    import torch
+
+    gains = {}
+
+    def denoise(x, sigma, cond):
+        assert cond.shape[0] == x.shape[0]
+        if sigma not in gains:
+            gains[sigma] = _gain(cov, sigma)
+        m = torch.cat([cond, 2 * cond], dim=1).to(torch.float64)
+        return m + ((x - m).flatten(1) @ gains[sigma].T).reshape(x.shape)
+
+    return denoise
+
+
+def _toy_maps(n: int, cov, npix: int = 8):
+    """``n`` maps x0 ~ N(m, C), m from a random amplitude per map (the condition) times a centred Gaussian."""
+    import torch
+
+    gen = torch.Generator().manual_seed(3)
+    c = (torch.arange(npix, dtype=torch.float64) + 0.5 - npix / 2) ** 2
+    cond = 5 * torch.rand(n, 1, 1, 1, generator=gen, dtype=torch.float64) * torch.exp(-(c[:, None] + c) / 8)
+    m = torch.cat([cond, 2 * cond], dim=1)
+    z = torch.randn(n, len(cov), generator=gen, dtype=torch.float64)
+    return m + (z @ torch.linalg.cholesky(cov).T).reshape(m.shape), cond.float()
+
+
+_TOY_SIGMAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+def _expected(true_cov, model_cov, mode: np.ndarray, channel: int, sigma: float) -> tuple[float, float]:
+    """E[e_u^2] / sigma^2 and J_u of the linear denoiser of ``model_cov`` on maps of ``true_cov``, the mode in
+    ``channel`` alone: e = (K - I)(x0 - m) + sigma K n."""
+    import torch
+
+    n = len(true_cov)
+    k = _gain(model_cov, sigma)
+    w = torch.zeros(n, dtype=torch.float64)
+    w[channel * mode.size : (channel + 1) * mode.size] = torch.as_tensor(mode.ravel())
+    a = (k - torch.eye(n, dtype=torch.float64)).T @ w
+    e2 = a @ true_cov @ a + sigma**2 * (k.T @ w) @ (k.T @ w)
+    return float(e2) / sigma**2, float(w @ k @ w)
+
+
+def _toy_table(model_cov, true_cov, modes: dict):
+    import torch
+
+    dm = _load("denoiser_modes")
+    x0, cond = _toy_maps(1000, true_cov)
+    return dm.mode_calibration(
+        _linear_denoiser(model_cov),
+        x0,
+        cond,
+        _TOY_SIGMAS,
+        modes,
+        draws=4,
+        generator=torch.Generator().manual_seed(0),
+        fields=["gas", "dm"],
+        batch=333,
+    )
+
+
+def _with_expected(t, true_cov, model_cov, modes):
+    """The table with the exact J_true and J_model (and ratio) of each row, and their deficit per field and mode."""
+    out = t.copy()
+    for i, row in t.iterrows():
+        c = ["gas", "dm"].index(row["field"])
+        j_true, j = _expected(true_cov, model_cov, modes[row["mode"]], c, row["sigma"])
+        out.loc[i, ["J_true", "J_model", "ratio"]] = j_true, j, j_true / j
+    return out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_denoiser_modes_exact_denoiser_is_calibrated_along_every_mode():
+    dm = _load("denoiser_modes")
+    cov = _toy_gaussian()
+    modes = dm.annulus_modes(8, 0.5, 4)
+    assert list(modes) == ["ann1", "ann2", "ann3", "ann4", "all"]
+    t = _toy_table(cov, cov, modes)
+    assert len(t) == 2 * len(modes) * len(_TOY_SIGMAS) and set(t["n"]) == {4000}
+    exact = _with_expected(t, cov, cov, modes)
+    np.testing.assert_allclose(exact["ratio"], 1.0, rtol=1e-9)
+    np.testing.assert_allclose(t["J_model"], exact["J_model"], rtol=1e-6)  # each mode in its channel alone
+    np.testing.assert_allclose(t["ratio"], 1.0, atol=0.15)
+    np.testing.assert_allclose(t["J_true"], t["e2"] / t["sigma"] ** 2)
+    np.testing.assert_allclose(t["rms"], np.sqrt(t["e2"]))
+    spread = dm.spread_factors(t)
+    assert len(spread) == 2 * len(modes)
+    np.testing.assert_allclose(spread["deficit"], 0.0, atol=0.25)
+    np.testing.assert_allclose(np.exp(spread["deficit"]), spread["spread_factor"])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("scale", [0.25, 4.0])
+def test_denoiser_modes_tells_too_narrow_from_too_wide_coherent_modes(scale):
+    """The exact denoiser of a prior whose offset variance is ``scale`` times the truth's: 1/4 shrinks the
+    coherent modes too much (ratio > 1, samples too narrow), 4 too little (ratio < 1)."""
+    dm = _load("denoiser_modes")
+    true_cov, model_cov = _toy_gaussian(), _toy_gaussian(offset=scale)
+    modes = dm.annulus_modes(8, 0.5, 4)
+    t = _toy_table(model_cov, true_cov, modes)
+    expected = _with_expected(t, true_cov, model_cov, modes)
+    np.testing.assert_allclose(t["J_model"], expected["J_model"], rtol=1e-6)
+    np.testing.assert_allclose(t["ratio"], expected["ratio"], rtol=0.15)
+    spread = dm.spread_factors(t).set_index(["field", "mode"])
+    np.testing.assert_allclose(
+        spread["deficit"], dm.spread_factors(expected).set_index(["field", "mode"])["deficit"], atol=0.25
+    )
+    whole = t[t["mode"] == "all"].set_index(["field", "sigma"])["ratio"]
+    for f in ("gas", "dm"):
+        if scale < 1:
+            assert whole[(f, 3.0)] > 1.4 and whole[(f, 10.0)] > 2
+            assert spread.loc[(f, "all"), "spread_factor"] > 2
+        else:
+            assert whole[(f, 10.0)] < 0.85 and whole[(f, 30.0)] < 0.6
+            assert spread.loc[(f, "all"), "spread_factor"] < 1
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_denoiser_modes_follows_a_models_coloured_noise():
+    """For a model trained on pyramid noise (x = x0 + sigma A z) the exact denoiser K = C (C + sigma^2 A^2)^-1
+    is calibrated when the check draws that noise and differentiates along A^2 u; the white check calls the
+    same denoiser miscalibrated."""
+    import torch
+
+    from massmaps.learning import score
+
+    dm = _load("denoiser_modes")
+    cov = _toy_gaussian()
+    basis = torch.eye(64, dtype=torch.float64).reshape(64, 1, 8, 8)
+    A = score.colour_noise(basis, "pyramid", 0.8).reshape(64, 64)
+    torch.testing.assert_close(A, A.T)  # the check relies on the map's symmetry
+    sigma_cov = torch.block_diag(A @ A, A @ A)
+
+    def denoise(x, sigma, cond):
+        m = torch.cat([cond, 2 * cond], dim=1).to(torch.float64)
+        k = cov @ torch.linalg.inv(cov + sigma**2 * sigma_cov)
+        return m + ((x - m).flatten(1) @ k.T).reshape(x.shape)
+
+    x0, cond = _toy_maps(1000, cov)
+    modes = dm.annulus_modes(8, 0.5, 4)
+    common = dict(draws=4, fields=["gas", "dm"], batch=500)
+    colour = lambda z: score.colour_noise(z, "pyramid", 0.8)  # noqa: E731
+    sigmas = (0.1, 1.0, 3.0)
+    t = dm.mode_calibration(denoise, x0, cond, sigmas, modes, generator=torch.Generator().manual_seed(0),
+                            colour=colour, **common)  # fmt: skip
+    np.testing.assert_allclose(t["ratio"], 1.0, atol=0.15)
+    assert (t.loc[t["mode"] == "all", "noise_var"] > 10).all()  # a map's mean: 18.6 at discount 0.8 on 8 x 8
+    np.testing.assert_allclose(dm.spread_factors(t)["deficit"], 0.0, atol=0.25)
+    white = dm.mode_calibration(denoise, x0, cond, sigmas, modes, generator=torch.Generator().manual_seed(0), **common)
+    assert np.abs(white["ratio"] - 1).max() > 0.5
+    np.testing.assert_allclose(white["noise_var"], 1.0)
+
+
+def test_denoiser_modes_annuli_are_those_of_the_tarp_summary():
+    from massmaps.evaluation import metrics
+
+    dm = _load("denoiser_modes")
+    rng = np.random.default_rng(0)
+    for npix, pixel in ((32, 0.4), (8, 0.5)):
+        modes = dm.annulus_modes(npix, pixel)
+        annuli = [m for m in modes if m != "all"]
+        for m in modes.values():
+            assert m.shape == (npix, npix) and np.sum(m**2) == pytest.approx(1.0)
+            assert m.min() >= 0 and np.ptp(m[m > 0]) < 1e-12  # an indicator, normalised
+        supports = np.stack([modes[m] > 0 for m in annuli])
+        assert supports.sum(axis=0).max() == 1  # disjoint
+        np.testing.assert_array_equal(modes["all"], 1 / npix)
+        # the mean over each support is the summary's annulus mean
+        maps = rng.uniform(1, 10, size=(5, npix, npix))
+        summary = 10 ** calibration.summary_vector(maps, pixel)
+        edges = metrics.radial_bin_edges(npix * pixel / 2, npix * pixel / 2 / calibration.SUMMARY_ANNULI)
+        assert np.isnan(metrics.radial_profiles(maps, pixel, edges)).any() == (len(annuli) < len(edges) - 1)
+        for name in annuli:
+            k = int(name[3:]) - 1
+            mean = (maps * supports[annuli.index(name)]).sum(axis=(-2, -1)) / supports[annuli.index(name)].sum()
+            np.testing.assert_allclose(mean, summary[:, k], rtol=1e-6)
+        # the supports cover the pixels whose centres lie within half the field of view, and no other
+        c = (np.arange(npix) + 0.5) * pixel - npix * pixel / 2
+        inside = np.hypot(c[:, None], c[None, :]) < npix * pixel / 2
+        np.testing.assert_array_equal(supports.any(axis=0), inside)
+    assert list(dm.annulus_modes(32, 0.4)) == [f"ann{k}" for k in range(1, calibration.SUMMARY_ANNULI + 1)] + ["all"]
+    assert "ann1" not in dm.annulus_modes(8, 0.5)  # no pixel centre within 2/3 pixel of the middle
