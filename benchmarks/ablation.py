@@ -149,14 +149,8 @@ def denoiser_bias(model: Path, ds, splits: pd.DataFrame, seed: int = 0, draws: i
     den, norm = trained.denoiser, trained.normaliser
     idx = splits.loc[splits["split"] == "val", "index"].to_numpy()
     maps = ds["maps"].isel(sightline=np.sort(idx))
-    x0 = torch.as_tensor(
-        norm.apply(maps.sel(field=list(reconstruct.TARGETS)).values, reconstruct.TARGETS, field_axis=1),
-        dtype=torch.float64,
-    )
-    cond = torch.as_tensor(
-        norm.apply(maps.sel(field=list(reconstruct.INPUTS)).values, reconstruct.INPUTS, field_axis=1),
-        dtype=torch.float32,
-    )
+    targets, inputs = reconstruct.normalised_pairs(maps, norm)
+    x0, cond = torch.as_tensor(targets, dtype=torch.float64), torch.as_tensor(inputs, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     out = {}
     with torch.no_grad():

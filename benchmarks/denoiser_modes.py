@@ -201,14 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if not idx.size:
         raise SystemExit(f"no {args.split} maps in the evaluation range")
     maps = ds["maps"].isel(sightline=idx)
-    x0 = torch.as_tensor(
-        norm.apply(maps.sel(field=list(reconstruct.TARGETS)).values, reconstruct.TARGETS, field_axis=1),
-        dtype=torch.float64,
-    )
-    cond = torch.as_tensor(
-        norm.apply(maps.sel(field=list(reconstruct.INPUTS)).values, reconstruct.INPUTS, field_axis=1),
-        dtype=torch.float32,
-    )
+    targets, inputs = reconstruct.normalised_pairs(maps, norm)
+    x0, cond = torch.as_tensor(targets, dtype=torch.float64), torch.as_tensor(inputs, dtype=torch.float32)
     sigmas = [s for s in args.sigmas if den.sigma_min <= s <= den.sigma_max]
     skipped = sorted(set(args.sigmas) - set(sigmas))
     modes = annulus_modes(x0.shape[-1], float(ds.attrs["pixel_Mpc"]))

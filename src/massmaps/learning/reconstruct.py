@@ -43,6 +43,14 @@ def prior_mean_for(prior_mean: str, ds: xr.Dataset, splits: pd.DataFrame | None,
     return normalise.training_mean(ds, train, norm, TARGETS, per_pixel=prior_mean == "pixel")
 
 
+def normalised_pairs(maps: xr.DataArray, norm: Normaliser) -> tuple[np.ndarray, np.ndarray]:
+    """The (target, input) maps of a store's ``maps`` (sightline, field, y, x) in the model's normalised
+    units: float32 (sightline, len(TARGETS), y, x) and (sightline, len(INPUTS), y, x)."""
+    targets = norm.apply(maps.sel(field=list(TARGETS)).values, TARGETS, field_axis=1)
+    inputs = norm.apply(maps.sel(field=list(INPUTS)).values, INPUTS, field_axis=1)
+    return targets, inputs
+
+
 def normalisation_kwargs(block: Mapping | None) -> dict:
     """The keyword arguments of :func:`massmaps.learning.normalise.fit_normaliser` from a config's
     ``normalisation`` block (its keys, with the schema's defaults where one is left out)."""
