@@ -467,11 +467,10 @@ def diffusion_trajectory(
     sid = int(smp["sightline_id"].values[k])
     ds = store.open_store(store_path)
     pos = int(pd.Index(ds["sightline_id"].values).get_loc(sid))
-    maps = ds["maps"].isel(sightline=pos)
     trained = score.load_model(model_dir, device=device)
     norm = trained.normaliser
-    x0 = norm.apply(maps.sel(field=list(TARGETS)).values[None], TARGETS, field_axis=1)[0]
-    cond = norm.apply(maps.sel(field=list(INPUTS)).values[None], INPUTS, field_axis=1)
+    targets, cond = normalised_pairs(ds["maps"].isel(sightline=[pos]), norm)
+    x0 = targets[0]
     levels = np.sort(np.asarray(levels, dtype=np.float64))
     gen = torch.Generator().manual_seed(samplers.sample_seed(seed, sid, 0))
     denoiser = trained.denoiser
@@ -520,8 +519,8 @@ def diffusion_trajectory(
             "sigma": ("level", levels),
             "sigma_reached": ("level", reached),
             "field": list(TARGETS),
-            "y": maps["y"].values,
-            "x": maps["x"].values,
+            "y": ds["y"].values,
+            "x": ds["x"].values,
         },
         attrs={
             "sightline_id": sid,

@@ -291,7 +291,8 @@ class Denoiser:
             raise ValueError(f"a {self.sigma_train[0]} training noise distribution needs the edm preconditioning")
         self.multiscale = float(multiscale)
         self.noise = (str(noise[0]), float(noise[1]))
-        colour_noise(torch.zeros(1, 2, 2), *self.noise)  # checks the name
+        if self.noise[0] not in NOISES:
+            raise ValueError(f"the diffusion noise must be one of {NOISES}, got {self.noise[0]!r}")
         if self.noise[0] != "white" and preconditioning != "edm":
             raise ValueError(f"{self.noise[0]} noise needs the edm preconditioning")
         if not (math.isfinite(self.multiscale) and self.multiscale >= 0):
