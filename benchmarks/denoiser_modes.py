@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from massmaps import store  # noqa: E402
-from massmaps.evaluation import calibration, metrics  # noqa: E402
+from massmaps.evaluation import calibration  # noqa: E402
 from massmaps.learning import reconstruct, score  # noqa: E402
 
 SIGMAS = (0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -55,17 +55,12 @@ EPS = 0.05
 
 def annulus_modes(npix: int, pixel: float, n_annuli: int = calibration.SUMMARY_ANNULI) -> dict[str, np.ndarray]:
     """Unit-norm (npix, npix) masks of the annuli of :func:`calibration.summary_vector` ("ann1" from the centre
-    out; an annulus holding no pixel centre is left out) and of the whole map ("all").
-
-    The pixels of each annulus are those :func:`metrics.radial_profiles` averages: it is applied to one map
-    per pixel holding 1 in that pixel alone, so the pixel-radius rule is its own."""
-    edges = metrics.radial_bin_edges(npix * pixel / 2, npix * pixel / 2 / n_annuli)
-    single = np.eye(npix * npix).reshape(npix * npix, npix, npix)
-    member = np.nan_to_num(metrics.radial_profiles(single, pixel, edges)) > 0  # (pixel, annulus)
+    out; an annulus holding no pixel centre is left out) and of the whole map ("all"); the pixels of each
+    annulus are those the summary averages (:func:`calibration.summary_annuli`; ``pixel`` cancels)."""
     modes = {}
-    for k in range(member.shape[1]):
-        if member[:, k].any():
-            mask = member[:, k].reshape(npix, npix).astype(np.float64)
+    for k, member in enumerate(calibration.summary_annuli(npix, npix, n_annuli)):
+        if member.any():
+            mask = member.astype(np.float64)
             modes[f"ann{k + 1}"] = mask / np.sqrt(mask.sum())
     modes["all"] = np.full((npix, npix), 1.0 / npix)
     return modes

@@ -278,6 +278,8 @@ BAD_CONFIGS = [
     ("training.sigma_train", {"training": {"sigma_train": "log_normal", "preconditioning": "score_models"}}),
     ("training.multiscale_loss", {"training": {"multiscale_loss": 1.0, "preconditioning": "score_models"}}),
     ("training.multiscale_loss", {"training": {"multiscale_loss": -1.0}}),
+    ("training.profile_loss", {"training": {"profile_loss": 2.0, "preconditioning": "score_models"}}),
+    ("training.profile_loss", {"training": {"profile_loss": -1.0}}),
     ("training.noise", {"training": {"noise": "pyramid", "preconditioning": "score_models"}}),
     ("training.noise_discount", {"training": {"noise_discount": 1.5}}),
     ("training.ema_gamma", {"training": {"ema_gamma": 0}}),

@@ -264,6 +264,77 @@ def test_multiscale_loss_keeps_the_mean_as_minimiser_and_weighs_coarse_errors():
         score.Denoiser(model, "edm", sd, multiscale=-1.0)
 
 
+def test_profile_error_weighs_an_error_constant_over_an_annulus_and_not_one_that_averages_out():
+    """An error constant over one annulus of TARP's summary counts its squares once more; one that
+    alternates sign within every annulus, or lies outside the half-width disc, not at all; the modes are
+    the summary's annuli, unit-norm and disjoint."""
+    from massmaps.evaluation import calibration
+
+    modes = score.profile_modes(16, 16)
+    member = calibration.summary_annuli(16, 16)
+    assert modes.shape == (calibration.SUMMARY_ANNULI, 16, 16)
+    torch.testing.assert_close((modes**2).sum(dim=(1, 2)), torch.ones(len(modes), dtype=torch.float64))
+    np.testing.assert_array_equal(modes.numpy() > 0, member)
+    assert member.sum(axis=0).max() == 1
+    err = torch.zeros(2, 2, 16, 16, dtype=torch.float64)
+    err[1, 0][torch.as_tensor(member[2])] = 0.5  # constant over annulus 3 of channel 0, item 1
+    expected = torch.tensor([0.0, float((err[1] ** 2).sum())], dtype=torch.float64)
+    torch.testing.assert_close(score.profile_error(err, modes), expected)
+    checker = (-1.0) ** (torch.arange(16).view(-1, 1) + torch.arange(16)).double()  # the annuli are symmetric
+    assert float(score.profile_error(checker.expand(1, 2, 16, 16), modes).abs().max()) < 1e-12
+    corner = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    corner[..., 0, 0] = 1.0  # outside the disc the summary averages
+    assert float(score.profile_error(corner, modes)) == 0.0
+
+
+def test_profile_loss_keeps_the_mean_as_minimiser_and_is_edm_only():
+    """Weighted into the loss, the profile term leaves the minimiser at the draws' mean; in the edm loss it
+    raises the cost of an error constant over the annuli far more than a checkerboard one's."""
+    torch.manual_seed(0)
+    modes = score.profile_modes(8, 8)
+    draws = torch.randn(16, 1, 8, 8, dtype=torch.float64) + torch.linspace(0, 1, 8).view(1, 1, 1, 8)
+    d = torch.zeros(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([d], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        err = d - draws
+        loss = (err**2).sum() + 30.0 * score.profile_error(err, modes).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    torch.testing.assert_close(d.detach(), draws.mean(0, keepdim=True), atol=1e-6, rtol=0)
+
+    sd = 0.2
+    x0_cond = torch.rand(64, 2, 8, 8)
+    x0 = toy_mean(x0_cond) + S * torch.randn(64, 2, 8, 8)
+
+    class Off(ExactEdmNet):
+        def __init__(self, pattern):
+            super().__init__(sd)
+            self.pattern = pattern
+
+        def forward(self, t, x_in, cond):
+            return super().forward(t, x_in, cond) + self.pattern
+
+    def loss(net, weight):
+        torch.manual_seed(1)
+        model = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+        return float(score.training_loss(score.Denoiser(model, "edm", sd, profile=weight), x0, x0_cond))
+
+    smooth, checker = torch.full((1, 2, 8, 8), 0.3), 0.3 * (-1.0) ** (torch.arange(8).view(-1, 1) + torch.arange(8))
+    gain_smooth = loss(Off(smooth), 5.0) - loss(Off(smooth), 0.0)
+    gain_checker = loss(Off(checker), 5.0) - loss(Off(checker), 0.0)
+    gain_exact = loss(ExactEdmNet(sd), 5.0) - loss(ExactEdmNet(sd), 0.0)
+    assert gain_exact > 0 and gain_smooth - gain_exact > 10 * abs(gain_checker - gain_exact)
+    model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    with pytest.raises(ValueError, match="edm"):
+        score.Denoiser(model, "score_models", None, profile=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        score.Denoiser(model, "edm", sd, profile=-1.0)
+
+
 def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
     model = toy_model()
     den = score.Denoiser(model)

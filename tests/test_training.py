@@ -511,6 +511,10 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
         small_config(multiscale_loss=1.0)  # score_models' loss is its own
     with pytest.raises(ValueError, match="multiscale_loss"):
         small_config(preconditioning="edm", sigma_data=0.25, multiscale_loss=-0.5)
+    with pytest.raises(ValueError, match="profile_loss"):
+        small_config(profile_loss=1.0)
+    with pytest.raises(ValueError, match="profile_loss"):
+        small_config(preconditioning="edm", sigma_data=0.25, profile_loss=float("nan"))
     with pytest.raises(ValueError, match="noise"):
         small_config(noise="pyramid")  # score_models' loss draws its own noise
     with pytest.raises(ValueError, match="noise_discount"):

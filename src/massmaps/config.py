@@ -213,6 +213,11 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.multiscale_loss: {training['multiscale_loss']} with training.preconditioning "
             f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
         )
+    if training["profile_loss"] and training["preconditioning"] != "edm":
+        errors.append(
+            f"config: training.profile_loss: {training['profile_loss']} with training.preconditioning "
+            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
+        )
     if training["noise"] != "white" and training["preconditioning"] != "edm":
         errors.append(
             f"config: training.noise: {training['noise']!r} with training.preconditioning "
@@ -343,6 +348,7 @@ TRAINING_LATER_DEFAULTS = {
     "sigma_train_median": 0.6,
     "sigma_train_width": 1.2,
     "multiscale_loss": 0.0,
+    "profile_loss": 0.0,
     "ema_gamma": None,
 }
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that

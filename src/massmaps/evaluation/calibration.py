@@ -98,6 +98,16 @@ def summary_vector(maps: np.ndarray, pixel: float, n_annuli: int = SUMMARY_ANNUL
     return np.log10(np.maximum(radial_profiles(maps, pixel, edges), 1e-30))
 
 
+def summary_annuli(ny: int, nx: int, n_annuli: int = SUMMARY_ANNULI) -> np.ndarray:
+    """The pixels each annulus of :func:`summary_vector` averages on a (ny, nx) map: (n_annuli, ny, nx)
+    booleans, the innermost first (the pixel size cancels: the annuli are fractions of the half-width)."""
+    from .metrics import annulus_index, radial_bin_edges
+
+    edges = radial_bin_edges(ny / 2, ny / 2 / n_annuli)
+    idx = annulus_index(ny, nx, 1.0, edges)
+    return idx[None] == np.arange(len(edges) - 1)[:, None, None]
+
+
 def profile_z(summaries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """(maps, d): z of the truth's summary against the samples' (mean, std with ddof 1), per component."""
     out = []

@@ -191,6 +191,18 @@ def radial_bin_edges(r_max: float, width: float) -> np.ndarray:
     return width * np.arange(n + 1)
 
 
+def annulus_index(ny: int, nx: int, pixel: float, edges: np.ndarray) -> np.ndarray:
+    """The annulus (0 .. len(edges) - 2) of each pixel of a (ny, nx) map whose centre falls in it, by the rule
+    of :func:`radial_profiles`; len(edges) - 1 for a pixel in none. (ny, nx) integers."""
+    edges = np.asarray(edges, dtype=np.float64)
+    y = (np.arange(ny) + 0.5) * pixel - ny * pixel / 2
+    x = (np.arange(nx) + 0.5) * pixel - nx * pixel / 2
+    r = np.hypot(y[:, None], x[None, :])
+    idx = np.searchsorted(edges, r, side="right") - 1
+    idx[(r >= edges[-1]) | (idx < 0)] = len(edges) - 1  # overflow bin, dropped
+    return idx
+
+
 def radial_profiles(maps: np.ndarray, pixel: float, edges: np.ndarray) -> np.ndarray:
     """Mean value of the pixels whose centres fall in each annulus about the map centre.
 
@@ -199,11 +211,7 @@ def radial_profiles(maps: np.ndarray, pixel: float, edges: np.ndarray) -> np.nda
     """
     maps = np.asarray(maps, dtype=np.float64)
     ny, nx = maps.shape[-2:]
-    y = (np.arange(ny) + 0.5) * pixel - ny * pixel / 2
-    x = (np.arange(nx) + 0.5) * pixel - nx * pixel / 2
-    r = np.hypot(y[:, None], x[None, :]).ravel()
-    idx = np.searchsorted(edges, r, side="right") - 1
-    idx[(r >= edges[-1]) | (idx < 0)] = len(edges) - 1  # overflow bin, dropped
+    idx = annulus_index(ny, nx, pixel, edges).ravel()
     counts = np.bincount(idx, minlength=len(edges))[:-1].astype(np.float64)
     flat = maps.reshape(-1, ny * nx)
     sums = np.stack([np.bincount(idx, weights=row, minlength=len(edges))[:-1] for row in flat])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import json
 import math
@@ -260,7 +261,9 @@ class Denoiser:
     median in units of ``sigma_data``. ``multiscale`` (edm only) adds the coarse scales' term of
     :func:`multiscale_error` to :meth:`loss`, with that weight (0: none). ``noise = (kind, discount)``
     (edm only) is the diffusion's noise (:func:`colour_noise`): :meth:`loss` trains on it and the samplers
-    draw it through :meth:`colour`; a model must be sampled with the noise it was trained on.
+    draw it through :meth:`colour`; a model must be sampled with the noise it was trained on. ``profile``
+    (edm only) adds :func:`profile_error` over the annuli of TARP's summary (:func:`profile_modes`), with
+    that weight (0: none).
     """
 
     def __init__(
@@ -271,6 +274,7 @@ class Denoiser:
         sigma_train: tuple[str, float, float] = ("log_uniform", 0.6, 1.2),
         multiscale: float = 0.0,
         noise: tuple[str, float] = ("white", 0.0),
+        profile: float = 0.0,
     ):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
@@ -299,6 +303,11 @@ class Denoiser:
             raise ValueError(f"the multiscale loss weight must be a number >= 0, got {multiscale!r}")
         if self.multiscale and preconditioning != "edm":
             raise ValueError("a multiscale loss needs the edm preconditioning (score_models' loss is its own)")
+        self.profile = float(profile)
+        if not (math.isfinite(self.profile) and self.profile >= 0):
+            raise ValueError(f"the profile loss weight must be a number >= 0, got {profile!r}")
+        if self.profile and preconditioning != "edm":
+            raise ValueError("a profile loss needs the edm preconditioning (score_models' loss is its own)")
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
@@ -363,6 +372,8 @@ class Denoiser:
         total = (err**2).reshape(B, -1).sum(dim=1)
         if self.multiscale:
             total = total + self.multiscale * multiscale_error(err)
+        if self.profile:
+            total = total + self.profile * profile_error(err, profile_modes(*err.shape[-2:]).to(err))
         return total.mean()
 
 
@@ -384,6 +395,32 @@ def multiscale_error(err: torch.Tensor) -> torch.Tensor:
         total = total + f * f * (pooled**2).reshape(B, -1).sum(dim=1)
         f *= 2
     return total
+
+
+@functools.lru_cache(maxsize=8)
+def profile_modes(height: int, width: int) -> torch.Tensor:
+    """Unit-norm indicators (n, H, W) of the annuli of TARP's profile summary on an H x W map
+    (:func:`massmaps.evaluation.calibration.summary_annuli`; an annulus without a pixel left out)."""
+    from ..evaluation.calibration import summary_annuli
+
+    member = torch.as_tensor(summary_annuli(height, width), dtype=torch.float64)
+    member = member[member.sum(dim=(1, 2)) > 0]
+    return member / member.sum(dim=(1, 2), keepdim=True).sqrt()
+
+
+def profile_error(err: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
+    """Per item of ``err`` (B, C, H, W): the sum over channels and ``modes`` (n, H, W; unit-norm, e.g.
+    :func:`profile_modes`) of the squared projection of ``err`` on each: with annuli, the error's mean over
+    each annulus squared times its pixel count.
+
+    Added to the pixel loss with weight w, an error constant over an annulus counts 1 + w times as much as
+    one of the same size that averages out over it. Like :func:`multiscale_error` it leaves the loss a
+    positive-definite quadratic form of D - x0, so the minimiser is still the posterior mean; it puts the
+    network's effort on the few coherent modes (the radial profile) that TARP and the annulus z-scores test
+    and that the plain loss, summed over every pixel, weighs as one mode among H x W.
+    """
+    proj = torch.einsum("bchw,nhw->bcn", err, modes)
+    return (proj**2).sum(dim=(1, 2))
 
 
 def _global_noise(x0: torch.Tensor, first: int, total: int) -> torch.Tensor:

@@ -149,6 +149,9 @@ class TrainConfig:
     # weight of the coarse scales' term of the edm loss (score.multiscale_error; 0: the plain loss); the
     # validation loss is the plain one whatever the weight, so that it compares across weights
     multiscale_loss: float = 0.0
+    # weight of the radial-profile term of the edm loss (score.profile_error over the annuli of TARP's
+    # summary; 0: none); like the multiscale term, left out of the validation loss
+    profile_loss: float = 0.0
     # the diffusion's noise (score.colour_noise): white, or pyramid with this discount per level of blocks;
     # the samplers draw the model's own (it is saved with the model)
     noise: str = "white"
@@ -218,6 +221,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.multiscale_loss must be a number >= 0, got {v!r}")
         if v and self.preconditioning != "edm":
             raise ValueError(f"TrainConfig.multiscale_loss {v!r} needs preconditioning 'edm'")
+        v = self.profile_loss
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"TrainConfig.profile_loss must be a number >= 0, got {v!r}")
+        if v and self.preconditioning != "edm":
+            raise ValueError(f"TrainConfig.profile_loss {v!r} needs preconditioning 'edm'")
         if self.noise not in score_mod.NOISES:
             raise ValueError(f"TrainConfig.noise must be one of {score_mod.NOISES}, got {self.noise!r}")
         if self.noise != "white" and self.preconditioning != "edm":
@@ -303,9 +311,11 @@ class TrainResult:
 # ------------------------------------------------------------------------------------- training
 def _denoiser(model, config: TrainConfig, multiscale: bool = True) -> score_mod.Denoiser:
     sigma_train = (config.sigma_train, config.sigma_train_median, config.sigma_train_width)
-    weight = config.multiscale_loss if multiscale else 0.0
+    weight, profile = (config.multiscale_loss, config.profile_loss) if multiscale else (0.0, 0.0)
     noise = (config.noise, config.noise_discount)
-    return score_mod.Denoiser(model, config.preconditioning, config.sigma_data, sigma_train, weight, noise)
+    return score_mod.Denoiser(
+        model, config.preconditioning, config.sigma_data, sigma_train, weight, noise, profile=profile
+    )
 
 
 def _autocast(config: TrainConfig, device):
