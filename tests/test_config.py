@@ -458,8 +458,8 @@ def test_library_defaults_equal_the_schemas():
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(TrainConfig)
     }
-    # see TrainConfig's comment; precision: the laptop config trains in bf16, the library and schema default
-    # to float32 (the CPU speed-up is measured, a GPU's is not)
+    # see TrainConfig's comment; precision: the laptop config trains in auto (bf16 where it is native), the
+    # library and schema default to float32
     exceptions = {"preconditioning", "sigma_max", "augment", "precision"}
     for key, value in config["training"].items():
         if key in trained and key not in exceptions:
@@ -491,7 +491,7 @@ def test_keys_added_later_keep_old_models_hash():
     from massmaps.config import training_hash
 
     config = _filled()
-    config["training"]["precision"] = "float32"  # the schema's default (the laptop config sets bf16)
+    config["training"]["precision"] = "float32"  # the schema's default (the laptop config sets auto)
     before = copy.deepcopy(config)
     for key in ("precision", "compile", "nodes", "processes_per_node"):
         del before["training"][key]

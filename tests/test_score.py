@@ -335,6 +335,25 @@ def test_profile_loss_keeps_the_mean_as_minimiser_and_is_edm_only():
         score.Denoiser(model, "edm", sd, profile=-1.0)
 
 
+def test_resolve_precision_takes_bf16_where_it_is_native(monkeypatch):
+    """auto is bf16 where native_bf16 says the device computes it, float32 elsewhere; float32 and bf16 stay
+    as asked; the note says what auto chose, warns of emulated bf16 and is silent otherwise."""
+    assert score.native_bf16("cpu") in (True, False)
+    assert score.native_bf16("meta") is False
+    assert score.resolve_precision("auto", "cpu") == ("bf16" if score.native_bf16("cpu") else "float32")
+    for native in (True, False):
+        monkeypatch.setattr(score, "native_bf16", lambda device, native=native: native)
+        assert score.resolve_precision("auto", "cpu") == ("bf16" if native else "float32")
+        assert score.resolve_precision("bf16", "cpu") == "bf16"
+        assert score.resolve_precision("float32", "cpu") == "float32"
+        assert score.precision_note("auto", "cpu").startswith(f"precision auto: {'bf16' if native else 'float32'}")
+        assert score.precision_note("float32", "cpu") is None
+        assert (score.precision_note("bf16", "cpu") is None) == native
+    assert "WARNING" in score.precision_note("bf16", "cpu")
+    with pytest.raises(ValueError, match="auto"):
+        score.resolve_precision("fp16", "cpu")
+
+
 def test_denoiser_is_tweedie_posterior_mean_on_gaussian_toy():
     model = toy_model()
     den = score.Denoiser(model)

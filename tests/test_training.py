@@ -619,8 +619,40 @@ def test_model_records_the_numerics_that_set_its_low_bits(tmp_path):
     assert meta["torch"] == torch.__version__ and meta["device"] == "cpu"
     assert meta["threads"] == torch.get_num_threads() == 1  # the one_torch_thread fixture
     assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert meta["precision"] == "bf16"  # as asked, native or not
     if Path("/proc/cpuinfo").exists():  # Linux; the model name is missing on some ARM kernels
         assert set(meta["cpu_bf16"]) <= {"avx512_bf16", "amx_bf16"} and "cpu" in meta
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_native_and_says_so(tmp_path, monkeypatch):
+    """training.precision auto: bf16 on a device that computes bfloat16 natively, float32 elsewhere (where
+    torch emulates it: a bf16 step ran 7 times slower than float32 on an AVX2-only CPU); the log says which
+    and the model records it. An explicit bf16 on such a device trains as asked, with a warning in the log."""
+    data = synthetic(32, 16, 1), synthetic(8, 16, 2)
+    weights = {}
+    for native in (False, True):
+        monkeypatch.setattr(score, "native_bf16", lambda device, native=native: native)
+        for precision in ("auto", "bf16", "float32"):
+            lines = []
+            name = f"{precision}_{native}"
+            cfg = small_config(steps=3, checkpoint_every=3, val_every=3, log_every=3, precision=precision)
+            training.train(tmp_path / name, *data, config=cfg, checkpoint_dir=tmp_path / f"{name}_c", log=lines.append)
+            meta = json.loads((tmp_path / name / score.META_FILE).read_text())["training"]
+            used = "bf16" if precision == "bf16" or (precision == "auto" and native) else "float32"
+            assert meta["numerics_last_attempt"]["precision"] == used and meta["config"]["precision"] == precision
+            said = [line for line in lines if line.startswith(("precision", "WARNING: precision"))]
+            if precision == "auto":
+                assert len(said) == 1 and said[0].startswith(f"precision auto: {used} (this cpu")
+            elif precision == "bf16" and not native:
+                assert len(said) == 1 and said[0].startswith("WARNING: precision bf16") and "float32" in said[0]
+            else:
+                assert said == []
+            weights[name] = (used, _final_weights(tmp_path / name))
+    for name, (used, w) in weights.items():  # auto trains exactly as the precision it resolves to
+        reference = weights[f"{used}_False"][1]
+        assert all(torch.equal(w[k], reference[k]) for k in w), name
+    with pytest.raises(ValueError, match="precision"):
+        score.resolve_precision("fp16", "cpu")
 
 
 def test_bf16_autocast_trains_close_to_float32(tmp_path):

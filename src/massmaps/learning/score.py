@@ -222,6 +222,54 @@ def colour_noise(z: torch.Tensor, kind: str = "white", discount: float = 0.0) ->
 PRECISIONS = ("float32", "bf16")
 
 
+#: What ``training.precision`` may say: a precision, or ``auto``: bf16 where the device computes bfloat16
+#: natively (:func:`native_bf16`), float32 elsewhere (:func:`resolve_precision`).
+PRECISION_CHOICES = (*PRECISIONS, "auto")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 products natively: a CUDA GPU that supports it, or a CPU on which
+    oneDNN has bfloat16 instructions (AVX-512 BF16 or AMX). Elsewhere (AVX2-only x86 CPUs, e.g. AMD Zen 3
+    and older Intel) torch emulates them, and a bf16 training step ran 7 times slower than float32 on such
+    a CPU (benchmarks/README.md, "throughput.py")."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The precision a forward pass runs in: ``precision`` itself, or for ``auto`` bf16 where
+    :func:`native_bf16` and float32 elsewhere."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "float32"
+
+
+def precision_note(precision: str, device: torch.device | str) -> str | None:
+    """A log line on what ``precision`` becomes on ``device``: what ``auto`` chose, or a warning that bf16
+    is emulated there (slower than float32, never faster); None for float32 or native bf16."""
+    native = native_bf16(device)
+    kind = torch.device(device).type
+    if precision == "auto":
+        chosen = "bf16" if native else "float32"
+        why = "computes bfloat16 natively" if native else "has no native bfloat16 arithmetic"
+        return f"precision auto: {chosen} (this {kind} {why})"
+    if precision == "bf16" and not native:
+        return (
+            f"WARNING: precision bf16 on a {kind} without native bfloat16 arithmetic (no AVX-512 BF16 or AMX): "
+            "torch emulates it, several times slower than float32; set precision: auto or float32"
+        )
+    return None
+
+
 def autocast(precision: str, device: torch.device | str):
     """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
     if precision not in PRECISIONS:

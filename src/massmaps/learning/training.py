@@ -196,8 +196,10 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.preconditioning must be one of {score_mod.PRECONDITIONINGS}, got {self.preconditioning!r}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in score_mod.PRECISION_CHOICES:
+            raise ValueError(
+                f"TrainConfig.precision must be one of {score_mod.PRECISION_CHOICES}, got {self.precision!r}"
+            )
         if not isinstance(self.compile, (bool, str)):
             raise ValueError(
                 f"TrainConfig.compile must be true, false or a torch.compile backend, got {self.compile!r}"
@@ -319,8 +321,9 @@ def _denoiser(model, config: TrainConfig, multiscale: bool = True) -> score_mod.
 
 
 def _autocast(config: TrainConfig, device):
-    """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16."""
-    return score_mod.autocast(config.precision, device)
+    """The forward pass's precision: nothing changed for float32, bfloat16 autocast for bf16 (``auto``: bf16
+    where the device computes it natively, :func:`score.resolve_precision`)."""
+    return score_mod.autocast(score_mod.resolve_precision(config.precision, device), device)
 
 
 def _network(module, config: TrainConfig):
@@ -640,7 +643,10 @@ def _write_model(
             "weights": "ema",
             "config": config.to_dict(),
             "images_per_s_last_attempt": images_per_s,
-            "numerics_last_attempt": numerics(device),
+            "numerics_last_attempt": {
+                **numerics(device),
+                "precision": score_mod.resolve_precision(config.precision, device),
+            },
         },
         "preconditioning": {
             "kind": config.preconditioning,
@@ -660,9 +666,9 @@ def _train_locked(
     and check for a stop at each step; the EMA model is written at the end. With several ranks, rank 0
     resumes first (it sets a damaged checkpoint aside), and it alone validates and writes."""
     run = _build(config, train_dataset, device)
-    note = ema_warmup_note(config)
-    if note and world.main:
-        log(note)
+    for note in (ema_warmup_note(config), score_mod.precision_note(config.precision, device)):
+        if note and world.main:
+            log(note)
     rng_state = distributed.main_only(lambda: _resume(run, config, checkpoint_dir, log), world)
     if not world.main:
         rng_state = _resume(run, config, checkpoint_dir, lambda *a: None)
