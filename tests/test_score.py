@@ -212,20 +212,30 @@ def test_multiscale_error_counts_each_coarse_scale_of_a_smooth_error_once_more()
     torch.testing.assert_close(score.multiscale_error(spike), torch.tensor([0.0, 1 / 4 + 1 / 16]))
 
 
-def test_multiscale_loss_keeps_the_mean_as_minimiser_and_weighs_coarse_errors():
-    """The multiscale term is a positive-definite quadratic form of the error, so the map minimising it
-    summed over draws x_i is their mean (found by gradient descent, as a network would): the weight moves
-    effort, not the target. In the edm loss it adds to a smooth error and not to a pixel-scale one; weight 0
-    is the plain loss, and the score_models parametrisation refuses a weight."""
+def _extra_term(term):
+    """The extra loss term of the Denoiser keyword ``term`` as a function of the error (B, C, H, W)."""
+    if term == "multiscale":
+        return score.multiscale_error
+    return lambda err: score.profile_error(err, score.profile_modes(*err.shape[-2:]).to(err))
+
+
+@pytest.mark.parametrize("term", ["multiscale", "profile"])
+def test_weighted_loss_terms_keep_the_mean_as_minimiser_and_weigh_coherent_errors(term):
+    """The multiscale and the profile term are positive-definite quadratic forms of the error, so the map
+    minimising the weighted loss summed over draws x_i is their mean (found by gradient descent, as a
+    network would): the weight moves effort, not the target. In the edm loss each adds to an error smooth
+    over the map and not to a checkerboard one; weight 0 is the plain loss, and the score_models
+    parametrisation refuses a weight."""
+    extra = _extra_term(term)
     torch.manual_seed(0)
-    draws = torch.randn(16, 1, 8, 8) + torch.linspace(0, 1, 8).view(1, 1, 1, 8)
-    d = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    draws = torch.randn(16, 1, 8, 8, dtype=torch.float64) + torch.linspace(0, 1, 8).view(1, 1, 1, 8)
+    d = torch.zeros(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([d], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
 
     def closure():
         opt.zero_grad()
         err = d - draws
-        loss = (err**2).sum() + 3.0 * score.multiscale_error(err).sum()
+        loss = (err**2).sum() + 10.0 * extra(err).sum()
         loss.backward()
         return loss
 
@@ -247,21 +257,19 @@ def test_multiscale_loss_keeps_the_mean_as_minimiser_and_weighs_coarse_errors():
     def loss(net, weight):
         torch.manual_seed(1)
         model = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
-        den = score.Denoiser(model, "edm", sd, multiscale=weight)
-        return float(score.training_loss(den, x0, x0_cond))
+        return float(score.training_loss(score.Denoiser(model, "edm", sd, **{term: weight}), x0, x0_cond))
 
     smooth, checker = torch.full((1, 2, 8, 8), 0.3), 0.3 * (-1.0) ** (torch.arange(8).view(-1, 1) + torch.arange(8))
-    exact = loss(ExactEdmNet(sd), 0.0)
-    assert loss(ExactEdmNet(sd), 1.0) > exact  # the exact network's own error has coarse modes too
-    gain_smooth = loss(Off(smooth), 1.0) - loss(Off(smooth), 0.0)
-    gain_checker = loss(Off(checker), 1.0) - loss(Off(checker), 0.0)
-    gain_exact = loss(ExactEdmNet(sd), 1.0) - exact
+    gain_exact = loss(ExactEdmNet(sd), 2.0) - loss(ExactEdmNet(sd), 0.0)
+    gain_smooth = loss(Off(smooth), 2.0) - loss(Off(smooth), 0.0)
+    gain_checker = loss(Off(checker), 2.0) - loss(Off(checker), 0.0)
+    assert gain_exact > 0  # the exact network's own error has coherent modes too
     assert gain_smooth - gain_exact > 10 * abs(gain_checker - gain_exact)
     model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
     with pytest.raises(ValueError, match="edm"):
-        score.Denoiser(model, "score_models", None, multiscale=1.0)
+        score.Denoiser(model, "score_models", None, **{term: 1.0})
     with pytest.raises(ValueError, match=">= 0"):
-        score.Denoiser(model, "edm", sd, multiscale=-1.0)
+        score.Denoiser(model, "edm", sd, **{term: -1.0})
 
 
 def test_profile_error_weighs_an_error_constant_over_an_annulus_and_not_one_that_averages_out():
@@ -285,54 +293,6 @@ def test_profile_error_weighs_an_error_constant_over_an_annulus_and_not_one_that
     corner = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
     corner[..., 0, 0] = 1.0  # outside the disc the summary averages
     assert float(score.profile_error(corner, modes)) == 0.0
-
-
-def test_profile_loss_keeps_the_mean_as_minimiser_and_is_edm_only():
-    """Weighted into the loss, the profile term leaves the minimiser at the draws' mean; in the edm loss it
-    raises the cost of an error constant over the annuli far more than a checkerboard one's."""
-    torch.manual_seed(0)
-    modes = score.profile_modes(8, 8)
-    draws = torch.randn(16, 1, 8, 8, dtype=torch.float64) + torch.linspace(0, 1, 8).view(1, 1, 1, 8)
-    d = torch.zeros(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([d], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure():
-        opt.zero_grad()
-        err = d - draws
-        loss = (err**2).sum() + 30.0 * score.profile_error(err, modes).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    torch.testing.assert_close(d.detach(), draws.mean(0, keepdim=True), atol=1e-6, rtol=0)
-
-    sd = 0.2
-    x0_cond = torch.rand(64, 2, 8, 8)
-    x0 = toy_mean(x0_cond) + S * torch.randn(64, 2, 8, 8)
-
-    class Off(ExactEdmNet):
-        def __init__(self, pattern):
-            super().__init__(sd)
-            self.pattern = pattern
-
-        def forward(self, t, x_in, cond):
-            return super().forward(t, x_in, cond) + self.pattern
-
-    def loss(net, weight):
-        torch.manual_seed(1)
-        model = ScoreModel(model=net, sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
-        return float(score.training_loss(score.Denoiser(model, "edm", sd, profile=weight), x0, x0_cond))
-
-    smooth, checker = torch.full((1, 2, 8, 8), 0.3), 0.3 * (-1.0) ** (torch.arange(8).view(-1, 1) + torch.arange(8))
-    gain_smooth = loss(Off(smooth), 5.0) - loss(Off(smooth), 0.0)
-    gain_checker = loss(Off(checker), 5.0) - loss(Off(checker), 0.0)
-    gain_exact = loss(ExactEdmNet(sd), 5.0) - loss(ExactEdmNet(sd), 0.0)
-    assert gain_exact > 0 and gain_smooth - gain_exact > 10 * abs(gain_checker - gain_exact)
-    model = ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
-    with pytest.raises(ValueError, match="edm"):
-        score.Denoiser(model, "score_models", None, profile=1.0)
-    with pytest.raises(ValueError, match=">= 0"):
-        score.Denoiser(model, "edm", sd, profile=-1.0)
 
 
 def test_resolve_precision_takes_bf16_where_it_is_native(monkeypatch):
