@@ -263,8 +263,9 @@ def precision_note(precision: str, device: torch.device | str) -> str | None:
         why = "computes bfloat16 natively" if native else "has no native bfloat16 arithmetic"
         return f"precision auto: {chosen} (this {kind} {why})"
     if precision == "bf16" and not native:
+        lacking = " (no AVX-512 BF16 or AMX)" if kind == "cpu" else ""
         return (
-            f"WARNING: precision bf16 on a {kind} without native bfloat16 arithmetic (no AVX-512 BF16 or AMX): "
+            f"WARNING: precision bf16 on a {kind} without native bfloat16 arithmetic{lacking}: "
             "torch emulates it, several times slower than float32; set precision: auto or float32"
         )
     return None

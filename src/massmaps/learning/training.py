@@ -76,7 +76,6 @@ TRAIN_LOG_FILE = "training.json"
 # defaults (nf=128, ch_mult=(2, 2, 2, 2), attention, FIR), which PAPER_NETWORK = {} keeps.
 LAPTOP_NETWORK = {"nf": 16, "ch_mult": (1, 2, 2), "attention": False, "fir": False}
 PAPER_NETWORK: dict = {}
-PRECISIONS = score_mod.PRECISIONS
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -311,9 +310,11 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------- training
-def _denoiser(model, config: TrainConfig, multiscale: bool = True) -> score_mod.Denoiser:
+def _denoiser(model, config: TrainConfig, extra_terms: bool = True) -> score_mod.Denoiser:
+    """The denoiser the loss is taken with; without ``extra_terms`` (the validation loss) the plain loss,
+    whatever the multiscale and profile weights."""
     sigma_train = (config.sigma_train, config.sigma_train_median, config.sigma_train_width)
-    weight, profile = (config.multiscale_loss, config.profile_loss) if multiscale else (0.0, 0.0)
+    weight, profile = (config.multiscale_loss, config.profile_loss) if extra_terms else (0.0, 0.0)
     noise = (config.noise, config.noise_discount)
     return score_mod.Denoiser(
         model, config.preconditioning, config.sigma_data, sigma_train, weight, noise, profile=profile
@@ -341,9 +342,9 @@ VALIDATION_SEED = 1
 
 @torch.no_grad()
 def _validation_loss(model, ema, loader, config: TrainConfig, device) -> float | None:
-    """Mean training loss (without a multiscale term) of the EMA weights over the validation set, at a
+    """Mean training loss (without the multiscale or profile term) of the EMA weights over the validation set, at a
     fixed random state (:data:`VALIDATION_SEED`, whatever ``config.seed``)."""
-    denoiser = _denoiser(model, config, multiscale=False)
+    denoiser = _denoiser(model, config, extra_terms=False)
     if loader is None:
         return None
     devices = [device] if device.type == "cuda" else []
