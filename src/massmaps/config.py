@@ -208,16 +208,12 @@ def _check_learning(config: Mapping, errors: list) -> None:
             f"config: training.sigma_train: {training['sigma_train']!r} with training.preconditioning "
             f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss draws its own levels)"
         )
-    if training["multiscale_loss"] and training["preconditioning"] != "edm":
-        errors.append(
-            f"config: training.multiscale_loss: {training['multiscale_loss']} with training.preconditioning "
-            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
-        )
-    if training["profile_loss"] and training["preconditioning"] != "edm":
-        errors.append(
-            f"config: training.profile_loss: {training['profile_loss']} with training.preconditioning "
-            f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
-        )
+    for key in ("multiscale_loss", "profile_loss"):
+        if training[key] and training["preconditioning"] != "edm":
+            errors.append(
+                f"config: training.{key}: {training[key]} with training.preconditioning "
+                f"{training['preconditioning']!r}; expected preconditioning edm (score_models' loss is its own)"
+            )
     if training["noise"] != "white" and training["preconditioning"] != "edm":
         errors.append(
             f"config: training.noise: {training['noise']!r} with training.preconditioning "

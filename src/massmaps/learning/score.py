@@ -227,11 +227,12 @@ PRECISIONS = ("float32", "bf16")
 PRECISION_CHOICES = (*PRECISIONS, "auto")
 
 
+@functools.cache
 def native_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 products natively: a CUDA GPU that supports it, or a CPU on which
     oneDNN has bfloat16 instructions (AVX-512 BF16 or AMX). Elsewhere (AVX2-only x86 CPUs, e.g. AMD Zen 3
     and older Intel) torch emulates them, and a bf16 training step ran 7 times slower than float32 on such
-    a CPU (benchmarks/README.md, "throughput.py")."""
+    a CPU (benchmarks/README.md, "throughput.py"). Asked once per device (the training step asks each time)."""
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -348,15 +349,12 @@ class Denoiser:
             raise ValueError(f"the diffusion noise must be one of {NOISES}, got {self.noise[0]!r}")
         if self.noise[0] != "white" and preconditioning != "edm":
             raise ValueError(f"{self.noise[0]} noise needs the edm preconditioning")
-        if not (math.isfinite(self.multiscale) and self.multiscale >= 0):
-            raise ValueError(f"the multiscale loss weight must be a number >= 0, got {multiscale!r}")
-        if self.multiscale and preconditioning != "edm":
-            raise ValueError("a multiscale loss needs the edm preconditioning (score_models' loss is its own)")
         self.profile = float(profile)
-        if not (math.isfinite(self.profile) and self.profile >= 0):
-            raise ValueError(f"the profile loss weight must be a number >= 0, got {profile!r}")
-        if self.profile and preconditioning != "edm":
-            raise ValueError("a profile loss needs the edm preconditioning (score_models' loss is its own)")
+        for name, given, weight in (("multiscale", multiscale, self.multiscale), ("profile", profile, self.profile)):
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"the {name} loss weight must be a number >= 0, got {given!r}")
+            if weight and preconditioning != "edm":
+                raise ValueError(f"a {name} loss needs the edm preconditioning (score_models' loss is its own)")
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with

@@ -217,16 +217,12 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
-        v = self.multiscale_loss
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"TrainConfig.multiscale_loss must be a number >= 0, got {v!r}")
-        if v and self.preconditioning != "edm":
-            raise ValueError(f"TrainConfig.multiscale_loss {v!r} needs preconditioning 'edm'")
-        v = self.profile_loss
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"TrainConfig.profile_loss must be a number >= 0, got {v!r}")
-        if v and self.preconditioning != "edm":
-            raise ValueError(f"TrainConfig.profile_loss {v!r} needs preconditioning 'edm'")
+        for name in ("multiscale_loss", "profile_loss"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")
+            if v and self.preconditioning != "edm":
+                raise ValueError(f"TrainConfig.{name} {v!r} needs preconditioning 'edm'")
         if self.noise not in score_mod.NOISES:
             raise ValueError(f"TrainConfig.noise must be one of {score_mod.NOISES}, got {self.noise!r}")
         if self.noise != "white" and self.preconditioning != "edm":
