@@ -26,7 +26,9 @@ corrects part of it).
     python benchmarks/denoiser_modes.py --results results/default --split val --draws 3
 
 Prints per field the ratio and the rms error along the mode (normalised units) by noise level and mode,
-then the spread factors; --out writes the full table as CSV.
+then the spread factors, then the plain pixel error by noise level (the sum over a field's pixels of (D -
+x0)^2, normalised units: a lever that moves a mode's ratio by making D noisier shows there); --out writes
+the full table as CSV.
 """
 
 from __future__ import annotations
@@ -93,12 +95,14 @@ def mode_calibration(
     (B, C, H, W) with conditions ``cond`` (rows matching x0's, or None), ``draws`` noise draws per map and
     noise level, all randomness from ``generator``. Each mode (H, W), of unit norm, is applied to each
     channel alone. One row per field (``fields`` names the channels; default their index), mode and sigma:
-    n (maps x draws), e2 = mean(e_u^2), rms = sqrt(e2), J_model = mean(J_u), J_true = e2 / sigma^2 and
-    ratio = J_true / J_model. ``colour``: the model's diffusion noise as a symmetric linear map A of white
-    noise (``Denoiser.colour``; None: white): the noisy maps are x0 + sigma A z and, since Cov[x0 | x] =
-    sigma^2 J A^2 there, J_u is the derivative of u . D along A^2 u; J_model and J_true are then given per
-    unit of the noise's variance along u, noise_var = u^T A^2 u (1 for white noise), as for a Gaussian mode
-    whose noise level is sigma sqrt(noise_var), so that the spread factor reads alike for either noise."""
+    n (maps x draws), e2 = mean(e_u^2), rms = sqrt(e2), J_model = mean(J_u), J_true = e2 / sigma^2,
+    ratio = J_true / J_model and pixel_e2, the field's plain pixel error: the mean over maps and draws of
+    the sum over its pixels of (D - x0)^2 (one value per field and sigma, repeated on each mode's row).
+    ``colour``: the model's diffusion noise as a symmetric linear map A of white noise (``Denoiser.colour``;
+    None: white): the noisy maps are x0 + sigma A z and, since Cov[x0 | x] = sigma^2 J A^2 there, J_u is the
+    derivative of u . D along A^2 u; J_model and J_true are then given per unit of the noise's variance along
+    u, noise_var = u^T A^2 u (1 for white noise), as for a Gaussian mode whose noise level is sigma
+    sqrt(noise_var), so that the spread factor reads alike for either noise."""
     x0 = torch.as_tensor(x0, dtype=torch.float64)
     B, C = x0.shape[:2]
     fields = list(fields) if fields is not None else list(range(C))
@@ -119,6 +123,7 @@ def mode_calibration(
     for sigma in sigmas:
         eps = EPS * sigma
         e2 = torch.zeros(C, M, dtype=torch.float64)
+        pixel = torch.zeros(C, dtype=torch.float64)
         jac = torch.zeros(C * M, dtype=torch.float64)
         for _ in range(draws):
             x = x0 + sigma * colour(torch.randn(x0.shape, generator=generator, dtype=torch.float64))
@@ -126,6 +131,7 @@ def mode_calibration(
             d = d.to(torch.float64)
             e = torch.einsum("bchw,mhw->bcm", d[0] - x0, u)
             e2 += e.pow(2).sum(0)
+            pixel += (d[0] - x0).pow(2).sum(dim=(0, 2, 3))
             diff = (d[1 : 1 + C * M] - d[1 + C * M :]) / (2 * eps)  # (C M, B, C, H, W)
             jac += torch.einsum("kbchw,kchw->k", diff, steps[:, 0])
         n = B * draws
@@ -147,6 +153,7 @@ def mode_calibration(
                         "J_model": j_model,
                         "J_true": j_true,
                         "ratio": j_true / j_model if j_model else float("nan"),
+                        "pixel_e2": float(pixel[c] / n),
                     }
                 )
     return pd.DataFrame(rows)
@@ -238,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             "field",
         )
     )
+    pixel = table.groupby(["sigma", "field"], sort=False)["pixel_e2"].first().unstack()
+    print("\npixel error: mean over maps and draws of the sum over the field's pixels of (D - x0)^2\n")
+    print(_markdown(pixel[list(reconstruct.TARGETS)], ".4g", "sigma"))
     if args.out:
         table.to_csv(args.out, index=False)
         print(f"\nwrote {args.out}")

@@ -295,6 +295,41 @@ def test_denoiser_modes_exact_denoiser_is_calibrated_along_every_mode():
     np.testing.assert_allclose(np.exp(spread["deficit"]), spread["spread_factor"])
 
 
+def _expected_pixel_error(true_cov, model_cov, channel: int, npix: int, sigma: float) -> float:
+    """E of the sum over ``channel``'s pixels of (D - x0)^2 for the linear denoiser of ``model_cov`` on maps of
+    ``true_cov``: the channel's diagonal of (K - I) C (K - I)^T + sigma^2 K K^T."""
+    import torch
+
+    k = _gain(model_cov, sigma)
+    a = k - torch.eye(len(true_cov), dtype=torch.float64)
+    cov_e = a @ true_cov @ a.T + sigma**2 * k @ k.T
+    return float(torch.diagonal(cov_e)[channel * npix**2 : (channel + 1) * npix**2].sum())
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_denoiser_modes_pixel_error_is_the_plain_squared_error(scale):
+    """pixel_e2 is the field's summed squared pixel error: the closed form of the linear denoiser, one value
+    per field and sigma on every mode's row; a too-wide model (scale 4) errs more than the exact one."""
+    dm = _load("denoiser_modes")
+    cov = _toy_gaussian()
+    modes = dm.annulus_modes(8, 0.5, 4)
+    t = _toy_table(scale * cov, cov, modes)
+    assert t.groupby(["field", "sigma"])["pixel_e2"].nunique().eq(1).all()
+    for (field, sigma), row in t.groupby(["field", "sigma"]).first().iterrows():
+        expected = _expected_pixel_error(cov, scale * cov, ["gas", "dm"].index(field), 8, sigma)
+        assert row["pixel_e2"] == pytest.approx(expected, rel=0.1), (field, sigma)
+    if scale != 1.0:
+        exact = _toy_table(cov, cov, modes)
+        small = t[t["sigma"] <= 1.0]  # above, both come near the prior's own error
+        exact = exact[exact["sigma"] <= 1.0]
+        worse = (
+            small.groupby(["field", "sigma"])["pixel_e2"].first()
+            > exact.groupby(["field", "sigma"])["pixel_e2"].first()
+        )
+        assert worse.all()
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("scale", [0.25, 4.0])
 def test_denoiser_modes_tells_too_narrow_from_too_wide_coherent_modes(scale):
