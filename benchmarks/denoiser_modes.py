@@ -129,9 +129,9 @@ def mode_calibration(
             x = x0 + sigma * colour(torch.randn(x0.shape, generator=generator, dtype=torch.float64))
             d = _evaluate(denoise, torch.cat([x[None], x + eps * along, x - eps * along]), sigma, cond, batch)
             d = d.to(torch.float64)
-            e = torch.einsum("bchw,mhw->bcm", d[0] - x0, u)
-            e2 += e.pow(2).sum(0)
-            pixel += (d[0] - x0).pow(2).sum(dim=(0, 2, 3))
+            err = d[0] - x0
+            e2 += torch.einsum("bchw,mhw->bcm", err, u).pow(2).sum(0)
+            pixel += err.pow(2).sum(dim=(0, 2, 3))
             diff = (d[1 : 1 + C * M] - d[1 + C * M :]) / (2 * eps)  # (C M, B, C, H, W)
             jac += torch.einsum("kbchw,kchw->k", diff, steps[:, 0])
         n = B * draws
