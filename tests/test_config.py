@@ -280,6 +280,7 @@ BAD_CONFIGS = [
     ("training.multiscale_loss", {"training": {"multiscale_loss": -1.0}}),
     ("training.profile_loss", {"training": {"profile_loss": 2.0, "preconditioning": "score_models"}}),
     ("training.profile_loss", {"training": {"profile_loss": -1.0}}),
+    ("training.mean_correction", {"training": {"mean_correction": "yes"}}),
     ("training.noise", {"training": {"noise": "pyramid", "preconditioning": "score_models"}}),
     ("training.noise_discount", {"training": {"noise_discount": 1.5}}),
     ("training.ema_gamma", {"training": {"ema_gamma": 0}}),
@@ -459,8 +460,9 @@ def test_library_defaults_equal_the_schemas():
         for f in dataclasses.fields(TrainConfig)
     }
     # see TrainConfig's comment; precision: the laptop config trains in auto (bf16 where it is native), the
-    # library and schema default to float32
-    exceptions = {"preconditioning", "sigma_max", "augment", "precision"}
+    # library and schema default to float32; mean_correction: the laptop config turns it on, the library and
+    # schema leave a network as trained
+    exceptions = {"preconditioning", "sigma_max", "augment", "precision", "mean_correction"}
     for key, value in config["training"].items():
         if key in trained and key not in exceptions:
             assert same(trained[key], value), ("training", key, trained[key], value)

@@ -295,6 +295,61 @@ def test_profile_error_weighs_an_error_constant_over_an_annulus_and_not_one_that
     assert float(score.profile_error(corner, modes)) == 0.0
 
 
+def test_radial_bins_are_pixel_wide_rings_about_the_map_centre():
+    bins = score.radial_bins(4, 4)
+    assert bins[1:3, 1:3].eq(0).all() and int(bins[0, 0]) == 2 and int(bins[0, 1]) == 1  # r 0.71, 2.12, 1.58
+    assert torch.equal(bins, bins.flip(0)) and torch.equal(bins, bins.T)
+    assert int(score.radial_bins(32, 32).max()) == 21  # the corner pixel's centre is 15.5 sqrt(2) = 21.9 away
+
+
+def test_mean_correction_measures_a_networks_mean_error_and_removes_it():
+    """A network exact for the Gaussian toy but for an offset ring pattern: mean_error_profile finds the
+    offset (c_out(sigma) times the pattern, per ring) within its noise, at every level; the corrected
+    denoiser's mean error is then nil there and interpolated in log sigma between levels; the exact
+    network's is nil to begin with. A correction of the wrong shape or levels is refused."""
+    sd = 0.2
+    bins = score.radial_bins(8, 8)
+    pattern = torch.stack([0.5 * (bins == 1).double(), -0.3 * (bins >= 4).double()])[None]  # (1, 2, 8, 8)
+
+    class Offset(ExactEdmNet):
+        def forward(self, t, x_in, cond):
+            return super().forward(t, x_in, cond) + pattern.float()
+
+    gen = torch.Generator().manual_seed(4)
+    cond = torch.rand(256, 2, 8, 8, generator=gen)
+    x0 = toy_mean(cond) + S * torch.randn(256, 2, 8, 8, generator=gen)
+    sigmas = np.array([0.01, 0.1, 1.0])
+    model = ScoreModel(model=Offset(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu")
+    den = score.Denoiser(model, "edm", sd)
+    err = score.mean_error_profile(den, x0, cond, sigmas, draws=2, seed=0, batch=100)
+    assert err.shape == (3, 2, int(bins.max()) + 1)
+    c_out = sigmas * sd / np.sqrt(sigmas**2 + sd**2)
+    ring = np.array([[0.0, 0.5, 0, 0, 0], [0, 0, 0, 0, -0.3]])  # the corners (r 4.95) are ring 4
+    # within 5 standard errors: the toy posterior's std (at most S = 0.1) over 512 draws of a ring's >= 4 pixels
+    tol = 5 * np.sqrt(0.1**2 * sigmas**2 / (0.1**2 + sigmas**2) / (4 * 512))[:, None, None]
+    assert (np.abs(err - c_out[:, None, None] * ring[None]) < tol).all()
+    assert (tol[:, 0, 0] < 0.5 * c_out * 0.3).all()  # the smaller offset is at least twice that
+    exact = score.Denoiser(
+        ScoreModel(model=ExactEdmNet(sd), sde="ve", sigma_min=1e-3, sigma_max=1.0, device="cpu"), "edm", sd
+    )
+    assert (np.abs(score.mean_error_profile(exact, x0, cond, sigmas, draws=2, seed=0)) < tol).all()
+    corrected = score.Denoiser(model, "edm", sd, mean_correction=(sigmas, err))
+    again = score.mean_error_profile(corrected, x0, cond, sigmas, draws=2, seed=1)  # other noise
+    assert (np.abs(again - c_out[:, None, None] * ring[None]) < tol).all()  # it measures the network alone
+    x = x0[:8].double() + 0.1 * torch.randn(8, 2, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        for sigma, want in ((0.1, err[1]), (10**-1.5, (err[0] + err[1]) / 2), (1e-3, err[0]), (3.0, err[2])):
+            diff = den(x, sigma, cond=cond[:8]) - corrected(x, sigma, cond=cond[:8])
+            torch.testing.assert_close(diff, torch.as_tensor(want)[:, bins].expand(8, -1, -1, -1))
+    with pytest.raises(ValueError, match="increasing"):
+        score.Denoiser(model, "edm", sd, mean_correction=(sigmas[::-1], err))
+    with pytest.raises(ValueError, match="levels"):
+        score.Denoiser(model, "edm", sd, mean_correction=(sigmas[:2], err))
+    on_exact = score.Denoiser(exact.score_model, "edm", sd, mean_correction=(sigmas, err))
+    with pytest.raises(ValueError, match="radial bins"), torch.no_grad():
+        on_exact(torch.zeros(1, 2, 16, 16), 0.1, cond=torch.zeros(1, 2, 16, 16))  # 8 x 8 maps' rings
+
+
 def test_resolve_precision_takes_bf16_where_it_is_native(monkeypatch):
     """auto is bf16 where native_bf16 says the device computes it, float32 elsewhere; float32 and bf16 stay
     as asked; the note says what auto chose, warns of emulated bf16 and is silent otherwise."""

@@ -521,6 +521,36 @@ def test_edm_preconditioning_trains_saves_and_loads(tmp_path):
         small_config(preconditioning="edm", sigma_data=0.25, noise="pyramid", noise_discount=0.0)
 
 
+def test_mean_correction_is_measured_on_the_training_maps_and_saved_with_the_model(tmp_path):
+    """With mean_correction the model carries its EMA network's mean error on the training maps, and its
+    denoiser subtracts it; without, the metadata keeps its form and the denoiser is the network's own."""
+    with pytest.raises(ValueError, match="mean_correction"):
+        small_config(mean_correction="yes")
+    for name, on in (("plain", False), ("corrected", True)):
+        cfg = small_config(steps=3, preconditioning="edm", sigma_data=0.25, mean_correction=on)
+        training.train(
+            tmp_path / name, synthetic(12, 8, 0), None, config=cfg, checkpoint_dir=tmp_path / f"c-{name}", log=quiet
+        )
+    plain = score.load_model(tmp_path / "plain", device="cpu")
+    corrected = score.load_model(tmp_path / "corrected", device="cpu")
+    assert "mean_correction" not in plain.metadata and plain.denoiser.mean_correction is None
+    meta = corrected.metadata["mean_correction"]
+    assert (meta["split"], meta["maps"], meta["draws"]) == ("train", 12, training.CORRECTION_DRAWS)
+    sigmas, error = corrected.denoiser.mean_correction
+    assert float(sigmas[0]) == pytest.approx(1e-3) and float(sigmas[-1]) == pytest.approx(cfg.sigma_max)
+    assert tuple(error.shape) == (len(sigmas), 2, int(score.radial_bins(8, 8).max()) + 1)
+    torch.testing.assert_close(plain.score_model.model.state_dict(), corrected.score_model.model.state_dict())
+    x0, c = synthetic(12, 8, 0).tensors
+    again = score.mean_error_profile(
+        plain.denoiser, x0, c, sigmas.numpy(), draws=training.CORRECTION_DRAWS, seed=cfg.seed
+    )
+    np.testing.assert_allclose(error.numpy(), again, rtol=1e-5, atol=1e-7)  # the same weights, maps and draws
+    x = torch.rand(2, 2, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        diff = plain.denoiser(x, 0.5, cond=c[:2]) - corrected.denoiser(x, 0.5, cond=c[:2])
+    assert float(diff.abs().max()) > 0
+
+
 def test_pyramid_noise_is_saved_with_the_model_and_its_denoiser_draws_it(tmp_path):
     """The model remembers the noise it was trained on, so the samplers draw the same; white noise writes
     nothing new into the model's metadata (the default's files keep their form)."""

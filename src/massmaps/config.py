@@ -345,6 +345,7 @@ TRAINING_LATER_DEFAULTS = {
     "sigma_train_width": 1.2,
     "multiscale_loss": 0.0,
     "profile_loss": 0.0,
+    "mean_correction": False,
     "ema_gamma": None,
 }
 #: Data keys added after datasets were made, at the value that made them: left out of the data hash at that

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from score_models import NCSNpp, ScoreModel
 
@@ -314,6 +315,13 @@ class Denoiser:
     draw it through :meth:`colour`; a model must be sampled with the noise it was trained on. ``profile``
     (edm only) adds :func:`profile_error` over the annuli of TARP's summary (:func:`profile_modes`), with
     that weight (0: none).
+
+    ``mean_correction = (sigmas, error)``: the network's mean error E[D(x0 + sigma n) - x0] on its training
+    maps, per noise level in ``sigmas`` (increasing), field and pixel-wide radial bin about the map centre
+    (``error`` (levels, C, bins), :func:`mean_error_profile`); D subtracts it, interpolated linearly in
+    log sigma (clamped at the ends). A Bayes-optimal denoiser has no such error on the distribution it was
+    trained on; a trained network keeps some (its weights' step-to-step noise moves the mean of coherent
+    modes, and the EMA averages it out only in part), and the samplers carry it into every sample.
     """
 
     def __init__(
@@ -325,6 +333,7 @@ class Denoiser:
         multiscale: float = 0.0,
         noise: tuple[str, float] = ("white", 0.0),
         profile: float = 0.0,
+        mean_correction: tuple | None = None,
     ):
         sde = score_model.sde
         if type(sde).__name__ != "VESDE" or getattr(sde, "T", 1.0) != 1.0:
@@ -355,6 +364,7 @@ class Denoiser:
                 raise ValueError(f"the {name} loss weight must be a number >= 0, got {given!r}")
             if weight and preconditioning != "edm":
                 raise ValueError(f"a {name} loss needs the edm preconditioning (score_models' loss is its own)")
+        self.mean_correction = None if mean_correction is None else _check_correction(*mean_correction)
 
     def configured(self, precision: str = "float32", compile: bool | str = False) -> Denoiser:
         """This denoiser with its network evaluated at ``precision`` (:data:`PRECISIONS`) and, with
@@ -396,7 +406,33 @@ class Denoiser:
         sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         sig = sig.expand(x.shape[0]).reshape(-1, *[1] * (x.ndim - 1))
         c_skip, c_out, c_in = self.coefficients(sig)
-        return c_skip * x + c_out * self.network_output(c_in * x, sigma, cond).to(x.dtype)
+        out = c_skip * x + c_out * self.network_output(c_in * x, sigma, cond).to(x.dtype)
+        return out if self.mean_correction is None else out - self.correction(sig.reshape(-1), x)
+
+    def uncorrected(self) -> Denoiser:
+        """This denoiser without its ``mean_correction`` (the same network, shared)."""
+        other = copy.copy(self)
+        other.mean_correction = None
+        return other
+
+    def correction(self, sig: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The ``mean_correction`` at noise levels ``sig`` (one per item of ``x``), as maps shaped like ``x``."""
+        sigmas, error = (t.to(x.device) for t in self.mean_correction)
+        bins = _radial_bins(x.shape[-2], x.shape[-1]).to(x.device)
+        if error.shape[1] != x.shape[1] or error.shape[2] <= int(bins.max()):
+            raise ValueError(
+                f"the mean correction has {error.shape[1]} fields x {error.shape[2]} radial bins; "
+                f"maps of {x.shape[1]} x {tuple(x.shape[-2:])} need {x.shape[1]} x {int(bins.max()) + 1}"
+            )
+        logs = sigmas.log()
+        at = sig.to(torch.float64).log().clamp(logs[0], logs[-1])
+        if len(logs) == 1:
+            profile = error[0].expand(len(at), -1, -1)
+        else:
+            hi = torch.searchsorted(logs, at, right=True).clamp(1, len(logs) - 1)
+            w = ((at - logs[hi - 1]) / (logs[hi] - logs[hi - 1])).reshape(-1, 1, 1)
+            profile = (1 - w) * error[hi - 1] + w * error[hi]
+        return profile[:, :, bins].to(x.dtype)
 
     def loss(self, x0: torch.Tensor, cond, shard: tuple[int, int] | None = None) -> torch.Tensor:
         """The training loss of the EDM parametrisation: sigma log-uniform on [sigma_min, sigma_max] (as
@@ -453,6 +489,78 @@ def profile_modes(height: int, width: int) -> torch.Tensor:
     member = torch.as_tensor(summary_annuli(height, width), dtype=torch.float64)
     member = member[member.sum(dim=(1, 2)) > 0]
     return member / member.sum(dim=(1, 2), keepdim=True).sqrt()
+
+
+def radial_bins(height: int, width: int) -> torch.Tensor:
+    """(H, W) integers: floor of each pixel centre's distance from the map centre, in pixels (bin 0 is the
+    four central pixels of an even map)."""
+    y = torch.arange(height, dtype=torch.float64) + 0.5 - height / 2
+    x = torch.arange(width, dtype=torch.float64) + 0.5 - width / 2
+    return torch.sqrt(y[:, None] ** 2 + x[None, :] ** 2).floor().long()
+
+
+@functools.lru_cache(maxsize=8)
+def _radial_bins(height: int, width: int) -> torch.Tensor:
+    return radial_bins(height, width)
+
+
+def _check_correction(sigmas, error) -> tuple[torch.Tensor, torch.Tensor]:
+    sigmas = torch.from_numpy(np.array(sigmas, dtype=np.float64))  # a copy: any strides, lists too
+    error = torch.from_numpy(np.array(error, dtype=np.float64))
+    if sigmas.ndim != 1 or not len(sigmas) or not bool((sigmas > 0).all()) or not bool((sigmas.diff() > 0).all()):
+        raise ValueError(f"the mean correction's noise levels must be positive and increasing, got {sigmas.tolist()}")
+    if error.ndim != 3 or error.shape[0] != len(sigmas) or not bool(error.isfinite().all()):
+        raise ValueError(
+            f"the mean correction must be finite, (levels, fields, radial bins) with {len(sigmas)} levels; "
+            f"got shape {tuple(error.shape)}"
+        )
+    return sigmas, error
+
+
+def correction_levels(sigma_min: float, sigma_max: float, per_decade: int) -> np.ndarray:
+    """Noise levels spaced evenly in log sigma from ``sigma_min`` to ``sigma_max``, ``per_decade`` to a decade."""
+    n = max(2, int(math.ceil(per_decade * math.log10(sigma_max / sigma_min))) + 1)
+    return np.geomspace(sigma_min, sigma_max, n)
+
+
+def mean_error_profile(
+    denoiser: Denoiser,
+    x0: torch.Tensor,
+    cond: torch.Tensor,
+    sigmas,
+    *,
+    draws: int = 2,
+    seed: int = 0,
+    batch: int = 128,
+    progress: bool = False,
+) -> np.ndarray:
+    """The mean error of ``denoiser`` (without any correction of its own) on the maps ``x0`` (N, C, H, W)
+    with inputs ``cond``: E[D(x0 + sigma n; sigma, cond) - x0] over the maps, ``draws`` noise draws each
+    (the denoiser's own noise, :meth:`Denoiser.colour`, seeded by ``seed``) and the pixels of each radial
+    bin (:func:`radial_bins`), at each of ``sigmas``: (levels, C, bins), float64. Pooling the pixels of a
+    ring is exact in expectation for maps centred on their halo and seen along random axes, and leaves
+    far less noise than a value per pixel."""
+    from tqdm.auto import tqdm
+
+    den = denoiser.uncorrected()
+    bins = radial_bins(x0.shape[-2], x0.shape[-1]).reshape(-1)
+    n_bins = int(bins.max()) + 1
+    counts = torch.bincount(bins, minlength=n_bins).to(torch.float64)
+    g = torch.Generator().manual_seed(int(seed))
+    out = np.zeros((len(sigmas), x0.shape[1], n_bins))
+    dev = den.device
+    with torch.no_grad():
+        for k, sigma in enumerate(tqdm(list(sigmas), desc="mean error", disable=not progress)):
+            total = torch.zeros(x0.shape[1], n_bins, dtype=torch.float64)
+            for _ in range(draws):
+                for start in range(0, len(x0), batch):
+                    xb = x0[start : start + batch].to(torch.float64)
+                    noise = den.colour(torch.randn(xb.shape, generator=g, dtype=torch.float64))
+                    cb = cond[start : start + batch].to(dev)
+                    err = (den((xb + float(sigma) * noise).to(dev), float(sigma), cond=cb).cpu() - xb).sum(dim=0)
+                    total.index_add_(1, bins, err.reshape(x0.shape[1], -1))
+            out[k] = (total / (counts * draws * len(x0))).numpy()
+    return out
 
 
 def profile_error(err: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
@@ -514,7 +622,14 @@ class TrainedModel:
     def denoiser(self) -> Denoiser:
         pre = self.metadata.get("preconditioning") or {}
         noise = tuple(pre.get("noise") or ("white", 0.0))
-        return Denoiser(self.score_model, pre.get("kind", "score_models"), pre.get("sigma_data"), noise=noise)
+        corr = self.metadata.get("mean_correction")
+        return Denoiser(
+            self.score_model,
+            pre.get("kind", "score_models"),
+            pre.get("sigma_data"),
+            noise=noise,
+            mean_correction=(corr["sigmas"], corr["error"]) if corr else None,
+        )
 
     @property
     def device(self) -> torch.device:

@@ -151,6 +151,9 @@ class TrainConfig:
     # weight of the radial-profile term of the edm loss (score.profile_error over the annuli of TARP's
     # summary; 0: none); like the multiscale term, left out of the validation loss
     profile_loss: float = 0.0
+    # after training, measure the EMA network's mean error on the training maps per noise level and radial
+    # bin (score.mean_error_profile) and save it with the model, whose denoiser then subtracts it
+    mean_correction: bool = False
     # the diffusion's noise (score.colour_noise): white, or pyramid with this discount per level of blocks;
     # the samplers draw the model's own (it is saved with the model)
     noise: str = "white"
@@ -223,6 +226,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")
             if v and self.preconditioning != "edm":
                 raise ValueError(f"TrainConfig.{name} {v!r} needs preconditioning 'edm'")
+        if not isinstance(self.mean_correction, bool):
+            raise ValueError(f"TrainConfig.mean_correction must be true or false, got {self.mean_correction!r}")
         if self.noise not in score_mod.NOISES:
             raise ValueError(f"TrainConfig.noise must be one of {score_mod.NOISES}, got {self.noise!r}")
         if self.noise != "white" and self.preconditioning != "edm":
@@ -616,6 +621,49 @@ def numerics(device: torch.device) -> dict:
     return out
 
 
+#: The mean correction (``TrainConfig.mean_correction``): noise levels per decade of sigma, noise draws per
+#: map, and the most training maps it is measured on (a seeded subset of a larger training set).
+CORRECTION_PER_DECADE = 5
+CORRECTION_DRAWS = 2
+CORRECTION_MAPS = 1024
+
+
+def _mean_correction(run: _Run, config: TrainConfig, train_dataset, log) -> dict:
+    """The network's (with its current weights: the EMA's) mean error on the training maps, per noise level,
+    field and radial bin (score.mean_error_profile), as the model's metadata stores it."""
+    n = len(train_dataset)
+    pick = np.arange(n)
+    if n > CORRECTION_MAPS:
+        pick = np.sort(np.random.default_rng([config.seed, 1]).choice(n, CORRECTION_MAPS, replace=False))
+    items = [train_dataset[int(i)] for i in pick]
+    x0, cond = torch.stack([a for a, _ in items]), torch.stack([c for _, c in items])
+    denoiser = _denoiser(run.model, config, extra_terms=False)
+    sigmas = score_mod.correction_levels(config.sigma_min, config.sigma_max, CORRECTION_PER_DECADE)
+    t0 = time.monotonic()
+    was_training = run.model.model.training
+    run.model.model.eval()
+    try:
+        error = score_mod.mean_error_profile(
+            denoiser, x0, cond, sigmas, draws=CORRECTION_DRAWS, seed=config.seed, progress=config.progress
+        )
+    finally:
+        run.model.model.train(was_training)
+    worst = np.abs(error).max(axis=(1, 2))
+    log(
+        f"mean correction: the network's mean error on {len(pick)} training maps at {len(sigmas)} noise levels, "
+        f"largest {worst.max():.3g} (normalised units) at sigma {sigmas[int(worst.argmax())]:.3g}, "
+        f"in {time.monotonic() - t0:.0f} s"
+    )
+    return {
+        "sigmas": sigmas.tolist(),
+        "error": error.tolist(),
+        "split": "train",
+        "maps": int(len(pick)),
+        "draws": CORRECTION_DRAWS,
+        "seed": config.seed,
+    }
+
+
 def _write_model(
     run: _Run,
     config: TrainConfig,
@@ -626,11 +674,15 @@ def _write_model(
     val_loss,
     images_per_s: float,
     device: torch.device,
+    train_dataset=None,
+    log=print,
 ) -> dict:
-    """The final model (EMA weights), written only now, and the training log; returns the summary."""
+    """The final model (EMA weights, and with ``config.mean_correction`` their mean error on the training
+    maps), written only now, and the training log; returns the summary."""
     lock.verify()
     with run.ema.average_parameters():
         ema_weights = {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
+        correction = _mean_correction(run, config, train_dataset, log) if config.mean_correction else None
     summary = {
         "training": {
             "steps": run.step,
@@ -650,6 +702,7 @@ def _write_model(
             "sigma_data": config.sigma_data,
             **({"noise": [config.noise, config.noise_discount]} if config.noise != "white" else {}),
         },
+        **({"mean_correction": correction} if correction is not None else {}),
     }
     score_mod.save_model(model_dir, run.model, normaliser=normaliser, state_dict=ema_weights, metadata=summary)
     (checkpoint_dir / TRAIN_LOG_FILE).write_text(json.dumps({**summary, "history": run.history}, indent=2))
@@ -734,7 +787,7 @@ def _train_locked(
 
     distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
     written = lambda: _write_model(
-        run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s, device
+        run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s, device, train_dataset, log
     )
     summary = distributed.main_only(lambda: (written(), lock.release())[0], world)  # before any rank exits
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
