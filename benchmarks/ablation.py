@@ -55,6 +55,7 @@ BASE = {
         "steps": 2000,
         "lr": 5.0e-4,
         "precision": "float32",
+        "mean_correction": False,
     },
     "sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 20.0}, "prior_mean": "pixel"},
 }
@@ -68,6 +69,7 @@ VARIANTS = {
     "edm_sigma10_steps4000": {"training": {"preconditioning": "edm", "sigma_max": 10.0, "steps": 4000}},
     "prior_none": {"sampling": {"prior_mean": "none"}},
     "cosine": {"training": {"lr_schedule": "cosine"}},
+    "mean_correction": {"training": {"mean_correction": True}},
     "raw_weights": {"weights": "raw"},
     "ema_0.99": {"weights": "ema_0.99"},
     "churn0": {"sampling": {"sampler": "edm_stochastic", "steps": 40, "sampler_kwargs": {"s_churn": 0.0}}},
