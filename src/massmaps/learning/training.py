@@ -683,6 +683,9 @@ def _write_model(
     with run.ema.average_parameters():
         ema_weights = {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
         correction = _mean_correction(run, config, train_dataset, log) if config.mean_correction else None
+    if correction is not None:
+        lock.verify()  # still ours after the minutes the correction took
+        lock.heartbeat()
     summary = {
         "training": {
             "steps": run.step,
