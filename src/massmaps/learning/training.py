@@ -628,7 +628,17 @@ CORRECTION_DRAWS = 2
 CORRECTION_MAPS = 1024
 
 
-def _mean_correction(run: _Run, config: TrainConfig, train_dataset, log) -> dict:
+def _correction_threads(device: torch.device, world) -> int | None:
+    """The CPU threads rank 0 measures the correction with while the other ranks wait: theirs too (capped at
+    the CPUs it may run on), so that a local multi-rank run measures it as one process with all the job's
+    threads does, to the byte. None: leave the count as it is (one process, or a GPU)."""
+    if device.type != "cpu" or world.size == 1:
+        return None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads() * world.size, usable))
+
+
+def _mean_correction(run: _Run, config: TrainConfig, train_dataset, log, threads: int | None = None) -> dict:
     """The network's (with its current weights: the EMA's) mean error on the training maps, per noise level,
     field and radial bin (score.mean_error_profile), as the model's metadata stores it."""
     n = len(train_dataset)
@@ -640,14 +650,17 @@ def _mean_correction(run: _Run, config: TrainConfig, train_dataset, log) -> dict
     denoiser = _denoiser(run.model, config, extra_terms=False)
     sigmas = score_mod.correction_levels(config.sigma_min, config.sigma_max, CORRECTION_PER_DECADE)
     t0 = time.monotonic()
-    was_training = run.model.model.training
+    was_training, before = run.model.model.training, torch.get_num_threads()
     run.model.model.eval()
+    if threads:
+        torch.set_num_threads(threads)
     try:
         error = score_mod.mean_error_profile(
             denoiser, x0, cond, sigmas, draws=CORRECTION_DRAWS, seed=config.seed, progress=config.progress
         )
     finally:
         run.model.model.train(was_training)
+        torch.set_num_threads(before)
     worst = np.abs(error).max(axis=(1, 2))
     log(
         f"mean correction: the network's mean error on {len(pick)} training maps at {len(sigmas)} noise levels, "
@@ -676,13 +689,16 @@ def _write_model(
     device: torch.device,
     train_dataset=None,
     log=print,
+    world=_ONE_PROCESS,
 ) -> dict:
     """The final model (EMA weights, and with ``config.mean_correction`` their mean error on the training
     maps), written only now, and the training log; returns the summary."""
     lock.verify()
     with run.ema.average_parameters():
         ema_weights = {k: v.detach().clone() for k, v in run.model.model.state_dict().items()}
-        correction = _mean_correction(run, config, train_dataset, log) if config.mean_correction else None
+        correction = None
+        if config.mean_correction:
+            correction = _mean_correction(run, config, train_dataset, log, _correction_threads(device, world))
     if correction is not None:
         lock.verify()  # still ours after the minutes the correction took
         lock.heartbeat()
@@ -790,7 +806,18 @@ def _train_locked(
 
     distributed.check_identical(run.ema.shadow_params, "EMA weights", world)
     written = lambda: _write_model(
-        run, config, model_dir, checkpoint_dir, normaliser, lock, val_loss, images_per_s, device, train_dataset, log
+        run,
+        config,
+        model_dir,
+        checkpoint_dir,
+        normaliser,
+        lock,
+        val_loss,
+        images_per_s,
+        device,
+        train_dataset,
+        log,
+        world,
     )
     summary = distributed.main_only(lambda: (written(), lock.release())[0], world)  # before any rank exits
     log(f"wrote {model_dir} after {run.step} steps ({images_per_s:.1f} images/s this attempt)")
