@@ -341,6 +341,11 @@ def test_mean_correction_measures_a_networks_mean_error_and_removes_it():
         for sigma, want in ((0.1, err[1]), (10**-1.5, (err[0] + err[1]) / 2), (1e-3, err[0]), (3.0, err[2])):
             diff = den(x, sigma, cond=cond[:8]) - corrected(x, sigma, cond=cond[:8])
             torch.testing.assert_close(diff, torch.as_tensor(want)[:, bins].expand(8, -1, -1, -1))
+    # the table is kept on the device between calls; another table on the same object is not masked by it
+    corrected.mean_correction = score._check_correction(sigmas, 2 * err)
+    with torch.no_grad():
+        diff = den(x, 0.1, cond=cond[:8]) - corrected(x, 0.1, cond=cond[:8])
+    torch.testing.assert_close(diff, torch.as_tensor(2 * err[1])[:, bins].expand(8, -1, -1, -1))
     with pytest.raises(ValueError, match="increasing"):
         score.Denoiser(model, "edm", sd, mean_correction=(sigmas[::-1], err))
     with pytest.raises(ValueError, match="levels"):

@@ -417,14 +417,14 @@ class Denoiser:
 
     def correction(self, sig: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The ``mean_correction`` at noise levels ``sig`` (one per item of ``x``), as maps shaped like ``x``."""
-        sigmas, error = (t.to(x.device) for t in self.mean_correction)
-        bins = _radial_bins(x.shape[-2], x.shape[-1]).to(x.device)
-        if error.shape[1] != x.shape[1] or error.shape[2] <= int(bins.max()):
+        logs, error = self._correction_on(x.device)
+        need = int(_radial_bins(x.shape[-2], x.shape[-1]).max()) + 1  # on the CPU: no device sync
+        if error.shape[1] != x.shape[1] or error.shape[2] < need:
             raise ValueError(
                 f"the mean correction has {error.shape[1]} fields x {error.shape[2]} radial bins; "
-                f"maps of {x.shape[1]} x {tuple(x.shape[-2:])} need {x.shape[1]} x {int(bins.max()) + 1}"
+                f"maps of {x.shape[1]} x {tuple(x.shape[-2:])} need {x.shape[1]} x {need}"
             )
-        logs = sigmas.log()
+        bins = _radial_bins(x.shape[-2], x.shape[-1], str(x.device))
         at = sig.to(torch.float64).log().clamp(logs[0], logs[-1])
         if len(logs) == 1:
             profile = error[0].expand(len(at), -1, -1)
@@ -433,6 +433,15 @@ class Denoiser:
             w = ((at - logs[hi - 1]) / (logs[hi] - logs[hi - 1])).reshape(-1, 1, 1)
             profile = (1 - w) * error[hi - 1] + w * error[hi]
         return profile[:, :, bins].to(x.dtype)
+
+    def _correction_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log sigmas, error) of the ``mean_correction`` on ``device``: moved once per device, not per call."""
+        cached = self.__dict__.get("_correction_cache")
+        if cached is None or cached[0] is not self.mean_correction or cached[1] != device:
+            sigmas, error = self.mean_correction
+            cached = (self.mean_correction, device, sigmas.to(device).log(), error.to(device))
+            self._correction_cache = cached
+        return cached[2], cached[3]
 
     def loss(self, x0: torch.Tensor, cond, shard: tuple[int, int] | None = None) -> torch.Tensor:
         """The training loss of the EDM parametrisation: sigma log-uniform on [sigma_min, sigma_max] (as
@@ -500,8 +509,8 @@ def radial_bins(height: int, width: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _radial_bins(height: int, width: int) -> torch.Tensor:
-    return radial_bins(height, width)
+def _radial_bins(height: int, width: int, device: str = "cpu") -> torch.Tensor:
+    return radial_bins(height, width).to(device)
 
 
 def _check_correction(sigmas, error) -> tuple[torch.Tensor, torch.Tensor]:
