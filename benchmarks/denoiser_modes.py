@@ -25,15 +25,25 @@ corrects part of it).
 
     python benchmarks/denoiser_modes.py --results results/default --split val --draws 3
 
-Prints per field the ratio and the rms error along the mode (normalised units) by noise level and mode,
-then the spread factors, then the plain pixel error by noise level (the sum over a field's pixels of (D -
-x0)^2, normalised units: a lever that moves a mode's ratio by making D noisier shows there); --out writes
-the full table as CSV.
+Prints per field the ratio, the rms error and the mean error along the mode (normalised units) by noise
+level and mode, then the spread factors, then the plain pixel error by noise level (the sum over a field's
+pixels of (D - x0)^2, normalised units: a lever that moves a mode's ratio by making D noisier shows there);
+--out writes the full table as CSV.
+
+The mean error is the bias a sampler carries into every sample: a Bayes-optimal denoiser has none on maps of
+its training distribution. A model trained with ``training.mean_correction`` is checked as the samplers use
+it (``--uncorrected``: the network alone). ``--mean-only`` leaves out the response (one network call per
+map and draw instead of 29 on two fields); ``--sampler-levels 20`` takes the 20 noise levels at which the
+laptop default's sampler evaluates the network instead of ``--sigmas``:
+
+    python benchmarks/denoiser_modes.py --results results/default --split test --n-maps 400 --draws 3 \
+        --sampler-levels 20 --mean-only
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -48,7 +58,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from massmaps import store  # noqa: E402
 from massmaps.evaluation import calibration  # noqa: E402
-from massmaps.learning import reconstruct, score  # noqa: E402
+from massmaps.learning import reconstruct, samplers, score  # noqa: E402
 
 SIGMAS = (0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 #: Central-difference step along the mode, relative to sigma.
@@ -90,19 +100,23 @@ def mode_calibration(
     fields: Sequence | None = None,
     batch: int = 256,
     colour: Callable | None = None,
+    response: bool = True,
 ) -> pd.DataFrame:
     """The directional Tweedie check of ``denoise(x, sigma, cond)`` -> D (torch, (B, C, H, W)) on maps ``x0``
     (B, C, H, W) with conditions ``cond`` (rows matching x0's, or None), ``draws`` noise draws per map and
     noise level, all randomness from ``generator``. Each mode (H, W), of unit norm, is applied to each
     channel alone. One row per field (``fields`` names the channels; default their index), mode and sigma:
-    n (maps x draws), e2 = mean(e_u^2), rms = sqrt(e2), J_model = mean(J_u), J_true = e2 / sigma^2,
+    n (maps x draws), mean = mean(e_u) (the denoiser's mean error along u; 0 for a Bayes-optimal denoiser on
+    maps drawn from its training distribution) and mean_se (its standard error over the maps, each map's draws
+    averaged first), e2 = mean(e_u^2), rms = sqrt(e2), J_model = mean(J_u), J_true = e2 / sigma^2,
     ratio = J_true / J_model and pixel_e2, the field's plain pixel error: the mean over maps and draws of
     the sum over its pixels of (D - x0)^2 (one value per field and sigma, repeated on each mode's row).
     ``colour``: the model's diffusion noise as a symmetric linear map A of white noise (``Denoiser.colour``;
     None: white): the noisy maps are x0 + sigma A z and, since Cov[x0 | x] = sigma^2 J A^2 there, J_u is the
     derivative of u . D along A^2 u; J_model and J_true are then given per unit of the noise's variance along
     u, noise_var = u^T A^2 u (1 for white noise), as for a Gaussian mode whose noise level is sigma
-    sqrt(noise_var), so that the spread factor reads alike for either noise."""
+    sqrt(noise_var), so that the spread factor reads alike for either noise. ``response=False`` skips the
+    derivative (one network call per map and draw instead of 1 + 2 C M): J_model and ratio are then NaN."""
     x0 = torch.as_tensor(x0, dtype=torch.float64)
     B, C = x0.shape[:2]
     fields = list(fields) if fields is not None else list(range(C))
@@ -123,19 +137,29 @@ def mode_calibration(
     for sigma in sigmas:
         eps = EPS * sigma
         e2 = torch.zeros(C, M, dtype=torch.float64)
+        e1 = torch.zeros(B, C, M, dtype=torch.float64)  # per map, summed over draws
         pixel = torch.zeros(C, dtype=torch.float64)
         jac = torch.zeros(C * M, dtype=torch.float64)
         for _ in range(draws):
             x = x0 + sigma * colour(torch.randn(x0.shape, generator=generator, dtype=torch.float64))
-            d = _evaluate(denoise, torch.cat([x[None], x + eps * along, x - eps * along]), sigma, cond, batch)
+            probes = torch.cat([x[None], x + eps * along, x - eps * along]) if response else x[None]
+            d = _evaluate(denoise, probes, sigma, cond, batch)
             d = d.to(torch.float64)
             err = d[0] - x0
-            e2 += torch.einsum("bchw,mhw->bcm", err, u).pow(2).sum(0)
+            proj = torch.einsum("bchw,mhw->bcm", err, u)
+            e1 += proj
+            e2 += proj.pow(2).sum(0)
             pixel += err.pow(2).sum(dim=(0, 2, 3))
-            diff = (d[1 : 1 + C * M] - d[1 + C * M :]) / (2 * eps)  # (C M, B, C, H, W)
-            jac += torch.einsum("kbchw,kchw->k", diff, steps[:, 0])
+            if response:
+                diff = (d[1 : 1 + C * M] - d[1 + C * M :]) / (2 * eps)  # (C M, B, C, H, W)
+                jac += torch.einsum("kbchw,kchw->k", diff, steps[:, 0])
+            else:
+                jac[:] = math.nan
         n = B * draws
         jac = jac.reshape(C, M)
+        per_map = e1 / draws
+        mean = per_map.mean(0)
+        mean_se = per_map.std(0) / math.sqrt(B) if B > 1 else torch.full((C, M), math.nan)
         for c, f in enumerate(fields):
             for m, name in enumerate(names):
                 q = float(noise_var[c, m])
@@ -148,6 +172,8 @@ def mode_calibration(
                         "sigma": float(sigma),
                         "n": n,
                         "noise_var": q,
+                        "mean": float(mean[c, m]),
+                        "mean_se": float(mean_se[c, m]),
                         "e2": mean_e2,
                         "rms": mean_e2**0.5,
                         "J_model": j_model,
@@ -186,6 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-maps", type=int, default=80, help="at most this many maps (a random subset)")
     ap.add_argument("--draws", type=int, default=3, help="noise draws per map and noise level")
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
+    ap.add_argument(
+        "--sampler-levels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of --sigmas, the N noise levels of the samplers' Karras schedule over the model's range "
+        "(rho 7; the laptop default's dpmpp_2m_sde: 20): the only levels a sampling run evaluates the network at",
+    )
+    ap.add_argument(
+        "--mean-only",
+        action="store_true",
+        help="the errors only, without the response along each mode (one network call per map and draw, not 29)",
+    )
+    ap.add_argument(
+        "--uncorrected",
+        action="store_true",
+        help="a model with training.mean_correction: check the network without it (default: as the samplers see it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256, help="maps per denoiser evaluation")
     ap.add_argument("--out", type=Path, default=None, help="write the full table as CSV")
@@ -205,11 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     maps = ds["maps"].isel(sightline=idx)
     targets, inputs = reconstruct.normalised_pairs(maps, norm)
     x0, cond = torch.as_tensor(targets, dtype=torch.float64), torch.as_tensor(inputs, dtype=torch.float32)
-    sigmas = [s for s in args.sigmas if den.sigma_min <= s <= den.sigma_max]
-    skipped = sorted(set(args.sigmas) - set(sigmas))
+    if args.uncorrected:
+        den = den.uncorrected()
+    asked = args.sigmas
+    if args.sampler_levels:
+        asked = samplers.karras_sigmas(args.sampler_levels, den.sigma_min, den.sigma_max).tolist()
+        asked = sorted(min(max(s, den.sigma_min), den.sigma_max) for s in asked if s > 0)  # ends: rounding
+    sigmas = [s for s in asked if den.sigma_min <= s <= den.sigma_max]
+    skipped = sorted(set(asked) - set(sigmas))
     modes = annulus_modes(x0.shape[-1], float(ds.attrs["pixel_Mpc"]))
     print(
-        f"{idx.size} {args.split} maps, {args.draws} draws, sigma in [{den.sigma_min:g}, {den.sigma_max:g}]"
+        f"{idx.size} {args.split} maps, {args.draws} draws, sigma in [{den.sigma_min:g}, {den.sigma_max:g}], "
+        + ("network alone" if den.mean_correction is None else "with the model's mean correction")
         + (f" (skipped {' '.join(f'{s:g}' for s in skipped)})" if skipped else ""),
         flush=True,
     )
@@ -225,26 +276,36 @@ def main(argv: list[str] | None = None) -> int:
             fields=reconstruct.TARGETS,
             batch=args.batch,
             colour=den.colour,
+            response=not args.mean_only,
         )
     for f in reconstruct.TARGETS:
         t = table[table["field"] == f]
         for col, what, fmt in (
             ("ratio", "mean(e_u^2) / (sigma^2 mean(J_u)), 1 if calibrated, > 1: samples too narrow", ".2f"),
             ("rms", "rms error along the mode, normalised units", ".3g"),
-        ):
+            ("mean", "mean error along the mode, normalised units (< 0: D too low)", "+.4f"),
+        )[1 if args.mean_only else 0 :]:
             print(f"\n{f}: {what}\n")
             print(_markdown(t.pivot(index="sigma", columns="mode", values=col)[list(modes)], fmt, "sigma"))
-    spread = spread_factors(table)
-    print(f"\nspread factor exp(integral (J_true - J_model) d ln sigma) over sigma {sigmas[0]:g} .. {sigmas[-1]:g}\n")
-    print(
-        _markdown(
-            spread.pivot(index="field", columns="mode", values="spread_factor").loc[
-                list(reconstruct.TARGETS), list(modes)
-            ],
-            ".2f",
-            "field",
+        worst = t.loc[(t["mean"].abs() / t["mean_se"]).idxmax()]
+        print(
+            f"\n{f}: largest mean error in standard errors: {worst['mean']:+.4f} +/- {worst['mean_se']:.4f} "
+            f"({worst['mode']}, sigma {worst['sigma']:.4g})"
         )
-    )
+    if not args.mean_only:
+        spread = spread_factors(table)
+        print(
+            f"\nspread factor exp(integral (J_true - J_model) d ln sigma) over sigma {sigmas[0]:g} .. {sigmas[-1]:g}\n"
+        )
+        print(
+            _markdown(
+                spread.pivot(index="field", columns="mode", values="spread_factor").loc[
+                    list(reconstruct.TARGETS), list(modes)
+                ],
+                ".2f",
+                "field",
+            )
+        )
     pixel = table.groupby(["sigma", "field"], sort=False)["pixel_e2"].first().unstack()
     print("\npixel error: mean over maps and draws of the sum over the field's pixels of (D - x0)^2\n")
     print(_markdown(pixel[list(reconstruct.TARGETS)], ".4g", "sigma"))

@@ -289,10 +289,60 @@ def test_denoiser_modes_exact_denoiser_is_calibrated_along_every_mode():
     np.testing.assert_allclose(t["ratio"], 1.0, atol=0.15)
     np.testing.assert_allclose(t["J_true"], t["e2"] / t["sigma"] ** 2)
     np.testing.assert_allclose(t["rms"], np.sqrt(t["e2"]))
+    assert (t["mean"].abs() < 4 * t["mean_se"]).all()  # no mean error, within its noise
     spread = dm.spread_factors(t)
     assert len(spread) == 2 * len(modes)
     np.testing.assert_allclose(spread["deficit"], 0.0, atol=0.25)
     np.testing.assert_allclose(np.exp(spread["deficit"]), spread["spread_factor"])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_denoiser_modes_finds_a_mean_error_along_a_mode_with_its_sign():
+    """The exact denoiser plus a constant offset of -0.2 along ann2 in the gas and +0.2 over the whole DM
+    map: the mean error along each mode is the offset's projection on it (nil on the other annuli) within 4
+    standard errors, and those are small beside the offsets."""
+    import torch
+
+    dm = _load("denoiser_modes")
+    cov = _toy_gaussian()
+    modes = dm.annulus_modes(8, 0.5, 4)
+    exact = _linear_denoiser(cov)
+    shift = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
+    shift[0, 0] = -0.2 * torch.as_tensor(modes["ann2"])
+    shift[0, 1] = 0.2 * torch.as_tensor(modes["all"])
+    x0, cond = _toy_maps(1000, cov)
+    t = dm.mode_calibration(
+        lambda x, sigma, c: exact(x, sigma, c) + shift,
+        x0,
+        cond,
+        (0.1, 1.0),
+        modes,
+        draws=4,
+        generator=torch.Generator().manual_seed(0),
+        fields=["gas", "dm"],
+        batch=500,
+    ).set_index(["field", "mode", "sigma"])
+    want = pd.Series(0.0, index=t.index)
+    for field in ("gas", "dm"):  # the offset's projection on each mode (the annuli are disjoint)
+        for m, u in modes.items():
+            want.loc[(field, m)] = float((shift[0, ["gas", "dm"].index(field)].numpy() * u).sum())
+    assert (np.abs(t["mean"] - want) < 4 * t["mean_se"]).all()
+    assert (t.loc[("gas", "ann2"), "mean"] < -0.12).all() and (t.loc[("dm", "all"), "mean"] > 0.12).all()
+    assert (t["mean_se"] < 0.02).all()
+    alone = dm.mode_calibration(
+        lambda x, sigma, c: exact(x, sigma, c) + shift,
+        x0,
+        cond,
+        (0.1, 1.0),
+        modes,
+        draws=4,
+        generator=torch.Generator().manual_seed(0),
+        fields=["gas", "dm"],
+        batch=500,
+        response=False,
+    ).set_index(["field", "mode", "sigma"])
+    pd.testing.assert_series_equal(alone["mean"], t["mean"])  # the same draws, without the response
+    assert alone["J_model"].isna().all() and alone["ratio"].isna().all()
 
 
 def _expected_pixel_error(true_cov, model_cov, channel: int, npix: int, sigma: float) -> float:
