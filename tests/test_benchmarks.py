@@ -471,3 +471,78 @@ def test_denoiser_modes_annuli_are_those_of_the_tarp_summary():
         np.testing.assert_array_equal(supports.any(axis=0), inside)
     assert list(dm.annulus_modes(32, 0.4)) == [f"ann{k}" for k in range(1, calibration.SUMMARY_ANNULI + 1)] + ["all"]
     assert "ann1" not in dm.annulus_modes(8, 0.5)  # no pixel centre within 2/3 pixel of the middle
+
+
+def _posterior_summaries(shift_of, n_clusters: int = 150, views: int = 2, n: int = 50, seed: int = 0):
+    """Summaries of maps whose samples are exact draws of the posterior N(mu, 1) per annulus (2 fields, 6
+    annuli) and whose truth is mu + N(0, 1) + ``shift_of(property)``, the property uniform per cluster and
+    shared by its ``views`` views, as is a part of the truth's error (so that views are not independent)."""
+    rng = np.random.default_rng(seed)
+    prop = rng.uniform(0, 1, n_clusters)
+    clusters = np.repeat(np.arange(n_clusters), views)
+    mu = rng.normal(size=(len(clusters), 2, 6))
+    shared = rng.normal(size=(n_clusters, 2, 6))[clusters]
+    truth = mu + np.sqrt(0.5) * (shared + rng.normal(size=mu.shape)) + shift_of(prop[clusters])[:, None, None]
+    gen = mu[:, None] + rng.normal(size=(len(clusters), n, 2, 6))
+    return truth, gen, prop, clusters
+
+
+def test_calibration_by_halo_finds_the_group_with_an_offset_and_its_sign():
+    cbh = _load("calibration_by_halo")
+    truth, gen, prop, clusters = _posterior_summaries(lambda p: np.where(p > 2 / 3, 0.8, 0.0))
+    z = cbh.annulus_z(truth, gen)
+    groups, names = cbh.group_labels(prop[clusters], 3)
+    assert len(names) == 3 and np.bincount(groups).tolist() == pytest.approx([100, 100, 100], abs=4)
+    t = cbh.z_by_group(z[:, 0], groups, names, clusters, n_boot=400, seed=1)
+    assert set(t["clusters"]) == {50} or abs(t["clusters"] - 50).max() <= 2  # 150 clusters in thirds
+    low, high = t[t["group"] == names[0]], t[t["group"] == names[2]]
+    assert (high["z_mean_lo"] > 0.3).all() and high["z_mean"].between(0.5, 1.1).all()  # found, with its sign
+    assert ((low["z_mean_lo"] < 0) & (low["z_mean_hi"] > 0)).mean() >= 5 / 6  # none where there is none
+    assert 0.85 < low["z_std"].mean() < 1.2
+    # exact draws and no offset: every group's interval holds 0 for most annuli, the std is about 1
+    truth, gen, prop, clusters = _posterior_summaries(lambda p: 0 * p, seed=2)
+    t = cbh.z_by_group(cbh.annulus_z(truth, gen)[:, 1], *cbh.group_labels(prop[clusters], 2), clusters, 400, 1)
+    assert ((t["z_mean_lo"] < 0) & (t["z_mean_hi"] > 0)).mean() >= 0.8
+    assert 0.85 < t["z_std"].mean() < 1.2
+    # the bootstrap is over clusters: views that share their error give a wider interval than maps alone
+    views = cbh.z_by_group(z[:, 0], groups, names, clusters, 400, 1)
+    alone = cbh.z_by_group(z[:, 0], groups, names, np.arange(len(clusters)), 400, 1)
+    assert (views["z_mean_hi"] - views["z_mean_lo"]).mean() > 1.1 * (alone["z_mean_hi"] - alone["z_mean_lo"]).mean()
+    np.testing.assert_array_equal(cbh.group_labels(np.array([True, False, True]), 3)[0], [1, 0, 1])
+    with pytest.raises(ValueError, match="summary_gen"):
+        cbh.annulus_z(truth, gen[:, :, :1])
+
+
+def test_calibration_by_halo_reads_a_runs_outputs_and_names_what_is_missing(tmp_path, capsys):
+    import xarray as xr
+
+    cbh = _load("calibration_by_halo")
+    truth, gen, prop, clusters = _posterior_summaries(lambda p: 0.5 * (p > 0.5), n_clusters=40)
+    run = tmp_path / "run"
+    (run / "catalog").mkdir(parents=True)
+    halo_id = 1000 + clusters
+    ev = xr.Dataset(
+        {
+            "summary_sim": (("sightline", "field", "annulus"), truth),
+            "summary_gen": (("sightline", "sample", "field", "annulus"), gen),
+        },
+        coords={"field": ["gas", "dm"], "halo_id": ("sightline", halo_id)},
+    )
+    with pytest.raises(SystemExit, match="not a finished run"):
+        cbh.main(["--results", str(run)])
+    ev.to_zarr(run / "metrics" / "evaluation.zarr")
+    catalog = pd.DataFrame({"halo_id": 1000 + np.arange(40), "c200m": 4 + prop, "test_only": prop > 0.9})
+    catalog.to_parquet(run / "catalog" / "halos.parquet")
+    with pytest.raises(SystemExit, match="no column"):
+        cbh.main(["--results", str(run), "--properties", "spin"])
+    assert cbh.main(["--results", str(run), "--properties", "c200m", "test_only", "--groups", "2",
+                     "--n-boot", "50", "--out", str(tmp_path / "t.csv")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "80 maps of 40 clusters" in out and "| gas: c200m |" in out and "| dm: test_only |" in out
+    t = pd.read_csv(tmp_path / "t.csv")
+    assert set(t["property"]) == {"c200m", "test_only", "all"} and set(t["field"]) == {"gas", "dm"}
+    high = t[(t["property"] == "c200m") & (t["group"] == t.loc[t["property"] == "c200m", "group"].iloc[-1])]
+    assert high["z_mean"].mean() > 0.25  # the offset group, through the CLI
+    catalog.iloc[:-1].to_parquet(run / "catalog" / "halos.parquet")
+    with pytest.raises(SystemExit, match="not in the catalogue"):
+        cbh.main(["--results", str(run), "--properties", "c200m"])
