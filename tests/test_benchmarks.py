@@ -311,17 +311,22 @@ def test_denoiser_modes_finds_a_mean_error_along_a_mode_with_its_sign():
     shift[0, 0] = -0.2 * torch.as_tensor(modes["ann2"])
     shift[0, 1] = 0.2 * torch.as_tensor(modes["all"])
     x0, cond = _toy_maps(1000, cov)
-    t = dm.mode_calibration(
-        lambda x, sigma, c: exact(x, sigma, c) + shift,
-        x0,
-        cond,
-        (0.1, 1.0),
-        modes,
-        draws=4,
-        generator=torch.Generator().manual_seed(0),
-        fields=["gas", "dm"],
-        batch=500,
-    ).set_index(["field", "mode", "sigma"])
+
+    def table(response: bool):
+        return dm.mode_calibration(
+            lambda x, sigma, c: exact(x, sigma, c) + shift,
+            x0,
+            cond,
+            (0.1, 1.0),
+            modes,
+            draws=4,
+            generator=torch.Generator().manual_seed(0),
+            fields=["gas", "dm"],
+            batch=500,
+            response=response,
+        ).set_index(["field", "mode", "sigma"])
+
+    t = table(response=True)
     want = pd.Series(0.0, index=t.index)
     for field in ("gas", "dm"):  # the offset's projection on each mode (the annuli are disjoint)
         for m, u in modes.items():
@@ -329,18 +334,7 @@ def test_denoiser_modes_finds_a_mean_error_along_a_mode_with_its_sign():
     assert (np.abs(t["mean"] - want) < 4 * t["mean_se"]).all()
     assert (t.loc[("gas", "ann2"), "mean"] < -0.12).all() and (t.loc[("dm", "all"), "mean"] > 0.12).all()
     assert (t["mean_se"] < 0.02).all()
-    alone = dm.mode_calibration(
-        lambda x, sigma, c: exact(x, sigma, c) + shift,
-        x0,
-        cond,
-        (0.1, 1.0),
-        modes,
-        draws=4,
-        generator=torch.Generator().manual_seed(0),
-        fields=["gas", "dm"],
-        batch=500,
-        response=False,
-    ).set_index(["field", "mode", "sigma"])
+    alone = table(response=False)
     pd.testing.assert_series_equal(alone["mean"], t["mean"])  # the same draws, without the response
     assert alone["J_model"].isna().all() and alone["ratio"].isna().all()
 
