@@ -287,11 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         )[1 if args.mean_only else 0 :]:
             print(f"\n{f}: {what}\n")
             print(_markdown(t.pivot(index="sigma", columns="mode", values=col)[list(modes)], fmt, "sigma"))
-        worst = t.loc[(t["mean"].abs() / t["mean_se"]).idxmax()]
-        print(
-            f"\n{f}: largest mean error in standard errors: {worst['mean']:+.4f} +/- {worst['mean_se']:.4f} "
-            f"({worst['mode']}, sigma {worst['sigma']:.4g})"
-        )
+        significance = t["mean"].abs() / t["mean_se"]
+        if significance.notna().any():  # one map: no standard error
+            worst = t.loc[significance.idxmax()]
+            print(
+                f"\n{f}: largest mean error in standard errors: {worst['mean']:+.4f} +/- {worst['mean_se']:.4f} "
+                f"({worst['mode']}, sigma {worst['sigma']:.4g})"
+            )
     if not args.mean_only:
         spread = spread_factors(table)
         print(
