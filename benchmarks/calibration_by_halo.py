@@ -20,6 +20,7 @@ group, a posterior too narrow there.
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,20 +28,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from massmaps.evaluation import calibration  # noqa: E402
+
 #: Columns of the halo catalogue (``catalog/halos.parquet``) split by default.
 PROPERTIES = ("log10_M200m", "c200m", "axis_ratio_s", "test_only")
 
 
 def annulus_z(summary_sim: np.ndarray, summary_gen: np.ndarray) -> np.ndarray:
-    """z = (truth - mean of the samples) / their std (ddof 1), per map, field and annulus: ``summary_sim``
-    (maps, fields, annuli), ``summary_gen`` (maps, samples, fields, annuli)."""
+    """z = (truth - mean of the samples) / their std (ddof 1; NaN where the samples agree), per map, field and
+    annulus (calibration.profile_z): ``summary_sim`` (maps, fields, annuli), ``summary_gen`` (maps, samples,
+    fields, annuli)."""
     gen = np.asarray(summary_gen, dtype=np.float64)
     if gen.ndim != 4 or gen.shape[0] != np.shape(summary_sim)[0] or gen.shape[2:] != np.shape(summary_sim)[1:]:
         raise ValueError(
             f"summary_gen must be (maps, samples, fields, annuli) matching summary_sim {np.shape(summary_sim)}, "
             f"got {gen.shape}"
         )
-    return (np.asarray(summary_sim, dtype=np.float64) - gen.mean(axis=1)) / gen.std(axis=1, ddof=1)
+    return calibration.profile_z(list(zip(gen, np.asarray(summary_sim, dtype=np.float64))))
 
 
 def group_labels(values: Sequence, n_groups: int) -> tuple[np.ndarray, list[str]]:

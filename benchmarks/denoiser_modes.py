@@ -153,8 +153,8 @@ def mode_calibration(
             if response:
                 diff = (d[1 : 1 + C * M] - d[1 + C * M :]) / (2 * eps)  # (C M, B, C, H, W)
                 jac += torch.einsum("kbchw,kchw->k", diff, steps[:, 0])
-            else:
-                jac[:] = math.nan
+        if not response:
+            jac[:] = math.nan
         n = B * draws
         jac = jac.reshape(C, M)
         per_map = e1 / draws
